@@ -1,0 +1,202 @@
+//! A buffered packet reader/writer over any byte stream. Reading is two
+//! steps: "is a whole packet buffered?" (pure, [`super::packet::frame_len`])
+//! then split it off; a short read just means "read more".
+
+use std::io;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::packet::{frame_len, Header, HEADER_LEN};
+
+const READ_CHUNK: usize = 16 * 1024;
+
+/// One logical payload, joined from one or more physical packets.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    /// Sequence id of the first packet.
+    pub seq: u8,
+    /// Sequence id of the last packet.
+    pub last_seq: u8,
+    pub data: Bytes,
+}
+
+/// Why a payload could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    Io(io::Error),
+    /// The peer closed the connection between packets.
+    Closed,
+    /// The peer closed the connection in the middle of a packet.
+    Truncated,
+    /// The payload is larger than allowed; nothing more can be read safely.
+    TooLarge { limit: usize },
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+#[derive(Debug)]
+pub struct PacketStream<S> {
+    io: S,
+    rbuf: BytesMut,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
+    pub fn new(io: S) -> Self {
+        PacketStream {
+            io,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+        }
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// Bytes received and not yet consumed.
+    pub fn buffer(&mut self) -> &mut BytesMut {
+        &mut self.rbuf
+    }
+
+    /// Reads more bytes into the buffer. `Ok(0)` means the peer closed.
+    pub async fn fill(&mut self) -> io::Result<usize> {
+        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+            self.rbuf.reserve(READ_CHUNK);
+        }
+        self.io.read_buf(&mut self.rbuf).await
+    }
+
+    /// Ensures at least `n` bytes are buffered.
+    pub async fn fill_to(&mut self, n: usize) -> Result<(), ReadError> {
+        while self.rbuf.len() < n {
+            self.rbuf.reserve(n - self.rbuf.len());
+            if self.fill().await? == 0 {
+                return Err(if self.rbuf.is_empty() {
+                    ReadError::Closed
+                } else {
+                    ReadError::Truncated
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads one physical packet whole: its header and payload.
+    pub async fn read_packet(&mut self) -> Result<(Header, Bytes), ReadError> {
+        loop {
+            if let Some(n) = frame_len(&self.rbuf) {
+                let h = Header::parse(&self.rbuf).ok_or(ReadError::Truncated)?;
+                let mut frame = self.rbuf.split_to(n);
+                frame.advance(HEADER_LEN);
+                return Ok((h, frame.freeze()));
+            }
+            if let Some(h) = Header::parse(&self.rbuf) {
+                self.rbuf.reserve(HEADER_LEN + h.len - self.rbuf.len());
+            }
+            if self.fill().await? == 0 {
+                return Err(if self.rbuf.is_empty() {
+                    ReadError::Closed
+                } else {
+                    ReadError::Truncated
+                });
+            }
+        }
+    }
+
+    /// Reads one logical payload, joining continuation packets, refusing
+    /// payloads over `limit` bytes before buffering them.
+    pub async fn read_payload(&mut self, limit: usize) -> Result<Payload, ReadError> {
+        self.fill_to(HEADER_LEN).await?;
+        if let Some(h) = Header::parse(&self.rbuf) {
+            if h.len > limit {
+                return Err(ReadError::TooLarge { limit });
+            }
+        }
+        let (h, first) = self.read_packet().await?;
+        if !h.continues() {
+            return Ok(Payload {
+                seq: h.seq,
+                last_seq: h.seq,
+                data: first,
+            });
+        }
+        let mut joined = BytesMut::from(&first[..]);
+        let mut last = h;
+        while last.continues() {
+            let (h, more) = self.read_packet().await?;
+            if joined.len() + more.len() > limit {
+                return Err(ReadError::TooLarge { limit });
+            }
+            joined.extend_from_slice(&more);
+            last = h;
+        }
+        Ok(Payload {
+            seq: h.seq,
+            last_seq: last.seq,
+            data: joined.freeze(),
+        })
+    }
+
+    pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        self.io.write_all(data).await
+    }
+
+    pub async fn shutdown(&mut self) -> io::Result<()> {
+        self.io.shutdown().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::packet::write_packets;
+
+    #[tokio::test]
+    async fn joins_split_payloads_and_reads_back_to_back_packets() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let big = vec![9u8; (16 << 20) + 10];
+        let writer = tokio::spawn(async move {
+            let mut s = PacketStream::new(a);
+            let mut out = BytesMut::new();
+            write_packets(&mut out, 0, &big);
+            write_packets(&mut out, 0, b"next");
+            s.write_all(&out).await.unwrap();
+        });
+        let mut r = PacketStream::new(b);
+        let p = r.read_payload(64 << 20).await.unwrap();
+        assert_eq!(p.data.len(), (16 << 20) + 10);
+        assert_eq!((p.seq, p.last_seq), (0, 1));
+        let p = r.read_payload(64 << 20).await.unwrap();
+        assert_eq!(&p.data[..], b"next");
+        writer.await.unwrap();
+        assert!(matches!(r.read_payload(10).await, Err(ReadError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn refuses_oversize_payload_before_buffering_it() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let mut w = PacketStream::new(a);
+        let mut out = BytesMut::new();
+        write_packets(&mut out, 0, &[1u8; 100]);
+        w.write_all(&out).await.unwrap();
+        let mut r = PacketStream::new(b);
+        assert!(matches!(
+            r.read_payload(50).await,
+            Err(ReadError::TooLarge { limit: 50 })
+        ));
+    }
+
+    #[tokio::test]
+    async fn truncated_packet_is_reported() {
+        let (a, b) = tokio::io::duplex(64);
+        let mut w = PacketStream::new(a);
+        w.write_all(&[10, 0, 0, 0, 1, 2]).await.unwrap();
+        drop(w);
+        let mut r = PacketStream::new(b);
+        assert!(matches!(r.read_payload(100).await, Err(ReadError::Truncated)));
+    }
+}
