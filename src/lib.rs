@@ -1,7 +1,22 @@
 //! Causeway: a MySQL-protocol read/write-splitting proxy.
 //!
-//! Module map and import direction: see `docs/architecture.md`. Lower
-//! modules (`protocol`, `position`, `classify`) import nothing from the crate.
+//! Modules, top to bottom; imports point down only:
+//! `app` (wiring) → `session` → `admin` → `pool` → `cluster` →
+//! `router` → `position` / `protocol` → `config` → `error`.
+//! `protocol` and `position` import nothing from the crate; `playground`
+//! starts local MariaDB clusters for users and tests.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod app;
+pub mod cluster;
+pub mod config;
+pub mod error;
+pub mod playground;
+pub mod pool;
+pub mod position;
 pub mod protocol;
+pub mod router;
+pub mod session;
+
+pub use error::Error;

@@ -1,0 +1,89 @@
+//! The admin HTTP endpoint: `GET /metrics` (Prometheus text format) and
+//! `GET /status` (JSON: topology, sessions). A deliberately small HTTP/1.1
+//! server: one request per connection, bounded request size.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::cluster::Cluster;
+
+const MAX_REQUEST: usize = 8 * 1024;
+
+pub async fn serve(
+    listener: TcpListener,
+    cluster: Arc<Cluster>,
+    metrics: PrometheusHandle,
+    status: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (sock, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let cluster = cluster.clone();
+        let metrics = metrics.clone();
+        let status = status.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(sock, &cluster, &metrics, &*status).await {
+                tracing::debug!(error = %e, "admin request failed");
+            }
+        });
+    }
+}
+
+async fn handle(
+    mut sock: TcpStream,
+    cluster: &Cluster,
+    metrics: &PrometheusHandle,
+    status: &(dyn Fn() -> serde_json::Value + Send + Sync),
+) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        let mut chunk = [0u8; 1024];
+        let n = sock.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.len() > MAX_REQUEST {
+            break;
+        }
+    }
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (code, ctype, body) = match (method, path) {
+        ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
+        ("GET", "/status") => {
+            let mut v = status();
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert(
+                    "topology".into(),
+                    serde_json::to_value(&*cluster.topology()).unwrap_or_default(),
+                );
+            }
+            ("200 OK", "application/json", v.to_string())
+        }
+        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".into()),
+        _ => ("405 Method Not Allowed", "text/plain", "only GET\n".into()),
+    };
+    let resp = format!(
+        "HTTP/1.1 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    sock.write_all(resp.as_bytes()).await?;
+    sock.shutdown().await
+}

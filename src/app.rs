@@ -1,0 +1,159 @@
+//! Wiring: the listener, the monitor, the admin endpoint, and draining on
+//! shutdown. `run` takes an already-bound listener so tests bind port 0.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::admin::{http, metrics as m};
+use crate::cluster::{spawn_monitor, Cluster};
+use crate::config::Config;
+use crate::error::Error;
+use crate::protocol::packet::{begin_packet, finish_packet};
+use crate::session::{handle_client, Ctx, Registry};
+
+/// Runs the proxy until `shutdown` turns true, then stops accepting, lets
+/// sessions finish their current command (up to the drain timeout) and
+/// returns.
+pub async fn run(
+    config: Arc<Config>,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let prometheus = m::install();
+    let cluster = Cluster::new(config.clone());
+    let monitor = spawn_monitor(cluster.clone(), shutdown.clone());
+    wait_first_check(&cluster, config.timeouts.connect() * 2).await;
+    let registry = Registry::new();
+    let ctx = Arc::new(Ctx {
+        cluster: cluster.clone(),
+        registry: registry.clone(),
+        shutdown: shutdown.clone(),
+    });
+    if let Some(admin) = admin {
+        let reg = registry.clone();
+        let policy = config.loaded_policy.name.clone();
+        let status = Arc::new(move || {
+            serde_json::json!({
+                "sessions": reg.len(),
+                "policy": policy,
+                "version": env!("CARGO_PKG_VERSION"),
+            })
+        });
+        tokio::spawn(http::serve(admin, cluster.clone(), prometheus, status, shutdown.clone()));
+    }
+    tracing::info!(listen = %listener.local_addr()?, "causeway accepting clients");
+    let mut sessions = JoinSet::new();
+    let mut stop = shutdown.clone();
+    let max = config.proxy.max_connections;
+    loop {
+        tokio::select! {
+            r = listener.accept() => {
+                let (sock, peer) = match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // EMFILE and friends: back off briefly instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if sessions.len() >= max {
+                    tokio::spawn(refuse(sock, Error::TooManyConnections));
+                    continue;
+                }
+                metrics::counter!(m::CLIENT_CONNECTIONS).increment(1);
+                let ctx = ctx.clone();
+                sessions.spawn(async move {
+                    metrics::gauge!(m::CLIENT_CONNECTIONS_OPEN).increment(1.0);
+                    handle_client(ctx, sock, peer).await;
+                    metrics::gauge!(m::CLIENT_CONNECTIONS_OPEN).decrement(1.0);
+                });
+            }
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            _ = crate::session::registry::shutdown_signalled(&mut stop) => break,
+        }
+    }
+    drop(listener);
+    let deadline = tokio::time::sleep(config.timeouts.shutdown_drain());
+    tokio::pin!(deadline);
+    while !sessions.is_empty() {
+        tokio::select! {
+            _ = sessions.join_next() => {}
+            _ = &mut deadline => {
+                tracing::warn!(left = sessions.len(), "drain timeout: closing remaining sessions");
+                sessions.abort_all();
+                while sessions.join_next().await.is_some() {}
+            }
+        }
+    }
+    let _ = monitor.await;
+    Ok(())
+}
+
+/// Waits until the monitor has checked the primary once (so clients are
+/// greeted with its version), or `limit` passes.
+async fn wait_first_check(cluster: &Cluster, limit: Duration) {
+    let start = Instant::now();
+    while cluster.topology().primary().checked_at.is_none() && start.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Answers a connection Causeway will not serve with an ERR instead of a greeting.
+async fn refuse(mut sock: TcpStream, e: Error) {
+    use tokio::io::AsyncWriteExt;
+    metrics::counter!(m::CLIENT_ERRORS, "kind" => e.label()).increment(1);
+    let mut out = BytesMut::new();
+    let start = begin_packet(&mut out, 0);
+    e.encode_err(&mut out);
+    finish_packet(&mut out, start);
+    let _ = sock.write_all(&out).await;
+}
+
+/// The configuration (TOML text) of a Causeway in front of a playground
+/// cluster. `causeway playground` writes it next to the servers so users can
+/// read and reuse it; the integration tests load it too.
+pub fn playground_config(
+    cluster: &crate::playground::Cluster,
+    listen: &str,
+    admin_listen: &str,
+    policy: Option<&std::path::Path>,
+) -> String {
+    let mut t = String::new();
+    t.push_str("# Written by `causeway playground`.\n");
+    if let Some(p) = policy {
+        t.push_str(&format!("policy = {}\n", toml_str(&p.display().to_string())));
+    }
+    t.push_str(&format!(
+        "\n[proxy]\nlisten = {}\nadmin_listen = {}\n",
+        toml_str(listen),
+        toml_str(admin_listen)
+    ));
+    t.push_str(&format!(
+        "\n[cluster]\nprimary = {{ name = \"{}\", address = \"{}\" }}\n",
+        cluster.primary.name, cluster.primary.addr
+    ));
+    for r in &cluster.replicas {
+        t.push_str(&format!(
+            "\n[[cluster.replicas]]\nname = \"{}\"\naddress = \"{}\"\n",
+            r.name, r.addr
+        ));
+    }
+    t.push_str(&format!(
+        "\n[monitor]\nuser = {}\npassword = {}\ninterval_ms = 50\n",
+        toml_str(&cluster.monitor_user),
+        toml_str(&cluster.monitor_password)
+    ));
+    t
+}
+
+fn toml_str(s: &str) -> String {
+    // A TOML basic string; serde_json's escaping is valid TOML for these.
+    serde_json::Value::String(s.to_string()).to_string()
+}

@@ -1,0 +1,224 @@
+//! The backends, what the monitor knows about them, and client accounts.
+//!
+//! The monitor polls every backend and publishes one immutable [`Topology`]
+//! through `ArcSwap`; readers take one `Arc` per statement and never hold a
+//! guard across `.await`. Accounts are a separate snapshot: they change on
+//! their own schedule and never together with the topology.
+//!
+//! May import `pool::conn`, `protocol`, `config`, `error`.
+
+pub mod accounts;
+mod monitor;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use tokio::sync::Mutex;
+
+use crate::config::{AuthSource, Config};
+use crate::error::Error;
+use crate::protocol::auth::{Credential, StoredHash};
+use crate::pool::conn::{BackendConn, ConnectParams};
+
+pub use accounts::{Account, Accounts};
+pub use monitor::spawn_monitor;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Primary,
+    Replica,
+}
+
+/// What the monitor last learned about one backend.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackendState {
+    pub name: String,
+    pub address: String,
+    pub role: Role,
+    pub up: bool,
+    pub read_only: Option<bool>,
+    pub server_id: Option<u32>,
+    /// `@@version`.
+    pub version: Option<String>,
+    pub last_error: Option<String>,
+    /// Seconds since the epoch of the last check.
+    pub checked_at: Option<f64>,
+    pub consecutive_failures: u32,
+}
+
+/// One immutable snapshot of the cluster. `backends[0]` is the primary.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Topology {
+    pub backends: Vec<BackendState>,
+    /// The version string the primary greets with; Causeway greets clients
+    /// with it so they enable the right features.
+    pub greeting_version: String,
+}
+
+impl Topology {
+    fn from_config(cfg: &Config) -> Topology {
+        let mk = |b: &crate::config::BackendConfig, role| BackendState {
+            name: b.name.clone(),
+            address: b.address.clone(),
+            role,
+            up: false,
+            read_only: None,
+            server_id: None,
+            version: None,
+            last_error: None,
+            checked_at: None,
+            consecutive_failures: 0,
+        };
+        let mut backends = vec![mk(&cfg.cluster.primary, Role::Primary)];
+        backends.extend(cfg.cluster.replicas.iter().map(|r| mk(r, Role::Replica)));
+        Topology {
+            backends,
+            greeting_version: DEFAULT_GREETING.into(),
+        }
+    }
+
+    pub fn primary(&self) -> &BackendState {
+        &self.backends[0]
+    }
+}
+
+/// Used until the primary has been reached once.
+const DEFAULT_GREETING: &str = "5.5.5-10.11.0-MariaDB-causeway";
+
+/// Shared handle to everything the monitor publishes.
+pub struct Cluster {
+    config: Arc<Config>,
+    topology: ArcSwap<Topology>,
+    accounts: ArcSwap<Accounts>,
+    last_account_load: Mutex<Option<Instant>>,
+}
+
+/// Unknown users trigger at most one reload per this interval.
+const ACCOUNT_RELOAD_MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Cluster {
+    pub fn new(config: Arc<Config>) -> Arc<Cluster> {
+        let accounts = match config.auth.source {
+            AuthSource::Config => config_accounts(&config),
+            AuthSource::Primary => Accounts::default(),
+        };
+        Arc::new(Cluster {
+            topology: ArcSwap::from_pointee(Topology::from_config(&config)),
+            accounts: ArcSwap::from_pointee(accounts),
+            config,
+            last_account_load: Mutex::new(None),
+        })
+    }
+
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    pub fn topology(&self) -> Arc<Topology> {
+        self.topology.load_full()
+    }
+
+    pub(crate) fn publish(&self, t: Topology) {
+        self.topology.store(Arc::new(t));
+    }
+
+    pub fn accounts(&self) -> Arc<Accounts> {
+        self.accounts.load_full()
+    }
+
+    /// Finds the account for a login, reloading accounts from the primary
+    /// once (rate-limited) when the user is unknown.
+    pub async fn find_account(&self, user: &str, ip: IpAddr) -> Option<Account> {
+        if let Some(a) = self.accounts().find(user, ip) {
+            return Some(a.clone());
+        }
+        if self.config.auth.source != AuthSource::Primary {
+            return None;
+        }
+        self.reload_accounts(false).await.ok()?;
+        self.accounts().find(user, ip).cloned()
+    }
+
+    /// Reloads accounts from the primary. Unless `force`, skips the load
+    /// when one happened less than a second ago.
+    pub async fn reload_accounts(&self, force: bool) -> Result<usize, Error> {
+        let mut last = self.last_account_load.lock().await;
+        if !force && last.is_some_and(|t| t.elapsed() < ACCOUNT_RELOAD_MIN_INTERVAL) {
+            return Ok(self.accounts().len());
+        }
+        *last = Some(Instant::now());
+        let mut conn = self.monitor_connect(0).await?;
+        let rows = conn
+            .query_rows("SELECT User, Host, plugin, authentication_string FROM mysql.user")
+            .await?;
+        let list: Vec<Account> = rows
+            .into_iter()
+            .map(|r| {
+                let col = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+                let plugin = col(2);
+                let auth = col(3);
+                let hash = match plugin.as_str() {
+                    "" | "mysql_native_password" => StoredHash::parse(&auth),
+                    _ => None,
+                };
+                Account {
+                    user: col(0),
+                    host: col(1),
+                    plugin,
+                    hash,
+                }
+            })
+            .collect();
+        let n = list.len();
+        self.accounts.store(Arc::new(Accounts::new(list)));
+        metrics::counter!(crate::admin::metrics::ACCOUNT_RELOADS).increment(1);
+        Ok(n)
+    }
+
+    /// Opens a connection to backend `index` with the monitor account.
+    pub async fn monitor_connect(&self, index: usize) -> Result<BackendConn, Error> {
+        let topo = self.topology();
+        let b = topo.backends.get(index).ok_or_else(|| Error::BackendUnavailable {
+            backend: format!("#{index}"),
+            address: String::new(),
+            reason: "no such backend".into(),
+        })?;
+        BackendConn::connect(&ConnectParams {
+            backend: b.name.clone(),
+            address: b.address.clone(),
+            user: self.config.monitor.user.clone(),
+            credential: Credential::from_password(self.config.monitor.password.as_bytes()),
+            database: None,
+            client_capabilities: 0,
+            charset: 45,
+            attributes: vec![("program_name".into(), "causeway-monitor".into())],
+            timeout: self.config.timeouts.connect(),
+        })
+        .await
+    }
+}
+
+fn config_accounts(cfg: &Config) -> Accounts {
+    Accounts::new(
+        cfg.auth
+            .users
+            .iter()
+            .map(|u| Account {
+                user: u.name.clone(),
+                host: u.host.clone(),
+                plugin: "mysql_native_password".into(),
+                hash: u.stored_hash(),
+            })
+            .collect(),
+    )
+}
+
+pub(crate) fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

@@ -1,0 +1,317 @@
+//! Configuration: the TOML schema, defaults, validation, and policy files.
+//!
+//! `Config::from_str` is pure; `Config::load` reads the file and the policy
+//! it names (relative paths are resolved against the config file's folder).
+//! Unknown keys are errors. Every error names the file, the field and why.
+//! Imports nothing from the crate but `protocol::auth` (password hashes).
+
+mod policy;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::protocol::auth::StoredHash;
+
+pub use policy::{Policy, Routing};
+
+/// A configuration error: which file, which field, why.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {field}: {reason}")]
+pub struct ConfigError {
+    pub file: String,
+    pub field: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(file: &str, field: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: file.to_string(),
+            field: field.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Turns a TOML deserialisation error into one naming the field (the
+    /// text the parser pointed at, with its line).
+    fn from_toml(file: &str, text: &str, e: toml::de::Error) -> ConfigError {
+        let field = match e.span() {
+            Some(span) => {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                let at = text.get(span.clone()).unwrap_or("").trim();
+                let at: String = at.lines().next().unwrap_or("").chars().take(60).collect();
+                format!("line {line} `{at}`")
+            }
+            None => "(document)".to_string(),
+        };
+        ConfigError::new(file, &field, e.message().trim().to_string())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub proxy: ProxyConfig,
+    pub cluster: ClusterConfig,
+    pub monitor: MonitorConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// Path of the routing/consistency policy (TOML). Relative to the
+    /// config file. Without it, the built-in default policy applies.
+    #[serde(default)]
+    pub policy: Option<PathBuf>,
+    /// The loaded policy (not a TOML key).
+    #[serde(skip)]
+    pub loaded_policy: Policy,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Address clients connect to.
+    pub listen: String,
+    /// Address of the HTTP admin endpoint (/metrics, /status); empty disables it.
+    pub admin_listen: String,
+    /// Most client connections at once; more get ERROR 1040.
+    pub max_connections: usize,
+    /// Largest command a client may send, in bytes.
+    pub max_allowed_packet: usize,
+    /// Worker threads of the runtime; 0 = one per CPU core.
+    pub worker_threads: usize,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: "127.0.0.1:3366".into(),
+            admin_listen: "127.0.0.1:9366".into(),
+            max_connections: 10_000,
+            max_allowed_packet: 1 << 30,
+            worker_threads: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// A name used in logs, metrics, hints and EXPLAIN ROUTE.
+    pub name: String,
+    /// `host:port`.
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub primary: BackendConfig,
+    #[serde(default)]
+    pub replicas: Vec<BackendConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorConfig {
+    pub user: String,
+    #[serde(default)]
+    pub password: String,
+    /// How often each backend is checked, in milliseconds.
+    #[serde(default = "default_monitor_interval")]
+    pub interval_ms: u64,
+    /// How often accounts are reloaded from the primary, in seconds.
+    #[serde(default = "default_accounts_refresh")]
+    pub accounts_refresh_s: u64,
+}
+
+fn default_monitor_interval() -> u64 {
+    500
+}
+
+fn default_accounts_refresh() -> u64 {
+    60
+}
+
+/// Where client accounts come from.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthSource {
+    /// `mysql.user` on the primary, read by the monitor account.
+    #[default]
+    Primary,
+    /// Only `[[auth.users]]` from this file.
+    Config,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub source: AuthSource,
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    /// Host pattern as in `user@host` (default `%`).
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// Cleartext password (hashed at load), or ...
+    #[serde(default)]
+    pub password: Option<String>,
+    /// ... the `*`-prefixed hash `PASSWORD()` gives.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+}
+
+fn default_host() -> String {
+    "%".into()
+}
+
+impl UserConfig {
+    pub fn stored_hash(&self) -> Option<StoredHash> {
+        match (&self.password, &self.password_hash) {
+            (Some(p), None) => Some(StoredHash::from_password(p.as_bytes())),
+            (None, Some(h)) => StoredHash::parse(h),
+            (None, None) => Some(StoredHash::Empty),
+            (Some(_), Some(_)) => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// Opening and logging in to a backend connection.
+    pub connect_ms: u64,
+    /// A client that has not finished its handshake by then is dropped.
+    pub client_handshake_ms: u64,
+    /// On shutdown, how long sessions may take to finish.
+    pub shutdown_drain_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect_ms: 3_000,
+            client_handshake_ms: 10_000,
+            shutdown_drain_ms: 10_000,
+        }
+    }
+}
+
+impl Timeouts {
+    pub fn connect(&self) -> Duration {
+        Duration::from_millis(self.connect_ms)
+    }
+    pub fn client_handshake(&self) -> Duration {
+        Duration::from_millis(self.client_handshake_ms)
+    }
+    pub fn shutdown_drain(&self) -> Duration {
+        Duration::from_millis(self.shutdown_drain_ms)
+    }
+}
+
+impl Config {
+    /// Parses and validates a configuration. `file` is only used in error
+    /// messages. The policy is not loaded (see [`Config::load`]).
+    pub fn from_str(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, e))?;
+        cfg.validate(file)
+    }
+
+    /// Reads, parses and validates a configuration file and its policy.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(&file, "(file)", format!("cannot read: {e}")))?;
+        let mut cfg = Config::from_str(&text, &file)?;
+        if let Some(p) = &cfg.policy {
+            let resolved = if p.is_relative() {
+                path.parent().unwrap_or(Path::new(".")).join(p)
+            } else {
+                p.clone()
+            };
+            cfg.loaded_policy = Policy::load(&resolved)?;
+            cfg.policy = Some(resolved);
+        }
+        Ok(cfg)
+    }
+
+    fn validate(self, file: &str) -> Result<Config, ConfigError> {
+        let addr = |field: &str, v: &str| -> Result<(), ConfigError> {
+            v.parse::<SocketAddr>()
+                .map(|_| ())
+                .map_err(|e| ConfigError::new(file, field, format!("'{v}' is not an ip:port address: {e}")))
+        };
+        addr("proxy.listen", &self.proxy.listen)?;
+        if !self.proxy.admin_listen.is_empty() {
+            addr("proxy.admin_listen", &self.proxy.admin_listen)?;
+        }
+        if self.proxy.max_connections == 0 {
+            return Err(ConfigError::new(file, "proxy.max_connections", "must be at least 1"));
+        }
+        if self.proxy.max_allowed_packet < 1024 {
+            return Err(ConfigError::new(file, "proxy.max_allowed_packet", "must be at least 1024 bytes"));
+        }
+        let mut names = std::collections::HashSet::new();
+        let backends = std::iter::once(("cluster.primary".to_string(), &self.cluster.primary)).chain(
+            self.cluster
+                .replicas
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (format!("cluster.replicas[{i}]"), r)),
+        );
+        for (field, b) in backends {
+            if b.name.is_empty() || !b.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                return Err(ConfigError::new(file, &format!("{field}.name"), format!("'{}' must be non-empty and use only letters, digits, '_' and '-'", b.name)));
+            }
+            if !names.insert(b.name.clone()) {
+                return Err(ConfigError::new(file, &format!("{field}.name"), format!("backend name '{}' is used twice", b.name)));
+            }
+            validate_host_port(&b.address).map_err(|r| ConfigError::new(file, &format!("{field}.address"), r))?;
+        }
+        if self.monitor.user.is_empty() {
+            return Err(ConfigError::new(file, "monitor.user", "must not be empty"));
+        }
+        if self.monitor.interval_ms == 0 {
+            return Err(ConfigError::new(file, "monitor.interval_ms", "must be at least 1"));
+        }
+        for (i, u) in self.auth.users.iter().enumerate() {
+            if u.stored_hash().is_none() {
+                return Err(ConfigError::new(
+                    file,
+                    &format!("auth.users[{i}]"),
+                    "give either `password` or `password_hash` (`*` and 40 hex digits), not both",
+                ));
+            }
+        }
+        if self.auth.source == AuthSource::Config && self.auth.users.is_empty() {
+            return Err(ConfigError::new(file, "auth.users", "auth.source = \"config\" needs at least one [[auth.users]]"));
+        }
+        Ok(self)
+    }
+}
+
+fn validate_host_port(v: &str) -> Result<(), String> {
+    let (host, port) = v
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{v}' is not host:port"))?;
+    if host.is_empty() {
+        return Err(format!("'{v}' has no host"));
+    }
+    port.parse::<u16>()
+        .map_err(|_| format!("'{v}' has an invalid port"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

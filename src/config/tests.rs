@@ -1,0 +1,83 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+[cluster]
+primary = { name = "primary", address = "127.0.0.1:3306" }
+[monitor]
+user = "causeway_monitor"
+"#;
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = Config::from_str(MINIMAL, "t.toml").unwrap();
+    assert_eq!(c.proxy.listen, "127.0.0.1:3366");
+    assert_eq!(c.monitor.interval_ms, 500);
+    assert_eq!(c.auth.source, AuthSource::Primary);
+    assert!(c.cluster.replicas.is_empty());
+}
+
+#[test]
+fn unknown_field_is_named() {
+    let text = format!("{MINIMAL}\n[proxy]\nlisten_addr = \"x\"\n");
+    let e = Config::from_str(&text, "my.toml").unwrap_err();
+    let s = e.to_string();
+    assert!(s.starts_with("my.toml: "), "{s}");
+    assert!(s.contains("listen_addr"), "{s}");
+}
+
+#[test]
+fn bad_address_names_file_field_and_reason() {
+    let text = MINIMAL.replace("127.0.0.1:3306", "localhost");
+    let e = Config::from_str(&text, "c.toml").unwrap_err();
+    assert_eq!(e.file, "c.toml");
+    assert_eq!(e.field, "cluster.primary.address");
+    assert!(e.reason.contains("host:port"), "{}", e.reason);
+}
+
+#[test]
+fn duplicate_backend_names_are_rejected() {
+    let text = format!(
+        "{MINIMAL}\n[[cluster.replicas]]\nname = \"primary\"\naddress = \"127.0.0.1:3307\"\n"
+    );
+    let e = Config::from_str(&text, "c.toml").unwrap_err();
+    assert_eq!(e.field, "cluster.replicas[0].name");
+}
+
+#[test]
+fn user_needs_one_kind_of_password() {
+    let text = format!(
+        "{MINIMAL}\n[auth]\nsource = \"config\"\n[[auth.users]]\nname = \"a\"\npassword = \"x\"\npassword_hash = \"*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19\"\n"
+    );
+    let e = Config::from_str(&text, "c.toml").unwrap_err();
+    assert_eq!(e.field, "auth.users[0]");
+    let text = format!("{MINIMAL}\n[auth]\nsource = \"config\"\n");
+    assert_eq!(Config::from_str(&text, "c.toml").unwrap_err().field, "auth.users");
+}
+
+#[test]
+fn listen_must_be_an_address() {
+    let text = format!("{MINIMAL}\n[proxy]\nlisten = \"nope\"\n");
+    assert_eq!(Config::from_str(&text, "c.toml").unwrap_err().field, "proxy.listen");
+}
+
+/// Every shipped example configuration and policy loads.
+#[test]
+fn every_shipped_config_and_policy_loads() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut seen = 0;
+    for dir in ["config", "policies"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            if dir == "config" {
+                Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            } else {
+                Policy::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 3, "expected shipped files, found {seen}");
+}

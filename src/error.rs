@@ -1,0 +1,197 @@
+//! Typed errors and the one place that turns an error into the ERR packet a
+//! client sees (code, SQLSTATE, message).
+
+use bytes::BytesMut;
+
+use crate::protocol::response;
+
+/// Where an error came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Backend,
+    Internal,
+}
+
+/// An ERR packet received from a backend, kept to be relayed verbatim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerError {
+    pub code: u16,
+    pub sql_state: [u8; 5],
+    pub message: String,
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ERROR {} ({}): {}",
+            self.code,
+            String::from_utf8_lossy(&self.sql_state),
+            self.message
+        )
+    }
+}
+
+impl ServerError {
+    pub fn from_packet(payload: &[u8]) -> Option<ServerError> {
+        response::Err::decode(payload).map(|e| ServerError {
+            code: e.code,
+            sql_state: e.sql_state,
+            message: String::from_utf8_lossy(e.message).into_owned(),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Access denied for user '{user}'@'{host}' (using password: {})", if *.using_password { "YES" } else { "NO" })]
+    AccessDenied {
+        user: String,
+        host: String,
+        using_password: bool,
+    },
+    #[error("{0}")]
+    Server(ServerError),
+    #[error("Causeway cannot reach backend '{backend}' ({address}): {reason}")]
+    BackendUnavailable {
+        backend: String,
+        address: String,
+        reason: String,
+    },
+    #[error("Causeway lost its connection to backend '{backend}' during the query: {reason}")]
+    BackendLost { backend: String, reason: String },
+    #[error("backend '{backend}' sent a malformed packet")]
+    BackendProtocol { backend: String },
+    #[error("Unknown command")]
+    UnknownCommand(u8),
+    #[error("Malformed communication packet")]
+    MalformedPacket,
+    #[error("Got a packet bigger than 'max_allowed_packet' bytes")]
+    PacketTooLarge,
+    #[error("Causeway does not support TLS yet: connect without TLS (e.g. --ssl=0 or ssl-mode=DISABLED)")]
+    TlsUnsupported,
+    #[error("Too many connections")]
+    TooManyConnections,
+    #[error("Unknown thread id: {0}")]
+    NoSuchThread(u32),
+    #[error("You are not owner of thread {0}")]
+    NotOwnerOfThread(u32),
+    #[error("Causeway is shutting down")]
+    ShuttingDown,
+}
+
+impl Error {
+    pub fn side(&self) -> Side {
+        match self {
+            Error::AccessDenied { .. }
+            | Error::UnknownCommand(_)
+            | Error::MalformedPacket
+            | Error::PacketTooLarge
+            | Error::TlsUnsupported
+            | Error::NoSuchThread(_)
+            | Error::NotOwnerOfThread(_) => Side::Client,
+            Error::Server(_)
+            | Error::BackendUnavailable { .. }
+            | Error::BackendLost { .. }
+            | Error::BackendProtocol { .. } => Side::Backend,
+            Error::TooManyConnections | Error::ShuttingDown => Side::Internal,
+        }
+    }
+
+    /// Whether the same statement may be sent again without risk of running
+    /// it twice.
+    pub fn retry_safe(&self) -> bool {
+        matches!(self, Error::BackendUnavailable { .. } | Error::TooManyConnections)
+    }
+
+    /// A fixed label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Error::AccessDenied { .. } => "access_denied",
+            Error::Server(_) => "server",
+            Error::BackendUnavailable { .. } => "backend_unavailable",
+            Error::BackendLost { .. } => "backend_lost",
+            Error::BackendProtocol { .. } => "backend_protocol",
+            Error::UnknownCommand(_) => "unknown_command",
+            Error::MalformedPacket => "malformed_packet",
+            Error::PacketTooLarge => "packet_too_large",
+            Error::TlsUnsupported => "tls_unsupported",
+            Error::TooManyConnections => "too_many_connections",
+            Error::NoSuchThread(_) => "no_such_thread",
+            Error::NotOwnerOfThread(_) => "not_owner_of_thread",
+            Error::ShuttingDown => "shutting_down",
+        }
+    }
+
+    /// Code and SQLSTATE, as a MariaDB server would use them.
+    pub fn code(&self) -> (u16, &[u8; 5]) {
+        match self {
+            Error::AccessDenied { .. } => (1045, b"28000"),
+            Error::Server(e) => (e.code, &e.sql_state),
+            // CR_CONN_HOST_ERROR / CR_SERVER_LOST: the codes clients already
+            // show for an unreachable or vanished server.
+            Error::BackendUnavailable { .. } => (2003, b"HY000"),
+            Error::BackendLost { .. } | Error::BackendProtocol { .. } => (2013, b"HY000"),
+            Error::UnknownCommand(_) => (1047, b"08S01"),
+            Error::MalformedPacket => (1835, b"08S01"),
+            Error::PacketTooLarge => (1153, b"08S01"),
+            Error::TlsUnsupported => (1251, b"08004"),
+            Error::TooManyConnections => (1040, b"08004"),
+            Error::NoSuchThread(_) => (1094, b"HY000"),
+            Error::NotOwnerOfThread(_) => (1095, b"HY000"),
+            Error::ShuttingDown => (1053, b"08S01"),
+        }
+    }
+
+    /// The ERR payload for this error. The only place errors become packets.
+    pub fn encode_err(&self, out: &mut BytesMut) {
+        let (code, state) = self.code();
+        let message = match self {
+            Error::Server(e) => e.message.clone(),
+            other => other.to_string(),
+        };
+        response::Err {
+            code,
+            sql_state: *state,
+            message: message.as_bytes(),
+        }
+        .encode(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_denied_matches_mariadb_shape() {
+        let e = Error::AccessDenied {
+            user: "app".into(),
+            host: "127.0.0.1".into(),
+            using_password: true,
+        };
+        let mut out = BytesMut::new();
+        e.encode_err(&mut out);
+        let back = ServerError::from_packet(&out).unwrap();
+        assert_eq!(back.code, 1045);
+        assert_eq!(&back.sql_state, b"28000");
+        assert_eq!(
+            back.message,
+            "Access denied for user 'app'@'127.0.0.1' (using password: YES)"
+        );
+    }
+
+    #[test]
+    fn server_errors_are_relayed_verbatim() {
+        let e = Error::Server(ServerError {
+            code: 1049,
+            sql_state: *b"42000",
+            message: "Unknown database 'nope'".into(),
+        });
+        let mut out = BytesMut::new();
+        e.encode_err(&mut out);
+        assert_eq!(&out[..], b"\xff\x19\x04#42000Unknown database 'nope'");
+        assert_eq!(e.side(), Side::Backend);
+    }
+}

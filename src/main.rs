@@ -1,0 +1,254 @@
+//! The `causeway` command: run the proxy, check a configuration, or start a
+//! local playground cluster with Causeway in front of it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use causeway::config::Config;
+use causeway::playground::{Cluster, ClusterOptions};
+
+#[derive(Parser)]
+#[command(name = "causeway", version, about = "MySQL-protocol read/write-splitting proxy")]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Validate a configuration file and exit (non-zero on error).
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Start a local MariaDB primary and replicas with Causeway in front.
+    Playground {
+        /// Directory for the servers' data (default: a temporary one, removed on exit).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 2)]
+        replicas: usize,
+        /// Port Causeway listens on (127.0.0.1).
+        #[arg(long, default_value_t = 3366)]
+        port: u16,
+        /// Port of the admin/metrics endpoint.
+        #[arg(long, default_value_t = 9366)]
+        admin_port: u16,
+        /// Policy file (e.g. policies/primary-only.toml).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Print one JSON line with the addresses and credentials once ready.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Some(Cmd::Check { config }) => match Config::load(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Cmd::Playground { dir, replicas, port, admin_port, policy, json }) => {
+            let opts = PlaygroundArgs { dir, replicas, port, admin_port, policy, json };
+            runtime(0).block_on(playground(opts))
+        }
+        None => {
+            let Some(path) = cli.config else {
+                eprintln!("usage: causeway --config FILE | causeway check --config FILE | causeway playground");
+                return ExitCode::FAILURE;
+            };
+            let config = match Config::load(&path) {
+                Ok(c) => Arc::new(c),
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime(config.proxy.worker_threads).block_on(serve(config))
+        }
+    }
+}
+
+fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if threads > 0 {
+        b.worker_threads(threads);
+    }
+    match b.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn serve(config: Arc<Config>) -> ExitCode {
+    let listener = match TcpListener::bind(&config.proxy.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {}: {e}", config.proxy.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let admin = if config.proxy.admin_listen.is_empty() {
+        None
+    } else {
+        match TcpListener::bind(&config.proxy.admin_listen).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("cannot listen on {}: {e}", config.proxy.admin_listen);
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: draining sessions");
+        let _ = tx.send(true);
+    });
+    match causeway::app::run(config, listener, admin, rx).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("causeway stopped: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+struct PlaygroundArgs {
+    dir: Option<PathBuf>,
+    replicas: usize,
+    port: u16,
+    admin_port: u16,
+    policy: Option<PathBuf>,
+    json: bool,
+}
+
+async fn playground(a: PlaygroundArgs) -> ExitCode {
+    let policy = match &a.policy {
+        Some(p) => match std::fs::canonicalize(p) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("policy file {}: {e}", p.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    // Bind first: a busy port should fail before any server starts.
+    let listen = format!("127.0.0.1:{}", a.port);
+    let admin_listen = format!("127.0.0.1:{}", a.admin_port);
+    let (listener, admin) = match (TcpListener::bind(&listen).await, TcpListener::bind(&admin_listen).await) {
+        (Ok(l), Ok(ad)) => (l, ad),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("cannot listen on {listen} / {admin_listen}: {e} (choose others with --port / --admin-port)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listen = listener.local_addr().map(|a| a.to_string()).unwrap_or(listen);
+    let admin_listen = admin.local_addr().map(|a| a.to_string()).unwrap_or(admin_listen);
+    eprintln!("starting MariaDB: 1 primary, {} replica(s)...", a.replicas);
+    let cluster = match Cluster::start(ClusterOptions { dir: a.dir.clone(), replicas: a.replicas }).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("playground: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let toml = causeway::app::playground_config(&cluster, &listen, &admin_listen, policy.as_deref());
+    let cfg_path = cluster.dir().join("causeway.toml");
+    if let Err(e) = std::fs::write(&cfg_path, &toml) {
+        eprintln!("cannot write {}: {e}", cfg_path.display());
+        return ExitCode::FAILURE;
+    }
+    let config = match Config::load(&cfg_path) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (tx, rx) = watch::channel(false);
+    let proxy = tokio::spawn(causeway::app::run(config, listener, Some(admin), rx));
+    let replicas: Vec<String> = cluster.replicas.iter().map(|r| r.addr.to_string()).collect();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "proxy": listen,
+                "admin": admin_listen,
+                "primary": cluster.primary.addr.to_string(),
+                "replicas": replicas,
+                "user": cluster.app_user,
+                "password": cluster.app_password,
+            })
+        );
+    } else {
+        println!("Causeway playground is ready.");
+        println!("  primary:  {}", cluster.primary.addr);
+        for (r, addr) in cluster.replicas.iter().zip(&replicas) {
+            println!("  {}: {addr}", r.name);
+        }
+        println!("  metrics:  http://{admin_listen}/metrics   status: http://{admin_listen}/status");
+        println!("  config:   {}", cfg_path.display());
+        println!();
+        println!("Connect with:");
+        println!(
+            "  mariadb -h127.0.0.1 -P{} -u{} -p{} app",
+            listen.rsplit(':').next().unwrap_or_default(),
+            cluster.app_user, cluster.app_password
+        );
+        println!();
+        println!("Press Ctrl-C to stop (every server started here is stopped).");
+    }
+    wait_for_signal().await;
+    eprintln!("stopping...");
+    let _ = tx.send(true);
+    let _ = proxy.await;
+    if let Err(e) = cluster.shutdown().await {
+        eprintln!("playground shutdown: {e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,262 @@
+//! One backend connection: connect, log in as a client's account (with the
+//! stage-1 hash, never the cleartext password), turn on session tracking,
+//! and run Causeway's own small queries.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+
+use crate::error::{Error, ServerError};
+use crate::protocol::auth::Credential;
+use crate::protocol::buf::Reader;
+use crate::protocol::consts::{cap, com, status, NATIVE_PASSWORD};
+use crate::protocol::handshake::{AuthSwitch, Handshake, HandshakeResponse};
+use crate::protocol::packet::write_packets;
+use crate::protocol::reply::{Expect, Need, Scanner, Seen};
+use crate::protocol::response::Ok as OkPacket;
+use crate::protocol::stream::{PacketStream, ReadError};
+
+/// Every backend connection asks the server to report, in each OK packet,
+/// the GTID of the write it just made and any session variable that
+/// changed.
+const TRACKING_SETUP: &str = "SET SESSION session_track_system_variables='*', \
+     session_track_schema=ON, session_track_state_change=ON";
+
+/// Who to log in as and how.
+#[derive(Debug, Clone)]
+pub struct ConnectParams {
+    pub backend: String,
+    pub address: String,
+    pub user: String,
+    pub credential: Credential,
+    pub database: Option<String>,
+    /// Capabilities of the client this connection serves; those that change
+    /// reply bytes are mirrored.
+    pub client_capabilities: u32,
+    pub charset: u8,
+    pub attributes: Vec<(String, String)>,
+    pub timeout: Duration,
+}
+
+/// A logged-in backend connection.
+#[derive(Debug)]
+pub struct BackendConn {
+    pub stream: PacketStream<TcpStream>,
+    pub backend: String,
+    /// The server's connection id.
+    pub thread_id: u32,
+    /// Negotiated capabilities.
+    pub capabilities: u32,
+    pub server_version: String,
+    /// Status flags of the last reply.
+    pub status: u16,
+    /// Scratch buffer for outgoing commands, reused to avoid an allocation
+    /// per statement.
+    wbuf: BytesMut,
+}
+
+/// Rows of a text-protocol result, each column `None` for SQL NULL.
+pub type Rows = Vec<Vec<Option<String>>>;
+
+impl BackendConn {
+    /// Connects and logs in, bounded by `p.timeout`.
+    pub async fn connect(p: &ConnectParams) -> Result<BackendConn, Error> {
+        let unavailable = |reason: String| Error::BackendUnavailable {
+            backend: p.backend.clone(),
+            address: p.address.clone(),
+            reason,
+        };
+        match tokio::time::timeout(p.timeout, Self::connect_inner(p)).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(ConnectError::Server(e))) => Err(Error::Server(e)),
+            Ok(Err(ConnectError::Other(reason))) => Err(unavailable(reason)),
+            Err(_) => Err(unavailable(format!("no answer within {:?}", p.timeout))),
+        }
+    }
+
+    async fn connect_inner(p: &ConnectParams) -> Result<BackendConn, ConnectError> {
+        let tcp = TcpStream::connect(&p.address).await.map_err(ConnectError::io)?;
+        tcp.set_nodelay(true).map_err(ConnectError::io)?;
+        let mut stream = PacketStream::new(tcp);
+        let (h, payload) = stream.read_packet().await.map_err(ConnectError::read)?;
+        if payload.first() == Some(&0xFF) {
+            return Err(ConnectError::server(&payload));
+        }
+        let hs = Handshake::decode(&payload)
+            .ok_or_else(|| ConnectError::Other("malformed handshake".into()))?;
+        if hs.capabilities & cap::PROTOCOL_41 == 0 {
+            return Err(ConnectError::Other("server does not speak protocol 4.1".into()));
+        }
+        let wanted = cap::BACKEND_ALWAYS
+            | (p.client_capabilities & cap::MIRRORED_FROM_CLIENT)
+            | if p.database.is_some() { cap::CONNECT_WITH_DB } else { 0 };
+        let capabilities = wanted & hs.capabilities;
+        if capabilities & cap::SESSION_TRACK == 0 {
+            return Err(ConnectError::Other("server does not support session tracking".into()));
+        }
+        let mut attributes = p.attributes.clone();
+        attributes.push(("_proxy".into(), "causeway".into()));
+        let response = HandshakeResponse {
+            capabilities,
+            max_packet: 1 << 30,
+            charset: p.charset,
+            user: p.user.clone(),
+            auth_response: p.credential.scramble(&hs.salt),
+            database: p.database.clone(),
+            auth_plugin: Some(NATIVE_PASSWORD.into()),
+            attributes,
+        };
+        let mut out = BytesMut::new();
+        let mut body = BytesMut::new();
+        response.encode(&mut body);
+        write_packets(&mut out, h.seq.wrapping_add(1), &body);
+        stream.write_all(&out).await.map_err(ConnectError::io)?;
+        let mut status = hs.status;
+        loop {
+            let (h, payload) = stream.read_packet().await.map_err(ConnectError::read)?;
+            match payload.first() {
+                Some(0x00) => {
+                    if let Some(ok) = OkPacket::decode(&payload, capabilities) {
+                        status = ok.status;
+                    }
+                    break;
+                }
+                Some(0xFF) => return Err(ConnectError::server(&payload)),
+                Some(0xFE) => {
+                    let sw = AuthSwitch::decode(&payload)
+                        .ok_or_else(|| ConnectError::Other("malformed auth switch".into()))?;
+                    if sw.plugin != NATIVE_PASSWORD {
+                        return Err(ConnectError::Other(format!(
+                            "account uses auth plugin '{}'; Causeway logs in with {NATIVE_PASSWORD} only",
+                            sw.plugin
+                        )));
+                    }
+                    let answer = p.credential.scramble(&sw.data);
+                    out.clear();
+                    write_packets(&mut out, h.seq.wrapping_add(1), &answer);
+                    stream.write_all(&out).await.map_err(ConnectError::io)?;
+                }
+                _ => return Err(ConnectError::Other("unexpected packet during login".into())),
+            }
+        }
+        let mut conn = BackendConn {
+            stream,
+            backend: p.backend.clone(),
+            thread_id: hs.connection_id,
+            capabilities,
+            server_version: hs.server_version,
+            status,
+            wbuf: BytesMut::with_capacity(1024),
+        };
+        conn.query_rows(TRACKING_SETUP).await.map_err(|e| match e {
+            Error::Server(s) => ConnectError::Server(s),
+            other => ConnectError::Other(other.to_string()),
+        })?;
+        Ok(conn)
+    }
+
+    /// Sends a command payload as packets starting at sequence id 0.
+    pub async fn send_command(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.wbuf.clear();
+        write_packets(&mut self.wbuf, 0, payload);
+        let r = self.stream.write_all(&self.wbuf).await;
+        if self.wbuf.capacity() > 1 << 20 {
+            self.wbuf = BytesMut::with_capacity(1024);
+        }
+        r.map_err(|e| self.lost(e.to_string()))
+    }
+
+    pub fn lost(&self, reason: String) -> Error {
+        Error::BackendLost {
+            backend: self.backend.clone(),
+            reason,
+        }
+    }
+
+    /// Runs one statement for Causeway itself and collects its rows (text
+    /// protocol, a single result set). Not for client traffic: it buffers.
+    pub async fn query_rows(&mut self, sql: &str) -> Result<Rows, Error> {
+        let mut payload = Vec::with_capacity(sql.len() + 1);
+        payload.push(com::QUERY);
+        payload.extend_from_slice(sql.as_bytes());
+        self.send_command(&payload).await?;
+        let mut scanner = Scanner::new(Expect::ResultSets, self.capabilities);
+        let mut rows = Vec::new();
+        let mut columns = 0usize;
+        let mut error = None;
+        while !scanner.is_done() {
+            let (h, p) = self.stream.read_packet().await.map_err(|e| self.lost(read_reason(&e)))?;
+            match scanner.header(h, p.first().copied()) {
+                Need::Stream => rows.push(parse_text_row(&p, columns).ok_or_else(|| self.malformed())?),
+                Need::Whole => match scanner.packet(h, &p).map_err(|_| self.malformed())? {
+                    Seen::Err => error = ServerError::from_packet(&p),
+                    Seen::Ok { status } | Seen::Eof { status } => self.status = status,
+                    Seen::LocalInfile => return Err(self.malformed()),
+                    _ => {
+                        if columns == 0 {
+                            columns = Reader::new(&p).lenenc_int().unwrap_or(0) as usize;
+                        }
+                    }
+                },
+            }
+        }
+        match error {
+            Some(e) => Err(Error::Server(e)),
+            None => Ok(rows),
+        }
+    }
+
+    fn malformed(&self) -> Error {
+        Error::BackendProtocol {
+            backend: self.backend.clone(),
+        }
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        self.status & status::IN_TRANS != 0
+    }
+}
+
+fn parse_text_row(p: &[u8], columns: usize) -> Option<Vec<Option<String>>> {
+    let mut r = Reader::new(p);
+    let mut row = Vec::with_capacity(columns);
+    for _ in 0..columns {
+        if r.peek()? == 0xFB {
+            r.skip(1)?;
+            row.push(None);
+        } else {
+            row.push(Some(String::from_utf8_lossy(r.lenenc_bytes()?).into_owned()));
+        }
+    }
+    Some(row)
+}
+
+pub fn read_reason(e: &ReadError) -> String {
+    match e {
+        ReadError::Io(e) => e.to_string(),
+        ReadError::Closed => "connection closed".into(),
+        ReadError::Truncated => "connection closed in the middle of a packet".into(),
+        ReadError::TooLarge { limit } => format!("packet larger than {limit} bytes"),
+    }
+}
+
+enum ConnectError {
+    Server(ServerError),
+    Other(String),
+}
+
+impl ConnectError {
+    fn io(e: std::io::Error) -> ConnectError {
+        ConnectError::Other(e.to_string())
+    }
+    fn read(e: ReadError) -> ConnectError {
+        ConnectError::Other(read_reason(&e))
+    }
+    fn server(payload: &[u8]) -> ConnectError {
+        match ServerError::from_packet(payload) {
+            Some(e) => ConnectError::Server(e),
+            None => ConnectError::Other("malformed error packet".into()),
+        }
+    }
+}

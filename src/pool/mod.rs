@@ -1,0 +1,8 @@
+//! Backend connections: connect and log in ([`conn`]). The session-level
+//! and transaction-level pools build on this.
+//!
+//! May import `protocol`, `config`, `error`; never `session`.
+
+pub mod conn;
+
+pub use conn::{BackendConn, ConnectParams};

@@ -1,0 +1,426 @@
+//! One task per client connection: the command loop, the backend
+//! connections the session holds (one per backend it uses), and the state
+//! learned from the server's replies.
+//!
+//! May import everything below it (`admin`, `pool`, `cluster`, `router`,
+//! `protocol`, `position`, `config`, `error`).
+
+mod login;
+pub mod registry;
+mod relay;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::admin::metrics as m;
+use crate::cluster::Cluster;
+use crate::error::Error;
+use crate::pool::conn::{BackendConn, ConnectParams};
+use crate::position::MariaPosition;
+use crate::protocol::auth::{new_salt, Credential};
+use crate::protocol::command::{ChangeUser, Command, CommandError};
+use crate::protocol::consts::{status, NATIVE_PASSWORD};
+use crate::protocol::handshake::AuthSwitch;
+use crate::protocol::packet::{begin_packet, finish_packet, write_packets};
+use crate::protocol::reply::Expect;
+use crate::protocol::response::Ok as OkPacket;
+use crate::protocol::stream::{PacketStream, ReadError};
+use crate::router::{self, Target};
+
+pub use registry::Registry;
+use relay::{relay, RelayError, ReplyInfo};
+
+/// What every session shares.
+pub struct Ctx {
+    pub cluster: Arc<Cluster>,
+    pub registry: Arc<Registry>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Handles one client connection until it ends. Never panics on client or
+/// backend input; every failure ends in an ERR packet or a closed socket.
+pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
+    let _ = sock.set_nodelay(true);
+    let id = ctx.registry.next_id();
+    let mut client = PacketStream::new(sock);
+    let timeout = ctx.cluster.config().timeouts.client_handshake();
+    let login = tokio::time::timeout(timeout, login::greet(&ctx, &mut client, id, peer.ip())).await;
+    let ident = match login {
+        Ok(Ok(i)) => i,
+        Ok(Err(Some(f))) => {
+            send_error(&mut client, f.seq, &f.error).await;
+            return;
+        }
+        Ok(Err(None)) | Err(_) => return,
+    };
+    let reg = ctx.registry.register(id, ident.user.clone(), peer.ip().to_string());
+    let mut s = Session {
+        backends: (0..ctx.cluster.topology().backends.len()).map(|_| None).collect(),
+        ctx: ctx.clone(),
+        id,
+        peer,
+        client,
+        caps: ident.capabilities,
+        salt: ident.salt,
+        user: ident.user,
+        credential: ident.credential,
+        charset: ident.charset,
+        attributes: ident.attributes,
+        database: ident.database,
+        status: status::AUTOCOMMIT,
+        last_write: None,
+        scratch: BytesMut::with_capacity(256),
+    };
+    // Log in to the primary now, so a bad database or a refused account is
+    // reported at connect time, as a direct connection would.
+    if let Err(e) = s.backend(0).await {
+        send_error(&mut s.client, ident.next_seq, &e).await;
+        return;
+    }
+    if s.send_ok(ident.next_seq).await.is_err() {
+        return;
+    }
+    s.command_loop(&reg.kill).await;
+}
+
+struct Session {
+    ctx: Arc<Ctx>,
+    id: u32,
+    peer: SocketAddr,
+    client: PacketStream<TcpStream>,
+    caps: u32,
+    salt: [u8; 20],
+    user: String,
+    credential: Credential,
+    charset: u8,
+    attributes: Vec<(String, String)>,
+    database: Option<String>,
+    /// Status flags of the last reply (the server is the source of truth
+    /// for transaction state).
+    status: u16,
+    /// Position of the session's last write.
+    last_write: Option<MariaPosition>,
+    /// One connection per backend the session uses, by topology index.
+    backends: Vec<Option<BackendConn>>,
+    scratch: BytesMut,
+}
+
+/// Whether the session goes on after a command.
+enum Flow {
+    Continue,
+    Close,
+}
+
+impl Session {
+    async fn command_loop(&mut self, kill: &tokio::sync::Notify) {
+        let max = self.ctx.cluster.config().proxy.max_allowed_packet;
+        let mut shutdown = self.ctx.shutdown.clone();
+        loop {
+            let read = tokio::select! {
+                r = self.client.read_payload(max) => r,
+                _ = kill.notified() => return,
+                _ = registry::shutdown_signalled(&mut shutdown) => return,
+            };
+            let payload = match read {
+                Ok(p) => p,
+                Err(ReadError::TooLarge { .. }) => {
+                    send_error(&mut self.client, 1, &Error::PacketTooLarge).await;
+                    return;
+                }
+                Err(_) => return,
+            };
+            let flow = match Command::decode(&payload.data, self.caps) {
+                Ok(cmd) => {
+                    metrics::counter!(m::COMMANDS, "command" => cmd.label()).increment(1);
+                    self.dispatch(cmd, &payload.data, payload.last_seq).await
+                }
+                Err(CommandError::Empty) | Err(CommandError::Malformed(_)) => {
+                    self.fail(payload.last_seq.wrapping_add(1), &Error::MalformedPacket).await
+                }
+            };
+            if let Flow::Close = flow {
+                return;
+            }
+        }
+    }
+
+    async fn dispatch(&mut self, cmd: Command<'_>, raw: &[u8], seq: u8) -> Flow {
+        let next = seq.wrapping_add(1);
+        match cmd {
+            Command::Quit => Flow::Close,
+            Command::Ping => self.ok_or_close(next).await,
+            Command::Unsupported(code) => self.fail(next, &Error::UnknownCommand(code)).await,
+            Command::ProcessKill(id) => match self.ctx.registry.kill(id, &self.user) {
+                Ok(()) if id == self.id => Flow::Close,
+                Ok(()) => self.ok_or_close(next).await,
+                Err(e) => self.fail(next, &e).await,
+            },
+            Command::ChangeUser(cu) => self.change_user(cu, next).await,
+            Command::ResetConnection => {
+                self.forward_all(raw, Expect::Single).await
+            }
+            Command::Query(_) => self.forward(raw, Expect::ResultSets).await,
+            Command::InitDb(_) | Command::SetOption(_) | Command::StmtReset(_) => {
+                self.forward(raw, Expect::Single).await
+            }
+            Command::Statistics => self.forward(raw, Expect::Text).await,
+            Command::FieldList { .. } => self.forward(raw, Expect::FieldList).await,
+            Command::StmtPrepare(_) => self.forward(raw, Expect::Prepare).await,
+            Command::StmtExecute { .. } => self.forward(raw, Expect::ResultSets).await,
+            Command::StmtFetch { .. } => self.forward(raw, Expect::Fetch).await,
+            Command::StmtClose(_) | Command::StmtSendLongData { .. } => {
+                // No reply: the client does not wait for one.
+                self.send_only(raw).await
+            }
+        }
+    }
+
+    /// The session's connection to backend `index`, opened on first use.
+    async fn backend(&mut self, index: usize) -> Result<&mut BackendConn, Error> {
+        if self.backends.get(index).is_none() {
+            return Err(Error::BackendUnavailable {
+                backend: format!("#{index}"),
+                address: String::new(),
+                reason: "no such backend".into(),
+            });
+        }
+        if self.backends[index].is_none() {
+            let topo = self.ctx.cluster.topology();
+            let b = &topo.backends[index];
+            let params = ConnectParams {
+                backend: b.name.clone(),
+                address: b.address.clone(),
+                user: self.user.clone(),
+                credential: self.credential.clone(),
+                database: self.database.clone(),
+                client_capabilities: self.caps,
+                charset: self.charset,
+                attributes: self.attributes.clone(),
+                timeout: self.ctx.cluster.config().timeouts.connect(),
+            };
+            let conn = BackendConn::connect(&params).await?;
+            metrics::counter!(m::BACKEND_CONNECTS, "backend" => b.name.clone()).increment(1);
+            self.backends[index] = Some(conn);
+        }
+        self.backends[index].as_mut().ok_or(Error::ShuttingDown)
+    }
+
+    fn target_index(target: Target) -> usize {
+        match target {
+            Target::Primary => 0,
+            Target::Backend(i) => i,
+        }
+    }
+
+    /// Sends a command to its backend and relays the reply.
+    async fn forward(&mut self, raw: &[u8], expect: Expect) -> Flow {
+        let decision = router::route();
+        metrics::counter!(m::ROUTE_DECISIONS, "target" => "primary", "reason" => decision.reason)
+            .increment(1);
+        let index = Self::target_index(decision.target);
+        self.forward_to(index, raw, expect).await
+    }
+
+    async fn forward_to(&mut self, index: usize, raw: &[u8], expect: Expect) -> Flow {
+        let in_trans = self.status & status::IN_TRANS != 0;
+        let conn = match self.backend(index).await {
+            Ok(c) => c,
+            Err(e) => return self.fail(1, &e).await,
+        };
+        if let Err(e) = conn.send_command(raw).await {
+            self.backends[index] = None;
+            return self.backend_failed(index, e, 1, in_trans).await;
+        }
+        let Some(conn) = self.backends[index].as_mut() else {
+            return Flow::Close;
+        };
+        match relay(&mut self.client, self.caps, conn, expect, &mut self.scratch).await {
+            Ok(info) => {
+                if !conn.stream.buffer().is_empty() {
+                    // The backend said more than its reply: it cannot be trusted.
+                    self.backends[index] = None;
+                }
+                self.absorb(info);
+                Flow::Continue
+            }
+            Err(RelayError::Client(_)) => Flow::Close,
+            Err(RelayError::Backend { reason, next_seq, malformed }) => {
+                let backend = conn.backend.clone();
+                self.backends[index] = None;
+                let e = if malformed {
+                    Error::BackendProtocol { backend }
+                } else {
+                    Error::BackendLost { backend, reason }
+                };
+                self.backend_failed(index, e, next_seq, in_trans).await
+            }
+        }
+    }
+
+    /// A backend connection broke mid-command. The client gets an error;
+    /// a transaction in progress is gone with the connection, so the client
+    /// connection is closed too rather than silently continue outside it.
+    async fn backend_failed(&mut self, index: usize, e: Error, seq: u8, in_trans: bool) -> Flow {
+        let name = self.ctx.cluster.topology().backends.get(index).map(|b| b.name.clone()).unwrap_or_default();
+        metrics::counter!(m::BACKEND_LOST, "backend" => name).increment(1);
+        tracing::warn!(session = self.id, error = %e, "backend connection failed");
+        send_error(&mut self.client, seq, &e).await;
+        self.status &= !status::IN_TRANS;
+        if in_trans {
+            Flow::Close
+        } else {
+            Flow::Continue
+        }
+    }
+
+    /// Sends a command that has no reply.
+    async fn send_only(&mut self, raw: &[u8]) -> Flow {
+        let index = Self::target_index(router::route().target);
+        if let Some(conn) = self.backends[index].as_mut() {
+            if conn.send_command(raw).await.is_err() {
+                self.backends[index] = None;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Sends a command to every backend connection the session holds; the
+    /// client sees the primary's reply.
+    async fn forward_all(&mut self, raw: &[u8], expect: Expect) -> Flow {
+        for i in 1..self.backends.len() {
+            if let Some(conn) = self.backends[i].as_mut() {
+                let ok = conn.send_command(raw).await.is_ok()
+                    && drain_reply(conn, expect).await.is_ok();
+                if !ok {
+                    self.backends[i] = None;
+                }
+            }
+        }
+        self.forward_to(0, raw, expect).await
+    }
+
+    fn absorb(&mut self, info: ReplyInfo) {
+        if let Some(st) = info.status {
+            self.status = st;
+        }
+        if let Some(db) = info.schema {
+            self.database = (!db.is_empty()).then_some(db);
+        }
+        if let Some(g) = info.last_gtid.and_then(|g| g.parse::<MariaPosition>().ok()) {
+            match &mut self.last_write {
+                Some(p) => p.merge(&g),
+                None => self.last_write = Some(g),
+            }
+        }
+    }
+
+    /// COM_CHANGE_USER: Causeway checks the new account itself, then logs
+    /// in to the primary as it; the old backend connections are closed so
+    /// nothing of the previous user's session survives.
+    async fn change_user(&mut self, cu: ChangeUser<'_>, mut seq: u8) -> Flow {
+        let user = String::from_utf8_lossy(cu.user).into_owned();
+        let mut answer = cu.auth_response.to_vec();
+        let native = cu.auth_plugin.is_none_or(|p| p == NATIVE_PASSWORD.as_bytes() || p.is_empty());
+        if !native {
+            self.salt = new_salt();
+            let mut body = BytesMut::new();
+            AuthSwitch { plugin: NATIVE_PASSWORD.into(), data: self.salt.to_vec() }.encode(&mut body);
+            self.scratch.clear();
+            write_packets(&mut self.scratch, seq, &body);
+            if self.client.write_all(&self.scratch).await.is_err() {
+                return Flow::Close;
+            }
+            match self.client.read_payload(64 * 1024).await {
+                Ok(p) => {
+                    answer = p.data.to_vec();
+                    seq = p.last_seq.wrapping_add(1);
+                }
+                Err(_) => return Flow::Close,
+            }
+        }
+        let credential = match login::check_password(&self.ctx, &user, self.peer.ip(), &self.salt, &answer).await {
+            Ok(c) => c,
+            Err(e) => {
+                send_error(&mut self.client, seq, &e).await;
+                return Flow::Close;
+            }
+        };
+        let database = String::from_utf8_lossy(cu.database).into_owned();
+        self.backends.iter_mut().for_each(|b| *b = None);
+        self.user = user;
+        self.credential = credential;
+        self.database = (!database.is_empty()).then_some(database);
+        if let Some(cs) = cu.charset {
+            self.charset = cs as u8;
+        }
+        self.status = status::AUTOCOMMIT;
+        self.last_write = None;
+        if let Err(e) = self.backend(0).await {
+            send_error(&mut self.client, seq, &e).await;
+            return Flow::Close;
+        }
+        self.ok_or_close(seq).await
+    }
+
+    async fn send_ok(&mut self, seq: u8) -> std::io::Result<()> {
+        self.scratch.clear();
+        let start = begin_packet(&mut self.scratch, seq);
+        OkPacket {
+            status: self.status,
+            ..OkPacket::default()
+        }
+        .encode(&mut self.scratch, self.caps);
+        finish_packet(&mut self.scratch, start);
+        self.client.write_all(&self.scratch).await
+    }
+
+    async fn ok_or_close(&mut self, seq: u8) -> Flow {
+        match self.send_ok(seq).await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Close,
+        }
+    }
+
+    async fn fail(&mut self, seq: u8, e: &Error) -> Flow {
+        if send_error(&mut self.client, seq, e).await {
+            Flow::Continue
+        } else {
+            Flow::Close
+        }
+    }
+}
+
+/// Reads and discards one reply (used where the client sees another
+/// backend's reply to the same command).
+async fn drain_reply(conn: &mut BackendConn, expect: Expect) -> Result<(), Error> {
+    use crate::protocol::reply::{Need, Scanner};
+    let mut sc = Scanner::new(expect, conn.capabilities);
+    while !sc.is_done() {
+        let (h, p) = conn
+            .stream
+            .read_packet()
+            .await
+            .map_err(|e| conn.lost(crate::pool::conn::read_reason(&e)))?;
+        if let Need::Whole = sc.header(h, p.first().copied()) {
+            sc.packet(h, &p).map_err(|_| Error::BackendProtocol { backend: conn.backend.clone() })?;
+        }
+    }
+    if let Some(st) = sc.last_status() {
+        conn.status = st;
+    }
+    Ok(())
+}
+
+/// Sends an ERR packet; returns whether the client is still reachable.
+async fn send_error(client: &mut PacketStream<TcpStream>, seq: u8, e: &Error) -> bool {
+    metrics::counter!(m::CLIENT_ERRORS, "kind" => e.label()).increment(1);
+    let mut out = BytesMut::with_capacity(64);
+    let start = begin_packet(&mut out, seq);
+    e.encode_err(&mut out);
+    finish_packet(&mut out, start);
+    client.write_all(&out).await.is_ok()
+}

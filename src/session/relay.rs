@@ -1,0 +1,238 @@
+//! Forwards one backend reply to the client as it arrives: row packets are
+//! passed through untouched (streamed, even when larger than the buffer);
+//! only terminal packets are decoded, for status flags and tracked state.
+
+use bytes::{Buf, BufMut, BytesMut};
+use tokio::net::TcpStream;
+
+use crate::pool::conn::{read_reason, BackendConn};
+use crate::protocol::consts::{cap, status, MAX_PACKET_PAYLOAD};
+use crate::protocol::packet::{begin_packet, finish_packet, Header, HEADER_LEN};
+use crate::protocol::reply::{Expect, Need, Scanner, Seen};
+use crate::protocol::response::{Ok as OkPacket, StateChange};
+use crate::protocol::stream::PacketStream;
+
+/// What the session learns from one reply.
+#[derive(Debug, Default, Clone)]
+pub struct ReplyInfo {
+    /// Final status flags.
+    pub status: Option<u16>,
+    pub error: bool,
+    pub affected_rows: u64,
+    pub last_insert_id: u64,
+    /// Current database, when the server reported a change.
+    pub schema: Option<String>,
+    /// GTID of the last write (MariaDB `last_gtid` tracking).
+    pub last_gtid: Option<String>,
+    /// Other session variables the server reported as changed.
+    pub variables: Vec<(String, String)>,
+    pub prepared: Option<Prepared>,
+}
+
+/// The statement a COM_STMT_PREPARE created (the statement map of the
+/// router issue keys on it).
+#[allow(dead_code)]
+#[derive(Debug, Clone, Copy)]
+pub struct Prepared {
+    pub stmt_id: u32,
+    pub columns: u16,
+    pub params: u16,
+}
+
+impl ReplyInfo {
+    fn absorb_ok(&mut self, payload: &[u8], capabilities: u32) {
+        let Some(ok) = OkPacket::decode(payload, capabilities) else {
+            return;
+        };
+        self.status = Some(ok.status);
+        self.affected_rows = ok.affected_rows;
+        self.last_insert_id = ok.last_insert_id;
+        if ok.status & status::SESSION_STATE_CHANGED == 0 {
+            return;
+        }
+        for change in ok.changes().flatten() {
+            match change {
+                StateChange::Schema(s) => {
+                    self.schema = Some(String::from_utf8_lossy(s).into_owned());
+                }
+                StateChange::SystemVariable { name, value } if name == b"last_gtid" => {
+                    if !value.is_empty() {
+                        self.last_gtid = Some(String::from_utf8_lossy(value).into_owned());
+                    }
+                }
+                StateChange::SystemVariable { name, value } => self.variables.push((
+                    String::from_utf8_lossy(name).into_owned(),
+                    String::from_utf8_lossy(value).into_owned(),
+                )),
+                StateChange::Gtids(g) => {
+                    self.last_gtid = Some(String::from_utf8_lossy(g).into_owned());
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Why a relay stopped early.
+#[derive(Debug)]
+pub enum RelayError {
+    /// Writing to or reading from the client failed: the session is over.
+    Client(#[allow(dead_code)] std::io::Error),
+    /// The backend connection failed or sent nonsense. `next_seq` is the
+    /// sequence id an error packet to the client must carry.
+    Backend { reason: String, next_seq: u8, malformed: bool },
+}
+
+/// Relays the reply to the command just sent on `backend`.
+pub async fn relay(
+    client: &mut PacketStream<TcpStream>,
+    client_caps: u32,
+    backend: &mut BackendConn,
+    expect: Expect,
+    scratch: &mut BytesMut,
+) -> Result<ReplyInfo, RelayError> {
+    let mut sc = Scanner::new(expect, backend.capabilities);
+    let mut info = ReplyInfo::default();
+    // A client without session tracking must not see tracking data.
+    let strip_tracking = client_caps & cap::SESSION_TRACK == 0;
+    let backend_caps = backend.capabilities;
+    let mut stream_left = 0usize;
+    let mut next_seq = 1u8;
+    loop {
+        let mut local_infile = false;
+        {
+            let buf = backend.stream.buffer();
+            let mut pos = 0usize;
+            let mut flushed = 0usize;
+            loop {
+                if stream_left > 0 {
+                    let n = stream_left.min(buf.len() - pos);
+                    pos += n;
+                    stream_left -= n;
+                    if stream_left > 0 {
+                        break;
+                    }
+                }
+                if sc.is_done() {
+                    break;
+                }
+                let Some(h) = Header::parse(&buf[pos..]) else { break };
+                if h.len > 0 && buf.len() - pos <= HEADER_LEN {
+                    break;
+                }
+                let first = (h.len > 0).then(|| buf[pos + HEADER_LEN]);
+                match sc.header(h, first) {
+                    Need::Stream => {
+                        next_seq = h.seq.wrapping_add(1);
+                        pos += HEADER_LEN;
+                        stream_left = h.len;
+                    }
+                    Need::Whole => {
+                        let end = pos + HEADER_LEN + h.len;
+                        if buf.len() < end {
+                            if h.len >= MAX_PACKET_PAYLOAD {
+                                // Never expected for a steering packet; read it whole anyway.
+                                buf.reserve(end - buf.len());
+                            }
+                            break;
+                        }
+                        next_seq = h.seq.wrapping_add(1);
+                        let payload = &buf[pos + HEADER_LEN..end];
+                        let seen = sc.packet(h, payload).map_err(|_| RelayError::Backend {
+                            reason: "malformed reply".into(),
+                            next_seq,
+                            malformed: true,
+                        })?;
+                        match seen {
+                            Seen::Ok { status } => {
+                                info.absorb_ok(payload, backend_caps);
+                                if strip_tracking && status & status::SESSION_STATE_CHANGED != 0 {
+                                    client.write_all(&buf[flushed..pos]).await.map_err(RelayError::Client)?;
+                                    scratch.clear();
+                                    if let Some(ok) = OkPacket::decode(payload, backend_caps) {
+                                        let start = begin_packet(scratch, h.seq);
+                                        ok.encode(scratch, client_caps);
+                                        finish_packet(scratch, start);
+                                    }
+                                    client.write_all(scratch).await.map_err(RelayError::Client)?;
+                                    flushed = end;
+                                }
+                            }
+                            Seen::Eof { status } => info.status = Some(status),
+                            Seen::Err => info.error = true,
+                            Seen::PrepareOk { stmt_id, columns, params } => {
+                                info.prepared = Some(Prepared { stmt_id, columns, params });
+                            }
+                            Seen::LocalInfile => local_infile = true,
+                            Seen::Other => {}
+                        }
+                        pos = end;
+                        if local_infile {
+                            break;
+                        }
+                    }
+                }
+            }
+            if pos > flushed {
+                client.write_all(&buf[flushed..pos]).await.map_err(RelayError::Client)?;
+            }
+            buf.advance(pos);
+        }
+        if local_infile {
+            relay_local_infile(client, backend, scratch).await?;
+            sc.local_infile_sent();
+            continue;
+        }
+        if sc.is_done() && stream_left == 0 {
+            if let Some(st) = sc.last_status() {
+                backend.status = st;
+                info.status.get_or_insert(st);
+            }
+            return Ok(info);
+        }
+        match backend.stream.fill().await {
+            Ok(0) => {
+                return Err(RelayError::Backend {
+                    reason: "the backend closed the connection".into(),
+                    next_seq,
+                    malformed: false,
+                })
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(RelayError::Backend {
+                    reason: e.to_string(),
+                    next_seq,
+                    malformed: false,
+                })
+            }
+        }
+    }
+}
+
+/// `LOAD DATA LOCAL INFILE`: the client now sends the file as packets,
+/// ending with an empty one; pass them to the backend as they come.
+async fn relay_local_infile(
+    client: &mut PacketStream<TcpStream>,
+    backend: &mut BackendConn,
+    scratch: &mut BytesMut,
+) -> Result<(), RelayError> {
+    loop {
+        let (h, payload) = client.read_packet().await.map_err(|e| {
+            RelayError::Client(std::io::Error::other(read_reason(&e)))
+        })?;
+        scratch.clear();
+        scratch.reserve(HEADER_LEN + payload.len());
+        scratch.put_slice(&(h.len as u32).to_le_bytes()[..3]);
+        scratch.put_u8(h.seq);
+        scratch.put_slice(&payload);
+        backend.stream.write_all(scratch).await.map_err(|e| RelayError::Backend {
+            reason: e.to_string(),
+            next_seq: h.seq.wrapping_add(1),
+            malformed: false,
+        })?;
+        if h.len == 0 {
+            return Ok(());
+        }
+    }
+}
