@@ -30,10 +30,10 @@ pub enum PlaygroundError {
     },
 
     /// A server exited or did not accept connections in time.
-    #[error("{server} (mariadbd on {addr}) failed to start: {reason}; tail of {log}:\n{log_tail}")]
+    #[error("{server} (mariadbd on 127.0.0.1:{port}) failed to start: {reason}; tail of {log}:\n{log_tail}")]
     StartFailed {
         server: String,
-        addr: std::net::SocketAddr,
+        port: u16,
         reason: String,
         log: PathBuf,
         log_tail: String,

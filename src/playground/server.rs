@@ -212,7 +212,7 @@ impl Server {
     fn start_failed(&self, reason: String) -> PlaygroundError {
         PlaygroundError::StartFailed {
             server: self.name.clone(),
-            addr: self.addr,
+            port: self.addr.port(),
             reason,
             log: self.log.clone(),
             log_tail: self.log_tail(30),

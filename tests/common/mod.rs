@@ -1,0 +1,132 @@
+//! Shared integration-test harness: a real MariaDB playground cluster with
+//! an in-process Causeway in front of it, listening on a free port.
+#![allow(dead_code)]
+
+pub mod raw;
+
+use std::net::SocketAddr;
+use std::process::Output;
+use std::sync::Arc;
+use std::time::Duration;
+
+use causeway::config::Config;
+use causeway::playground::{Cluster, ClusterOptions};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub struct Env {
+    pub cluster: Cluster,
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Env {
+    /// A cluster with `replicas` replicas and Causeway in front of it.
+    pub async fn start(replicas: usize) -> Env {
+        Self::start_with(replicas, |_| {}).await
+    }
+
+    /// Like `start`, letting the test change the configuration text.
+    pub async fn start_with(replicas: usize, edit: impl FnOnce(&mut String)) -> Env {
+        let cluster = Cluster::start(ClusterOptions { dir: None, replicas })
+            .await
+            .expect("playground cluster starts");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = listener.local_addr().unwrap();
+        let admin_addr = admin.local_addr().unwrap();
+        let mut text = causeway::app::playground_config(
+            &cluster,
+            &proxy.to_string(),
+            &admin_addr.to_string(),
+            None,
+        );
+        edit(&mut text);
+        let path = cluster.dir().join("causeway.toml");
+        std::fs::write(&path, &text).unwrap();
+        let config = Arc::new(Config::load(&path).expect("test config loads"));
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(causeway::app::run(config, listener, Some(admin), rx));
+        Env {
+            cluster,
+            proxy,
+            admin: admin_addr,
+            shutdown: tx,
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!(
+            "mysql://{}:{}@{}/{}",
+            self.cluster.app_user, self.cluster.app_password, self.proxy, db
+        )
+    }
+
+    /// A mysql_async connection to Causeway as the application account.
+    pub async fn conn(&self) -> mysql_async::Conn {
+        mysql_async::Conn::from_url(self.url("app")).await.expect("connect through causeway")
+    }
+
+    pub fn opts(&self) -> mysql_async::OptsBuilder {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname(self.proxy.ip().to_string())
+            .tcp_port(self.proxy.port())
+            .user(Some(self.cluster.app_user.clone()))
+            .pass(Some(self.cluster.app_password.clone()))
+            .db_name(Some("app"))
+    }
+
+    /// Runs the `mariadb` CLI against Causeway (batch mode, no headers).
+    pub async fn cli(&self, user: &str, password: &str, db: Option<&str>, args: &[&str]) -> Output {
+        let mut cmd = tokio::process::Command::new(self.cluster.mariadb_cli());
+        cmd.arg("--no-defaults")
+            .arg("-h")
+            .arg(self.proxy.ip().to_string())
+            .arg("-P")
+            .arg(self.proxy.port().to_string())
+            .arg(format!("-u{user}"))
+            .arg("-N")
+            .arg("-B");
+        if !password.is_empty() {
+            cmd.arg(format!("-p{password}"));
+        }
+        cmd.args(args);
+        if let Some(db) = db {
+            cmd.arg(db);
+        }
+        tokio::time::timeout(Duration::from_secs(120), cmd.output())
+            .await
+            .expect("mariadb CLI finishes")
+            .expect("mariadb CLI runs")
+    }
+
+    /// SQL as root directly on the primary, bypassing Causeway.
+    pub async fn primary_sql(&self, sql: &str) -> String {
+        self.cluster
+            .root_sql(&self.cluster.primary, sql)
+            .await
+            .expect("root SQL on the primary")
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+        }
+    }
+}
+
+/// Text of the Prometheus endpoint.
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
