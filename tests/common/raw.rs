@@ -68,19 +68,37 @@ impl Raw {
         self.s.read_packet().await.expect("a packet")
     }
 
-    /// Reads packets until (and including) the first one starting with
-    /// 0x00 (OK), 0xFE (EOF) or 0xFF (ERR) that is shorter than 9 bytes when
-    /// 0xFE, returning all of them.
+    /// Reads packets until (and including) an ERR, an EOF (0xFE, shorter
+    /// than 9 bytes), or an OK (0x00) when it is the first packet read,
+    /// returning all of them.
     pub async fn until_terminal(&mut self) -> Vec<Bytes> {
         let mut v = Vec::new();
         loop {
             let (_, p) = self.packet().await;
-            let term = matches!(p.first(), Some(0xFF)) || (p.first() == Some(&0xFE) && p.len() < 9);
+            let term = matches!(p.first(), Some(0xFF))
+                || (p.first() == Some(&0xFE) && p.len() < 9)
+                || (v.is_empty() && p.first() == Some(&0x00));
             v.push(p);
             if term {
                 return v;
             }
         }
+    }
+
+    /// Reads one whole reply, as the protocol's reply state machine sees
+    /// it, returning every packet's payload.
+    pub async fn reply(&mut self, expect: causeway::protocol::reply::Expect) -> Vec<Bytes> {
+        use causeway::protocol::reply::{Need, Scanner};
+        let mut sc = Scanner::new(expect, self.caps);
+        let mut v = Vec::new();
+        while !sc.is_done() {
+            let (h, p) = self.packet().await;
+            if let Need::Whole = sc.header(h, p.first().copied()) {
+                sc.packet(h, &p).expect("well-formed reply");
+            }
+            v.push(p);
+        }
+        v
     }
 }
 

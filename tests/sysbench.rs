@@ -1,0 +1,57 @@
+//! sysbench `oltp_read_write` through Causeway, with server-side prepared
+//! statements (`--db-ps-mode=auto`) and without (`disable`): zero errors.
+
+mod common;
+
+use common::Env;
+
+async fn sysbench(env: &Env, args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new("sysbench")
+        .arg("oltp_read_write")
+        .arg("--mysql-host=127.0.0.1")
+        .arg(format!("--mysql-port={}", env.proxy.port()))
+        .arg(format!("--mysql-user={}", env.cluster.app_user))
+        .arg(format!("--mysql-password={}", env.cluster.app_password))
+        .arg("--mysql-db=sbtest")
+        .arg("--tables=2")
+        .arg("--table-size=2000")
+        .args(args)
+        .output()
+        .await
+        .expect("sysbench is installed (scripts/install-deps installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The figure after `label:` on sysbench's summary line, e.g.
+/// `ignored errors:                      0      (0.00 per sec.)`.
+fn figure(text: &str, label: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.trim_start().starts_with(label))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oltp_read_write_through_causeway_has_zero_errors() {
+    let env = Env::start(1).await;
+    let (ok, text) = sysbench(&env, &["prepare"]).await;
+    assert!(ok, "sysbench prepare failed:\n{text}");
+    for mode in ["auto", "disable"] {
+        let ps = format!("--db-ps-mode={mode}");
+        let (ok, text) = sysbench(&env, &["--threads=8", "--time=10", &ps, "run"]).await;
+        assert!(ok, "sysbench run ({mode}) failed:\n{text}");
+        assert!(!text.contains("FATAL"), "sysbench ({mode}) reported a fatal error:\n{text}");
+        assert_eq!(figure(&text, "ignored errors"), Some(0), "({mode})\n{text}");
+        let tx = figure(&text, "transactions").unwrap_or(0);
+        assert!(tx > 0, "({mode}) no transaction completed:\n{text}");
+        let writes = figure(&text, "write").unwrap_or(0);
+        assert!(writes > 0, "({mode}) no writes:\n{text}");
+    }
+    env.stop().await;
+}
