@@ -13,8 +13,8 @@ async fn sysbench(env: &Env, args: &[&str]) -> (bool, String) {
         .arg(format!("--mysql-user={}", env.cluster.app_user))
         .arg(format!("--mysql-password={}", env.cluster.app_password))
         .arg("--mysql-db=sbtest")
-        .arg("--tables=2")
-        .arg("--table-size=2000")
+        .arg("--tables=4")
+        .arg("--table-size=10000")
         .args(args)
         .output()
         .await
