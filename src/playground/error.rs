@@ -21,6 +21,10 @@ pub enum PlaygroundError {
         source: std::io::Error,
     },
 
+    /// A server directory inside a given cluster dir cannot be (re)used.
+    #[error("cannot use {dir}: {reason}")]
+    DirUnusable { dir: PathBuf, reason: String },
+
     /// `mariadb-install-db` (building the data-dir template) failed.
     #[error("mariadb-install-db into {datadir} failed ({status}):\n{output}")]
     InstallDb {

@@ -41,7 +41,10 @@ pub(crate) async fn prepare() -> Result<Prepared, PlaygroundError> {
     let mut cached = PREPARED.lock().await;
     if let Some(p) = cached.as_ref() {
         // /tmp cleaners may remove the template while we run: re-check.
-        if p.template_data.parent().is_some_and(|t| t.join(TEMPLATE_MARKER).exists()) {
+        if p.template_data
+            .parent()
+            .is_some_and(|t| t.join(TEMPLATE_MARKER).exists())
+        {
             return Ok(p.clone());
         }
     }
@@ -106,13 +109,23 @@ async fn server_version(mariadbd: &Path) -> Result<String, PlaygroundError> {
         .unwrap_or("unknown");
     Ok(version
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect())
 }
 
 /// Builds the template into a private directory and renames it into place,
 /// so concurrent test processes never see (or use) a half-built template.
-async fn ensure_template(bins: &Binaries, template: &Path, as_root: bool) -> Result<(), PlaygroundError> {
+async fn ensure_template(
+    bins: &Binaries,
+    template: &Path,
+    as_root: bool,
+) -> Result<(), PlaygroundError> {
     if template.join(TEMPLATE_MARKER).exists() {
         return Ok(());
     }
@@ -120,7 +133,10 @@ async fn ensure_template(bins: &Binaries, template: &Path, as_root: bool) -> Res
     let build = tempfile::Builder::new()
         .prefix("causeway-mariadb-template-build-")
         .tempdir_in(parent)
-        .map_err(io_err(format!("creating a build dir in {}", parent.display())))?;
+        .map_err(io_err(format!(
+            "creating a build dir in {}",
+            parent.display()
+        )))?;
     let datadir = build.path().join("data");
     let mut cmd = tokio::process::Command::new(&bins.install_db);
     cmd.arg("--no-defaults")
@@ -150,7 +166,8 @@ async fn ensure_template(bins: &Binaries, template: &Path, as_root: bool) -> Res
             output: tail(&output, 40),
         });
     }
-    fs::write(build.path().join(TEMPLATE_MARKER), b"ok\n").map_err(io_err("writing the template marker"))?;
+    fs::write(build.path().join(TEMPLATE_MARKER), b"ok\n")
+        .map_err(io_err("writing the template marker"))?;
     if template.exists() && !template.join(TEMPLATE_MARKER).exists() {
         // A leftover without the marker cannot come from a completed rename
         // (the marker is written before it): it is debris, replace it.
@@ -238,7 +255,10 @@ mod tests {
         fs::write(src.join("sub/small"), b"hello").unwrap();
         copy_tree(&src, &dir.path().join("dst")).unwrap();
         assert_eq!(fs::read(dir.path().join("dst/big")).unwrap(), big);
-        assert_eq!(fs::read(dir.path().join("dst/sub/small")).unwrap(), b"hello");
+        assert_eq!(
+            fs::read(dir.path().join("dst/sub/small")).unwrap(),
+            b"hello"
+        );
     }
 
     #[test]
@@ -252,6 +272,9 @@ mod tests {
     fn missing_binary_says_what_to_install() {
         let err = find_binary("definitely-not-a-mariadb-binary").unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("apt-get install -y mariadb-server mariadb-client"), "{text}");
+        assert!(
+            text.contains("apt-get install -y mariadb-server mariadb-client"),
+            "{text}"
+        );
     }
 }

@@ -105,7 +105,11 @@ impl Cluster {
         let ports = free_ports(opts.replicas + 1)?;
         let mut servers = Vec::with_capacity(ports.len());
         for (i, port) in ports.into_iter().enumerate() {
-            let name = if i == 0 { "primary".to_string() } else { format!("replica{i}") };
+            let name = if i == 0 {
+                "primary".to_string()
+            } else {
+                format!("replica{i}")
+            };
             let id = u32::try_from(i + 1).unwrap_or(u32::MAX);
             servers.push(Server::new(
                 &name,
@@ -212,7 +216,8 @@ impl Cluster {
 
     /// The error-relevant lines of SHOW SLAVE STATUS, for error messages.
     async fn replication_status(&self, replica: &Server) -> String {
-        match self.root_sql(replica, "SHOW SLAVE STATUS\\G").await {
+        let sql = "SHOW SLAVE STATUS\\G";
+        match sql::run_with(&self.mariadb, replica, "root", "", sql, true).await {
             Ok(text) => text
                 .lines()
                 .map(str::trim)
@@ -230,7 +235,10 @@ impl Cluster {
 
     /// The directory holding every server's directory.
     pub fn dir(&self) -> &Path {
-        self.dir.as_ref().map(ClusterDir::path).unwrap_or(Path::new(""))
+        self.dir
+            .as_ref()
+            .map(ClusterDir::path)
+            .unwrap_or(Path::new(""))
     }
 
     /// Every server, primary first.
@@ -256,7 +264,8 @@ impl Cluster {
         }
         if let Some(ClusterDir::Temp(tmp)) = self.dir.take() {
             let path = tmp.path().to_path_buf();
-            tmp.close().map_err(io_err(format!("removing {}", path.display())))?;
+            tmp.close()
+                .map_err(io_err(format!("removing {}", path.display())))?;
         }
         Ok(())
     }
@@ -282,7 +291,8 @@ fn make_dir(dir: Option<PathBuf>) -> Result<ClusterDir, PlaygroundError> {
             .map(ClusterDir::Temp)
             .map_err(io_err("creating a temporary cluster dir")),
         Some(path) => {
-            std::fs::create_dir_all(&path).map_err(io_err(format!("creating {}", path.display())))?;
+            std::fs::create_dir_all(&path)
+                .map_err(io_err(format!("creating {}", path.display())))?;
             // Absolute, so config files and the watchdog's match are exact.
             let path = path
                 .canonicalize()

@@ -58,7 +58,7 @@ impl Server {
         bins: Arc<Binaries>,
         as_root: bool,
     ) -> Result<Server, PlaygroundError> {
-        fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        prepare_dir(&dir)?;
         let server = Server {
             name: name.to_string(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -166,7 +166,9 @@ impl Server {
             .append(true)
             .open(&stdout_path)
             .map_err(io_err(format!("opening {}", stdout_path.display())))?;
-        let stderr = stdout.try_clone().map_err(io_err("duplicating a file handle"))?;
+        let stderr = stdout
+            .try_clone()
+            .map_err(io_err("duplicating a file handle"))?;
         // Own process group: a terminal's Ctrl-C goes to the caller, which
         // then shuts the cluster down in order.
         use std::os::unix::process::CommandExt;
@@ -197,13 +199,17 @@ impl Server {
                 return Err(self.start_failed("mariadbd is not running".into()));
             }
             if tokio::net::TcpStream::connect(self.addr).await.is_ok()
-                && sql::run(&self.bins.mariadb, self, "root", "", "SELECT 1").await.is_ok()
+                && sql::run(&self.bins.mariadb, self, "root", "", "SELECT 1")
+                    .await
+                    .is_ok()
             {
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 self.kill();
-                return Err(self.start_failed(format!("not accepting connections after {START_TIMEOUT:?}")));
+                return Err(
+                    self.start_failed(format!("not accepting connections after {START_TIMEOUT:?}"))
+                );
             }
             tokio::time::sleep(POLL).await;
         }
@@ -222,7 +228,9 @@ impl Server {
     /// The last lines this run wrote to the error log.
     pub(crate) fn log_tail(&self, lines: usize) -> String {
         let bytes = fs::read(&self.log).unwrap_or_default();
-        let start = usize::try_from(self.log_offset).unwrap_or(0).min(bytes.len());
+        let start = usize::try_from(self.log_offset)
+            .unwrap_or(0)
+            .min(bytes.len());
         tail(&String::from_utf8_lossy(&bytes[start..]), lines)
     }
 
@@ -271,6 +279,12 @@ impl Server {
         }
     }
 
+    /// The process id of the running mariadbd (e.g. to SIGSTOP it in a
+    /// test of a hung backend).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// This server's directory (config, data dir, logs).
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -280,6 +294,43 @@ impl Server {
     pub fn error_log(&self) -> &Path {
         &self.log
     }
+}
+
+/// Creates a server directory, or wipes one a previous playground run left
+/// in a kept cluster dir (a reused data dir would carry stale binlogs and
+/// replication settings). Refuses a directory the playground did not make,
+/// and one a live mariadbd still uses.
+fn prepare_dir(dir: &Path) -> Result<(), PlaygroundError> {
+    let unusable = |reason: String| PlaygroundError::DirUnusable {
+        dir: dir.to_path_buf(),
+        reason,
+    };
+    let is_empty = match fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => return Err(PlaygroundError::io(format!("reading {}", dir.display()), e)),
+    };
+    if !is_empty {
+        let cnf = dir.join("my.cnf");
+        let ours = fs::read_to_string(&cnf).is_ok_and(|c| c.starts_with("[mariadbd]\ndatadir="));
+        if !ours {
+            return Err(unusable(
+                "it is not empty and holds no playground my.cnf; remove it or pick another dir"
+                    .into(),
+            ));
+        }
+        let needle = format!("--defaults-file={}", cnf.display());
+        let pid = fs::read_to_string(dir.join("mariadbd.pid")).unwrap_or_default();
+        let cmdline = fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap_or_default();
+        if !pid.trim().is_empty() && String::from_utf8_lossy(&cmdline).contains(&needle) {
+            return Err(unusable(format!(
+                "mariadbd (pid {}) still runs there",
+                pid.trim()
+            )));
+        }
+        fs::remove_dir_all(dir).map_err(io_err(format!("removing the old {}", dir.display())))?;
+    }
+    fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))
 }
 
 impl Drop for Server {

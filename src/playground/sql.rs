@@ -20,17 +20,33 @@ pub(crate) async fn run(
     password: &str,
     sql: &str,
 ) -> Result<String, PlaygroundError> {
+    run_with(mariadb, server, user, password, sql, false).await
+}
+
+/// Like [`run`]; `column_names` keeps the names (needed for `\G` output,
+/// where `-N` would drop the field names).
+pub(crate) async fn run_with(
+    mariadb: &Path,
+    server: &Server,
+    user: &str,
+    password: &str,
+    sql: &str,
+    column_names: bool,
+) -> Result<String, PlaygroundError> {
     let mut cmd = tokio::process::Command::new(mariadb);
     cmd.arg("--no-defaults")
         .arg("--protocol=TCP")
         .arg("--host=127.0.0.1")
         .arg(format!("--port={}", server.addr.port()))
         .arg(format!("--user={user}"))
-        .args(["--batch", "--skip-column-names", "--connect-timeout=10"])
+        .args(["--batch", "--connect-timeout=10"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    if !column_names {
+        cmd.arg("--skip-column-names");
+    }
     if !password.is_empty() {
         // Not on argv (visible in ps); the CLI reads MYSQL_PWD.
         cmd.env("MYSQL_PWD", password);
@@ -72,7 +88,8 @@ pub(crate) fn parse_gtid_list(text: &str) -> HashMap<u32, u64> {
     let mut map = HashMap::new();
     for gtid in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let mut parts = gtid.split('-');
-        let (Some(domain), Some(_server), Some(seq)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(domain), Some(_server), Some(seq)) = (parts.next(), parts.next(), parts.next())
+        else {
             continue;
         };
         if let (Ok(domain), Ok(seq)) = (domain.parse::<u32>(), seq.parse::<u64>()) {
