@@ -1,0 +1,350 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: sysbench against one playground cluster over three
+# paths, in one run:
+#   direct    sysbench -> primary mariadbd
+#   haproxy   sysbench -> HAProxy 2.6, TCP mode (parses nothing) -> primary
+#   causeway  sysbench -> Causeway (inside the playground process) -> cluster
+#
+# For each run it reports queries/s, errors, and CPU per query from
+# /proc/PID/stat (utime+stime) sampled before and after the run: the proxy's
+# for haproxy and causeway, the primary mariadbd's for direct. The mariadbd
+# columns show where the database work landed (HAProxy sends everything to
+# the primary; Causeway's router decides per statement).
+#
+# Usage: benches/e2e.sh                       (3 workloads x 3 paths x 10 s)
+#        DURATION=3 WORKLOADS=oltp_point_select PATHS="haproxy causeway" benches/e2e.sh
+# Env:   DURATION (s, default 10), THREADS (16), WORKLOADS, PATHS,
+#        OUT (Markdown table, default target/e2e-results.md)
+# Needs: sysbench, haproxy, mariadb client, MariaDB server (for the playground).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+
+DURATION=${DURATION:-10}
+THREADS=${THREADS:-16}
+WORKLOADS=${WORKLOADS:-oltp_point_select oltp_read_only oltp_read_write}
+PATHS=${PATHS:-direct haproxy causeway}
+OUT=${OUT:-target/e2e-results.md}
+TABLES=4
+TABLE_SIZE=10000
+READY_TIMEOUT=60
+
+COMMAND="DURATION=$DURATION THREADS=$THREADS WORKLOADS=\"$WORKLOADS\" PATHS=\"$PATHS\" OUT=$OUT benches/e2e.sh"
+
+for tool in sysbench haproxy mariadb python3 getconf; do
+    command -v "$tool" >/dev/null || { echo "e2e: $tool not found" >&2; exit 1; }
+done
+
+TMP=$(mktemp -d -t causeway-e2e.XXXXXX)
+CW_PID=""
+HA_PID=""
+DB_PIDS=""
+
+log() { printf '[e2e %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+# Waits up to $2 quarter-seconds for PID $1 to exit.
+wait_gone() {
+    local pid=$1 n=$2
+    while ((n-- > 0)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.25
+    done
+    ! kill -0 "$pid" 2>/dev/null
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n $HA_PID ]] && kill -0 "$HA_PID" 2>/dev/null; then
+        kill -TERM "$HA_PID" 2>/dev/null || true
+        wait_gone "$HA_PID" 20 || kill -KILL "$HA_PID" 2>/dev/null || true
+    fi
+    if [[ -n $CW_PID ]] && kill -0 "$CW_PID" 2>/dev/null; then
+        # Causeway stops its own mariadbd children on SIGINT.
+        kill -INT "$CW_PID" 2>/dev/null || true
+        if ! wait_gone "$CW_PID" 120; then
+            log "causeway (pid $CW_PID) ignored SIGINT for 30 s; sending SIGTERM"
+            kill -TERM "$CW_PID" 2>/dev/null || true
+            wait_gone "$CW_PID" 40 || kill -KILL "$CW_PID" 2>/dev/null || true
+        fi
+    fi
+    # Only the servers this run started, by pid, if the playground left any.
+    for pid in $DB_PIDS; do
+        if kill -0 "$pid" 2>/dev/null; then
+            log "mariadbd $pid outlived the playground; killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
+    if ((rc != 0)); then
+        log "failed (exit $rc); logs kept in $TMP"
+        tail -n 20 "$TMP"/causeway.err "$TMP"/haproxy.log 2>/dev/null >&2 || true
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# CPU time of a process in clock ticks (utime + stime, fields 14 and 15).
+# The command name (field 2) may hold spaces: split after its ')'.
+cpu_ticks() {
+    local stat
+    stat=$(<"/proc/$1/stat")
+    stat=${stat##*) }
+    # Now field 3 (state) is $1, so utime/stime are $12/$13.
+    awk '{ print $12 + $13 }' <<<"$stat"
+}
+
+sum_ticks() {
+    local total=0 pid
+    for pid in "$@"; do total=$((total + $(cpu_ticks "$pid"))); done
+    echo "$total"
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_port() { # port pid
+    local port=$1 pid=$2 deadline=$((SECONDS + 20))
+    until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+        kill -0 "$pid" 2>/dev/null || { log "pid $pid exited before listening on $port"; return 1; }
+        ((SECONDS < deadline)) || { log "nothing listens on port $port"; return 1; }
+        sleep 0.1
+    done
+}
+
+json_field() { # file key
+    python3 -c 'import json, sys; v = json.load(open(sys.argv[1]))[sys.argv[2]]; print(" ".join(v) if isinstance(v, list) else v)' "$1" "$2"
+}
+
+port_of() { echo "${1##*:}"; }
+
+sql() { # port statement
+    mariadb --no-defaults --protocol=TCP -h127.0.0.1 -P"$1" -u"$DB_USER" -p"$DB_PASS" -N -B -e "$2"
+}
+
+# ---------------------------------------------------------------- start
+
+log "building release binary"
+cargo build --release --quiet
+
+log "starting playground"
+target/release/causeway playground --port 0 --admin-port 0 --replicas 2 --json \
+    >"$TMP/playground.json" 2>"$TMP/causeway.err" &
+CW_PID=$!
+deadline=$((SECONDS + READY_TIMEOUT))
+until [[ -s $TMP/playground.json ]] && grep -q '}' "$TMP/playground.json"; do
+    kill -0 "$CW_PID" 2>/dev/null || { log "playground exited before it was ready"; exit 1; }
+    ((SECONDS < deadline)) || { log "playground not ready after ${READY_TIMEOUT}s"; exit 1; }
+    sleep 0.2
+done
+PROXY=$(json_field "$TMP/playground.json" proxy)
+PRIMARY=$(json_field "$TMP/playground.json" primary)
+REPLICAS=$(json_field "$TMP/playground.json" replicas)
+DB_USER=$(json_field "$TMP/playground.json" user)
+DB_PASS=$(json_field "$TMP/playground.json" password)
+PRIMARY_PORT=$(port_of "$PRIMARY")
+PROXY_PORT=$(port_of "$PROXY")
+log "causeway pid $CW_PID on $PROXY; primary $PRIMARY; replicas $REPLICAS"
+
+# The mariadbd servers are children of the playground; tell them apart by
+# the port in their config file.
+PRIMARY_PID=""
+REPLICA_PIDS=""
+for pid in $(pgrep -P "$CW_PID" -x mariadbd || true); do
+    DB_PIDS="$DB_PIDS $pid"
+    cnf=$(tr '\0' '\n' <"/proc/$pid/cmdline" | sed -n 's/^--defaults-file=//p')
+    if grep -qx "port=$PRIMARY_PORT" "$cnf"; then
+        PRIMARY_PID=$pid
+    else
+        REPLICA_PIDS="$REPLICA_PIDS $pid"
+    fi
+done
+[[ -n $PRIMARY_PID ]] || { log "could not find the primary mariadbd among the playground's children"; exit 1; }
+log "primary mariadbd pid $PRIMARY_PID; replica pids$REPLICA_PIDS"
+
+HA_PORT=$(free_port)
+# maxconn is far above sysbench's threads; HAProxy needs ~2 fds per
+# connection and refuses to start if `ulimit -n` cannot cover that.
+cat >"$TMP/haproxy.cfg" <<EOF
+global
+    maxconn 4096
+    nbthread 2
+
+defaults
+    mode tcp
+    maxconn 4096
+    timeout connect 10s
+    timeout client 1h
+    timeout server 1h
+
+listen mariadb
+    bind 127.0.0.1:$HA_PORT
+    server primary 127.0.0.1:$PRIMARY_PORT
+EOF
+haproxy -c -q -f "$TMP/haproxy.cfg"
+haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
+HA_PID=$!
+wait_port "$HA_PORT" "$HA_PID"
+log "haproxy pid $HA_PID on 127.0.0.1:$HA_PORT"
+
+SB_COMMON=(--mysql-user="$DB_USER" --mysql-password="$DB_PASS" --mysql-db=sbtest
+    --tables=$TABLES --table-size=$TABLE_SIZE)
+
+log "sysbench prepare ($TABLES x $TABLE_SIZE rows) on the primary"
+sysbench oltp_read_write --mysql-host=127.0.0.1 --mysql-port="$PRIMARY_PORT" "${SB_COMMON[@]}" \
+    prepare >"$TMP/prepare.log" 2>&1 || { cat "$TMP/prepare.log" >&2; exit 1; }
+
+# Reads through Causeway may go to a replica: let both catch up first.
+GTID=$(sql "$PRIMARY_PORT" 'SELECT @@gtid_binlog_pos')
+for r in $REPLICAS; do
+    got=$(sql "$(port_of "$r")" "SELECT MASTER_GTID_WAIT('$GTID', 120)")
+    [[ $got == 0 ]] || { log "replica $r did not reach $GTID (MASTER_GTID_WAIT=$got)"; exit 1; }
+done
+log "replicas caught up to $GTID"
+
+# ---------------------------------------------------------------- runs
+
+CLK_TCK=$(getconf CLK_TCK)
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+log "load average before the runs: $LOAD_BEFORE (figures are only comparable on a quiet machine)"
+ROWS=() # "workload path qps cpu_us errors primary_us replicas_us"
+
+per_query_us() { # ticks queries
+    awk -v t="$1" -v q="$2" -v hz="$CLK_TCK" 'BEGIN { if (q > 0) printf "%.1f", t / hz * 1e6 / q; else print "n/a" }'
+}
+
+run_one() { # workload path
+    local workload=$1 path=$2 port watch
+    case $path in
+        direct) port=$PRIMARY_PORT; watch=$PRIMARY_PID ;;
+        haproxy) port=$HA_PORT; watch=$HA_PID ;;
+        causeway) port=$PROXY_PORT; watch=$CW_PID ;;
+        *) log "unknown path $path"; exit 1 ;;
+    esac
+    local logf="$TMP/$workload.$path.log" rc=0
+    local t0 p0 r0 t1 p1 r1 pid
+    t0=$(cpu_ticks "$watch"); p0=$(cpu_ticks "$PRIMARY_PID"); r0=$(sum_ticks $REPLICA_PIDS)
+    sysbench "$workload" --mysql-host=127.0.0.1 --mysql-port="$port" "${SB_COMMON[@]}" \
+        --threads="$THREADS" --time="$DURATION" --report-interval=0 --db-ps-mode=auto \
+        run >"$logf" 2>&1 || rc=$?
+    for pid in "$watch" "$PRIMARY_PID" $REPLICA_PIDS; do
+        kill -0 "$pid" 2>/dev/null && continue
+        log "pid $pid ($path path) died during $workload; sysbench said:"
+        tail -n 5 "$logf" >&2
+        exit 1
+    done
+    t1=$(cpu_ticks "$watch"); p1=$(cpu_ticks "$PRIMARY_PID"); r1=$(sum_ticks $REPLICA_PIDS)
+
+    local total qps ignored errors
+    total=$(awk '$1 == "queries:" { print $2 }' "$logf")
+    qps=$(awk '$1 == "queries:" { gsub(/\(/, "", $3); printf "%.0f", $3 }' "$logf")
+    ignored=$(awk '$1 == "ignored" && $2 == "errors:" { print $3 }' "$logf")
+    errors=${ignored:-?}
+    if ((rc != 0)) || grep -q 'FATAL' "$logf"; then
+        errors="$errors+FATAL(rc=$rc)"
+        log "$workload via $path failed; first errors:"
+        grep -m 5 -E 'FATAL|error' "$logf" >&2 || tail -n 5 "$logf" >&2
+    fi
+    total=${total:-0}
+    qps=${qps:-0}
+    local cpu prim repl
+    cpu=$(per_query_us $((t1 - t0)) "$total")
+    prim=$(per_query_us $((p1 - p0)) "$total")
+    repl=$(per_query_us $((r1 - r0)) "$total")
+    [[ $path == direct ]] && cpu="$cpu (mariadbd)"
+    ROWS+=("$workload|$path|$qps|$cpu|$errors|$prim|$repl")
+    log "$workload via $path: $qps q/s, $cpu µs/query, errors $errors"
+}
+
+for workload in $WORKLOADS; do
+    for path in $PATHS; do
+        log "running $workload via $path for ${DURATION}s"
+        run_one "$workload" "$path"
+    done
+done
+
+# ---------------------------------------------------------------- report
+
+HEADER="workload|path|queries/s|proxy CPU µs/query|errors|primary mariadbd µs/q|replicas mariadbd µs/q"
+
+# Prints "workload|throughput ratio|CPU ratio" (causeway/haproxy) for each
+# workload that ran on both paths.
+ratios() {
+    local workload row hq hc cq cc
+    local -a f
+    for workload in $WORKLOADS; do
+        hq=""; hc=""; cq=""; cc=""
+        for row in "${ROWS[@]}"; do
+            IFS='|' read -r -a f <<<"$row"
+            [[ ${f[0]} == "$workload" ]] || continue
+            case ${f[1]} in
+                haproxy) hq=${f[2]}; hc=${f[3]} ;;
+                causeway) cq=${f[2]}; cc=${f[3]} ;;
+            esac
+        done
+        [[ -n $hq && -n $cq ]] || continue
+        awk -v w="$workload" -v hq="$hq" -v cq="$cq" -v hc="$hc" -v cc="$cc" 'BEGIN {
+            tq = (hq + 0 > 0) ? sprintf("%.2f", cq / hq) : "n/a"
+            tc = (hc + 0 > 0 && cc != "n/a") ? sprintf("%.2f", cc / hc) : "n/a"
+            printf "%s|%s|%s\n", w, tq, tc
+        }'
+    done
+}
+
+print_text() {
+    local fmt='%-18s %-9s %10s %19s %8s %22s %23s\n' row
+    local -a f
+    for row in "$HEADER" "${ROWS[@]}"; do
+        IFS='|' read -r -a f <<<"$row"
+        # shellcheck disable=SC2059
+        printf "$fmt" "${f[@]}"
+    done
+    local r w tq tc
+    r=$(ratios)
+    [[ -n $r ]] || return 0
+    echo
+    printf '%-18s %18s %21s\n' "causeway/haproxy" "throughput ratio" "CPU/query ratio"
+    while IFS='|' read -r w tq tc; do
+        printf '%-18s %18s %21s\n' "$w" "$tq" "$tc"
+    done <<<"$r"
+}
+
+md_row() { echo "| ${1//|/ | } |"; }
+
+print_markdown() {
+    local model row r w tq tc
+    model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+    echo "# Causeway end-to-end benchmark"
+    echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "- machine: $(nproc) CPUs, ${model:-unknown CPU}; $(uname -sr); load average before the runs: $LOAD_BEFORE"
+    echo "- versions: $(sysbench --version), $(haproxy -v | head -n 1 | awk '{ print $1, $3 }'), MariaDB $(mariadbd --version 2>/dev/null | awk '{ print $3 }')"
+    echo "- causeway: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (+ uncommitted changes in src/)')"
+    echo "- command: \`$COMMAND\`"
+    echo "- sysbench: $THREADS threads, ${DURATION}s per run, --db-ps-mode=auto, $TABLES tables x $TABLE_SIZE rows;"
+    echo "  sysbench, the proxy and three mariadbd servers share the machine's cores"
+    echo "- CPU columns: utime+stime from /proc/PID/stat over the run, divided by the queries sysbench counted."
+    echo "  \"proxy CPU\" is HAProxy's or Causeway's process; for \`direct\` it is the primary mariadbd's."
+    echo
+    md_row "$HEADER"
+    echo "|---|---|--:|--:|--:|--:|--:|"
+    for row in "${ROWS[@]}"; do md_row "$row"; done
+    r=$(ratios)
+    [[ -n $r ]] || return 0
+    echo
+    echo "| causeway/haproxy | throughput ratio | CPU per query ratio |"
+    echo "|---|--:|--:|"
+    while IFS='|' read -r w tq tc; do echo "| $w | $tq | $tc |"; done <<<"$r"
+}
+
+echo
+print_text
+mkdir -p "$(dirname "$OUT")"
+print_markdown >"$OUT"
+echo
+log "Markdown written to $(realpath "$OUT")"
