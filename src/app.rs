@@ -30,11 +30,11 @@ pub async fn run(
     let monitor = spawn_monitor(cluster.clone(), shutdown.clone());
     wait_first_check(&cluster, config.timeouts.connect() * 2).await;
     let registry = Registry::new();
-    let ctx = Arc::new(Ctx {
-        cluster: cluster.clone(),
-        registry: registry.clone(),
-        shutdown: shutdown.clone(),
-    });
+    let ctx = Arc::new(Ctx::new(
+        cluster.clone(),
+        registry.clone(),
+        shutdown.clone(),
+    ));
     if let Some(admin) = admin {
         let reg = registry.clone();
         let policy = config.loaded_policy.name.clone();
@@ -45,7 +45,13 @@ pub async fn run(
                 "version": env!("CARGO_PKG_VERSION"),
             })
         });
-        tokio::spawn(http::serve(admin, cluster.clone(), prometheus, status, shutdown.clone()));
+        tokio::spawn(http::serve(
+            admin,
+            cluster.clone(),
+            prometheus,
+            status,
+            shutdown.clone(),
+        ));
     }
     tracing::info!(listen = %listener.local_addr()?, "causeway accepting clients");
     let mut sessions = JoinSet::new();
@@ -128,7 +134,10 @@ pub fn playground_config(
     let mut t = String::new();
     t.push_str("# Written by `causeway playground`.\n");
     if let Some(p) = policy {
-        t.push_str(&format!("policy = {}\n", toml_str(&p.display().to_string())));
+        t.push_str(&format!(
+            "policy = {}\n",
+            toml_str(&p.display().to_string())
+        ));
     }
     t.push_str(&format!(
         "\n[proxy]\nlisten = {}\nadmin_listen = {}\n",

@@ -102,7 +102,10 @@ impl Error {
     /// Whether the same statement may be sent again without risk of running
     /// it twice.
     pub fn retry_safe(&self) -> bool {
-        matches!(self, Error::BackendUnavailable { .. } | Error::TooManyConnections)
+        matches!(
+            self,
+            Error::BackendUnavailable { .. } | Error::TooManyConnections
+        )
     }
 
     /// A fixed label for metrics.

@@ -13,7 +13,11 @@ use causeway::config::Config;
 use causeway::playground::{Cluster, ClusterOptions};
 
 #[derive(Parser)]
-#[command(name = "causeway", version, about = "MySQL-protocol read/write-splitting proxy")]
+#[command(
+    name = "causeway",
+    version,
+    about = "MySQL-protocol read/write-splitting proxy"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     /// Configuration file (TOML).
@@ -72,8 +76,22 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some(Cmd::Playground { dir, replicas, port, admin_port, policy, json }) => {
-            let opts = PlaygroundArgs { dir, replicas, port, admin_port, policy, json };
+        Some(Cmd::Playground {
+            dir,
+            replicas,
+            port,
+            admin_port,
+            policy,
+            json,
+        }) => {
+            let opts = PlaygroundArgs {
+                dir,
+                replicas,
+                port,
+                admin_port,
+                policy,
+                json,
+            };
             runtime(0).block_on(playground(opts))
         }
         None => {
@@ -179,24 +197,39 @@ async fn playground(a: PlaygroundArgs) -> ExitCode {
     // Bind first: a busy port should fail before any server starts.
     let listen = format!("127.0.0.1:{}", a.port);
     let admin_listen = format!("127.0.0.1:{}", a.admin_port);
-    let (listener, admin) = match (TcpListener::bind(&listen).await, TcpListener::bind(&admin_listen).await) {
+    let (listener, admin) = match (
+        TcpListener::bind(&listen).await,
+        TcpListener::bind(&admin_listen).await,
+    ) {
         (Ok(l), Ok(ad)) => (l, ad),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("cannot listen on {listen} / {admin_listen}: {e} (choose others with --port / --admin-port)");
             return ExitCode::FAILURE;
         }
     };
-    let listen = listener.local_addr().map(|a| a.to_string()).unwrap_or(listen);
-    let admin_listen = admin.local_addr().map(|a| a.to_string()).unwrap_or(admin_listen);
+    let listen = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or(listen);
+    let admin_listen = admin
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or(admin_listen);
     eprintln!("starting MariaDB: 1 primary, {} replica(s)...", a.replicas);
-    let cluster = match Cluster::start(ClusterOptions { dir: a.dir.clone(), replicas: a.replicas }).await {
+    let cluster = match Cluster::start(ClusterOptions {
+        dir: a.dir.clone(),
+        replicas: a.replicas,
+    })
+    .await
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("playground: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let toml = causeway::app::playground_config(&cluster, &listen, &admin_listen, policy.as_deref());
+    let toml =
+        causeway::app::playground_config(&cluster, &listen, &admin_listen, policy.as_deref());
     let cfg_path = cluster.dir().join("causeway.toml");
     if let Err(e) = std::fs::write(&cfg_path, &toml) {
         eprintln!("cannot write {}: {e}", cfg_path.display());
@@ -211,7 +244,11 @@ async fn playground(a: PlaygroundArgs) -> ExitCode {
     };
     let (tx, rx) = watch::channel(false);
     let proxy = tokio::spawn(causeway::app::run(config, listener, Some(admin), rx));
-    let replicas: Vec<String> = cluster.replicas.iter().map(|r| r.addr.to_string()).collect();
+    let replicas: Vec<String> = cluster
+        .replicas
+        .iter()
+        .map(|r| r.addr.to_string())
+        .collect();
     if a.json {
         println!(
             "{}",
@@ -230,14 +267,17 @@ async fn playground(a: PlaygroundArgs) -> ExitCode {
         for (r, addr) in cluster.replicas.iter().zip(&replicas) {
             println!("  {}: {addr}", r.name);
         }
-        println!("  metrics:  http://{admin_listen}/metrics   status: http://{admin_listen}/status");
+        println!(
+            "  metrics:  http://{admin_listen}/metrics   status: http://{admin_listen}/status"
+        );
         println!("  config:   {}", cfg_path.display());
         println!();
         println!("Connect with:");
         println!(
             "  mariadb -h127.0.0.1 -P{} -u{} -p{} app",
             listen.rsplit(':').next().unwrap_or_default(),
-            cluster.app_user, cluster.app_password
+            cluster.app_user,
+            cluster.app_password
         );
         println!();
         println!("Press Ctrl-C to stop (every server started here is stopped).");

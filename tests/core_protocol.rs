@@ -45,7 +45,9 @@ async fn text_and_binary_queries_with_common_types_and_nulls() {
     )
     .await
     .unwrap();
-    c.query_drop("INSERT INTO types (id) VALUES (2)").await.unwrap();
+    c.query_drop("INSERT INTO types (id) VALUES (2)")
+        .await
+        .unwrap();
 
     let select = "SELECT id, ti, si, bi, fl, db, de, ch, vc, tx, bl, bt, dt, tm, dtm, ts, yr, en, js FROM types ORDER BY id";
     // Text protocol.
@@ -72,7 +74,11 @@ async fn text_and_binary_queries_with_common_types_and_nulls() {
         // Every column of the second row except the key is NULL.
         let n = &rows[1];
         for i in 1..19 {
-            assert_eq!(n.as_ref(i), Some(&Value::NULL), "column {i} of the NULL row");
+            assert_eq!(
+                n.as_ref(i),
+                Some(&Value::NULL),
+                "column {i} of the NULL row"
+            );
         }
     }
     // Dates and times compare equal across both protocols.
@@ -108,16 +114,31 @@ async fn multi_statements_return_every_result_set() {
     drop(result);
     let non_empty: Vec<&Vec<Row>> = sets.iter().filter(|s| !s.is_empty()).collect();
     assert_eq!(non_empty.len(), 2, "two SELECT result sets");
-    assert_eq!(non_empty[0].iter().map(|r| r.get::<i32, _>(0).unwrap()).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        non_empty[0]
+            .iter()
+            .map(|r| r.get::<i32, _>(0).unwrap())
+            .collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     assert_eq!(non_empty[1][0].get::<String, _>(1).as_deref(), Some("y"));
     // The connection is usable afterwards.
     let n: Option<i64> = c.query_first("SELECT SUM(a) FROM m").await.unwrap();
     assert_eq!(n, Some(23));
     // The CLI sees every result set too.
     let out = env
-        .cli("app", "app-secret", Some("app"), &["-e", "SELECT 1; SELECT 2; SELECT COUNT(*) FROM m"])
+        .cli(
+            "app",
+            "app-secret",
+            Some("app"),
+            &["-e", "SELECT 1; SELECT 2; SELECT COUNT(*) FROM m"],
+        )
         .await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n2\n2\n");
     env.stop().await;
 }
@@ -126,20 +147,42 @@ async fn multi_statements_return_every_result_set() {
 async fn twenty_mib_blob_round_trip_both_directions() {
     let env = Env::start(0).await;
     let mut c = env.conn().await;
-    c.query_drop("CREATE TABLE big (id INT PRIMARY KEY, b LONGBLOB)").await.unwrap();
-    let blob: Vec<u8> = (0..20u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    c.query_drop("CREATE TABLE big (id INT PRIMARY KEY, b LONGBLOB)")
+        .await
+        .unwrap();
+    let blob: Vec<u8> = (0..20u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
     // Text protocol: the statement itself is larger than 16 MiB.
-    let hex: String = blob[..(9 << 20)].iter().map(|b| format!("{b:02x}")).collect();
-    c.query_drop(format!("INSERT INTO big VALUES (1, x'{hex}')")).await.unwrap();
+    let hex: String = blob[..(9 << 20)]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    c.query_drop(format!("INSERT INTO big VALUES (1, x'{hex}')"))
+        .await
+        .unwrap();
     // Binary protocol parameter.
-    c.exec_drop("INSERT INTO big VALUES (2, ?)", (blob.clone(),)).await.unwrap();
-    let got: Option<Vec<u8>> = c.query_first("SELECT b FROM big WHERE id = 2").await.unwrap();
+    c.exec_drop("INSERT INTO big VALUES (2, ?)", (blob.clone(),))
+        .await
+        .unwrap();
+    let got: Option<Vec<u8>> = c
+        .query_first("SELECT b FROM big WHERE id = 2")
+        .await
+        .unwrap();
     assert_eq!(got.as_deref().map(<[u8]>::len), Some(blob.len()));
-    assert!(got.as_deref() == Some(&blob[..]), "20 MiB blob differs after the round trip");
-    let got: Option<Vec<u8>> = c.exec_first("SELECT b FROM big WHERE id = ?", (1,)).await.unwrap();
+    assert!(
+        got.as_deref() == Some(&blob[..]),
+        "20 MiB blob differs after the round trip"
+    );
+    let got: Option<Vec<u8>> = c
+        .exec_first("SELECT b FROM big WHERE id = ?", (1,))
+        .await
+        .unwrap();
     assert!(got.as_deref() == Some(&blob[..(9 << 20)]));
     // Verified on the primary itself.
-    let md5 = env.primary_sql("SELECT MD5(b) = MD5(SUBSTRING(b, 1)), LENGTH(b) FROM app.big WHERE id = 2").await;
+    let md5 = env
+        .primary_sql("SELECT MD5(b) = MD5(SUBSTRING(b, 1)), LENGTH(b) FROM app.big WHERE id = 2")
+        .await;
     assert_eq!(md5.trim(), format!("1\t{}", 20u32 << 20));
     env.stop().await;
 }
@@ -148,7 +191,9 @@ async fn twenty_mib_blob_round_trip_both_directions() {
 async fn load_data_local_infile_is_relayed_to_the_client() {
     let env = Env::start(0).await;
     let mut c = env.conn().await;
-    c.query_drop("CREATE TABLE li (a INT, b VARCHAR(10))").await.unwrap();
+    c.query_drop("CREATE TABLE li (a INT, b VARCHAR(10))")
+        .await
+        .unwrap();
     let file = env.cluster.dir().join("rows.tsv");
     let mut content = String::new();
     for i in 0..5000 {
@@ -156,14 +201,33 @@ async fn load_data_local_infile_is_relayed_to_the_client() {
     }
     std::fs::write(&file, content).unwrap();
     let sql = format!("LOAD DATA LOCAL INFILE '{}' INTO TABLE li", file.display());
-    let out = env.cli("app", "app-secret", Some("app"), &["--local-infile=1", "-e", &sql]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let n: Option<(i64, i64)> = c.query_first("SELECT COUNT(*), SUM(a) FROM li").await.unwrap();
+    let out = env
+        .cli(
+            "app",
+            "app-secret",
+            Some("app"),
+            &["--local-infile=1", "-e", &sql],
+        )
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let n: Option<(i64, i64)> = c
+        .query_first("SELECT COUNT(*), SUM(a) FROM li")
+        .await
+        .unwrap();
     assert_eq!(n, Some((5000, (0..5000).sum())));
     // A refused file (client without local-infile) is a clean error, and the
     // session stays usable.
     let out = env
-        .cli("app", "app-secret", Some("app"), &["--local-infile=0", "-e", &format!("{sql}; SELECT 7")])
+        .cli(
+            "app",
+            "app-secret",
+            Some("app"),
+            &["--local-infile=0", "-e", &format!("{sql}; SELECT 7")],
+        )
         .await;
     assert!(!out.status.success());
     let still: Option<i64> = c.query_first("SELECT COUNT(*) FROM li").await.unwrap();
@@ -175,21 +239,34 @@ async fn load_data_local_infile_is_relayed_to_the_client() {
 async fn transactions_commit_and_rollback_reach_the_primary() {
     let env = Env::start(0).await;
     let mut c = env.conn().await;
-    c.query_drop("CREATE TABLE tx (id INT PRIMARY KEY, v INT) ENGINE=InnoDB").await.unwrap();
+    c.query_drop("CREATE TABLE tx (id INT PRIMARY KEY, v INT) ENGINE=InnoDB")
+        .await
+        .unwrap();
     let mut t = c.start_transaction(Default::default()).await.unwrap();
-    t.exec_drop("INSERT INTO tx VALUES (?, ?)", (1, 10)).await.unwrap();
+    t.exec_drop("INSERT INTO tx VALUES (?, ?)", (1, 10))
+        .await
+        .unwrap();
     t.query_drop("INSERT INTO tx VALUES (2, 20)").await.unwrap();
     // Not visible outside the transaction yet.
-    assert_eq!(env.primary_sql("SELECT COUNT(*) FROM app.tx").await.trim(), "0");
+    assert_eq!(
+        env.primary_sql("SELECT COUNT(*) FROM app.tx").await.trim(),
+        "0"
+    );
     t.commit().await.unwrap();
-    assert_eq!(env.primary_sql("SELECT SUM(v) FROM app.tx").await.trim(), "30");
+    assert_eq!(
+        env.primary_sql("SELECT SUM(v) FROM app.tx").await.trim(),
+        "30"
+    );
 
     c.query_drop("BEGIN").await.unwrap();
     c.query_drop("UPDATE tx SET v = 0").await.unwrap();
     let inside: Option<i64> = c.query_first("SELECT SUM(v) FROM tx").await.unwrap();
     assert_eq!(inside, Some(0));
     c.query_drop("ROLLBACK").await.unwrap();
-    assert_eq!(env.primary_sql("SELECT SUM(v) FROM app.tx").await.trim(), "30");
+    assert_eq!(
+        env.primary_sql("SELECT SUM(v) FROM app.tx").await.trim(),
+        "30"
+    );
     let after: Option<i64> = c.query_first("SELECT SUM(v) FROM tx").await.unwrap();
     assert_eq!(after, Some(30));
     env.stop().await;
@@ -204,7 +281,9 @@ async fn change_user_and_reset_connection() {
     .await;
     let mut c = env.conn().await;
     c.query_drop("SET @v = 42").await.unwrap();
-    c.query_drop("CREATE TEMPORARY TABLE tmp (a INT)").await.unwrap();
+    c.query_drop("CREATE TEMPORARY TABLE tmp (a INT)")
+        .await
+        .unwrap();
     let me: Option<String> = c.query_first("SELECT CURRENT_USER()").await.unwrap();
     assert_eq!(me.as_deref(), Some("app@%"));
 
@@ -230,7 +309,10 @@ async fn change_user_and_reset_connection() {
     assert_eq!(me.as_deref(), Some("other@%"));
     // The new account's grants apply: it may not write.
     let e = c.query_drop("CREATE TABLE nope (a INT)").await.unwrap_err();
-    assert!(e.to_string().contains("1142") || e.to_string().contains("denied"), "{e}");
+    assert!(
+        e.to_string().contains("1142") || e.to_string().contains("denied"),
+        "{e}"
+    );
 
     // A wrong password on change user is refused with 1045.
     let mut c2 = env.conn().await;

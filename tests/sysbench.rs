@@ -46,7 +46,10 @@ async fn oltp_read_write_through_causeway_has_zero_errors() {
         let ps = format!("--db-ps-mode={mode}");
         let (ok, text) = sysbench(&env, &["--threads=8", "--time=10", &ps, "run"]).await;
         assert!(ok, "sysbench run ({mode}) failed:\n{text}");
-        assert!(!text.contains("FATAL"), "sysbench ({mode}) reported a fatal error:\n{text}");
+        assert!(
+            !text.contains("FATAL"),
+            "sysbench ({mode}) reported a fatal error:\n{text}"
+        );
         assert_eq!(figure(&text, "ignored errors"), Some(0), "({mode})\n{text}");
         let tx = figure(&text, "transactions").unwrap_or(0);
         assert!(tx > 0, "({mode}) no transaction completed:\n{text}");

@@ -18,7 +18,10 @@ fn query(sql: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_positions_arrive_in_ok_packets_and_are_stripped_for_clients_without_tracking() {
     let env = Env::start(0).await;
-    let (user, pw) = (env.cluster.app_user.clone(), env.cluster.app_password.clone());
+    let (user, pw) = (
+        env.cluster.app_user.clone(),
+        env.cluster.app_password.clone(),
+    );
     let mut tracked = Raw::login(env.proxy, &user, &pw, Some("app"), cap::SESSION_TRACK).await;
     tracked.command(&query("CREATE TABLE tr (a INT)")).await;
     tracked.until_terminal().await;
@@ -38,7 +41,11 @@ async fn write_positions_arrive_in_ok_packets_and_are_stripped_for_clients_witho
         })
         .expect("last_gtid is tracked");
     let binlog = env.primary_sql("SELECT @@gtid_binlog_pos").await;
-    assert_eq!(gtid, binlog.trim(), "the tracked GTID is the primary's position after the write");
+    assert_eq!(
+        gtid,
+        binlog.trim(),
+        "the tracked GTID is the primary's position after the write"
+    );
 
     let mut plain = Raw::login(env.proxy, &user, &pw, Some("app"), 0).await;
     plain.command(&query("INSERT INTO tr VALUES (2)")).await;
@@ -46,6 +53,10 @@ async fn write_positions_arrive_in_ok_packets_and_are_stripped_for_clients_witho
     let ok = OkPacket::decode(&p, plain.caps).expect("OK packet");
     assert_eq!(ok.affected_rows, 1);
     assert_eq!(ok.status & status::SESSION_STATE_CHANGED, 0, "flag cleared");
-    assert!(ok.info.is_empty(), "no tracking bytes leak into the info field: {:?}", ok.info);
+    assert!(
+        ok.info.is_empty(),
+        "no tracking bytes leak into the info field: {:?}",
+        ok.info
+    );
     env.stop().await;
 }

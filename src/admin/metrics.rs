@@ -3,6 +3,7 @@
 
 use std::sync::OnceLock;
 
+use metrics::Counter;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Client connections accepted (counter).
@@ -39,4 +40,49 @@ pub fn install() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// Handles of the counters bumped on every statement, registered once so
+/// the hot path does no registry lookup.
+pub struct HotCounters {
+    commands: Vec<(&'static str, Counter)>,
+    route: Vec<(&'static str, Counter)>,
+}
+
+impl HotCounters {
+    pub fn new(
+        command_labels: &[&'static str],
+        route_reasons: &[(&'static str, &'static str)],
+    ) -> HotCounters {
+        HotCounters {
+            commands: command_labels
+                .iter()
+                .map(|l| (*l, metrics::counter!(COMMANDS, "command" => *l)))
+                .collect(),
+            route: route_reasons
+                .iter()
+                .map(|(t, r)| {
+                    (
+                        *r,
+                        metrics::counter!(ROUTE_DECISIONS, "target" => *t, "reason" => *r),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    pub fn command(&self, label: &'static str) {
+        match self.commands.iter().find(|(l, _)| *l == label) {
+            Some((_, c)) => c.increment(1),
+            None => metrics::counter!(COMMANDS, "command" => label).increment(1),
+        }
+    }
+
+    pub fn route(&self, target: &'static str, reason: &'static str) {
+        match self.route.iter().find(|(r, _)| *r == reason) {
+            Some((_, c)) => c.increment(1),
+            None => metrics::counter!(ROUTE_DECISIONS, "target" => target, "reason" => reason)
+                .increment(1),
+        }
+    }
 }

@@ -27,12 +27,7 @@ pub struct Accounts {
 
 impl Accounts {
     pub fn new(mut entries: Vec<Account>) -> Accounts {
-        entries.sort_by_key(|a| {
-            (
-                std::cmp::Reverse(host_rank(&a.host)),
-                a.user.is_empty(),
-            )
-        });
+        entries.sort_by_key(|a| (std::cmp::Reverse(host_rank(&a.host)), a.user.is_empty()));
         Accounts { entries }
     }
 
@@ -144,7 +139,10 @@ mod tests {
 
     #[test]
     fn localhost_netmask_and_ipv4_mapped() {
-        let a = Accounts::new(vec![acct("r", "localhost", ""), acct("n", "10.1.0.0/255.255.0.0", "")]);
+        let a = Accounts::new(vec![
+            acct("r", "localhost", ""),
+            acct("n", "10.1.0.0/255.255.0.0", ""),
+        ]);
         assert!(a.find("r", ip("127.0.0.1")).is_some());
         assert!(a.find("r", ip("::ffff:127.0.0.1")).is_some());
         assert!(a.find("r", ip("10.0.0.1")).is_none());

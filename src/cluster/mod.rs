@@ -19,8 +19,8 @@ use tokio::sync::Mutex;
 
 use crate::config::{AuthSource, Config};
 use crate::error::Error;
-use crate::protocol::auth::{Credential, StoredHash};
 use crate::pool::conn::{BackendConn, ConnectParams};
+use crate::protocol::auth::{Credential, StoredHash};
 
 pub use accounts::{Account, Accounts};
 pub use monitor::spawn_monitor;
@@ -181,11 +181,14 @@ impl Cluster {
     /// Opens a connection to backend `index` with the monitor account.
     pub async fn monitor_connect(&self, index: usize) -> Result<BackendConn, Error> {
         let topo = self.topology();
-        let b = topo.backends.get(index).ok_or_else(|| Error::BackendUnavailable {
-            backend: format!("#{index}"),
-            address: String::new(),
-            reason: "no such backend".into(),
-        })?;
+        let b = topo
+            .backends
+            .get(index)
+            .ok_or_else(|| Error::BackendUnavailable {
+                backend: format!("#{index}"),
+                address: String::new(),
+                reason: "no such backend".into(),
+            })?;
         BackendConn::connect(&ConnectParams {
             backend: b.name.clone(),
             address: b.address.clone(),

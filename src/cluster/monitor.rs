@@ -14,7 +14,10 @@ use crate::pool::conn::BackendConn;
 /// Runs until `shutdown` changes. Performs one full check before the
 /// returned future's first `.await` point completes, so the caller can
 /// wait for [`first_check`] before accepting clients.
-pub fn spawn_monitor(cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_monitor(
+    cluster: Arc<Cluster>,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let n = cluster.topology().backends.len();
         let mut conns: Vec<Option<BackendConn>> = (0..n).map(|_| None).collect();
@@ -28,7 +31,9 @@ pub fn spawn_monitor(cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>)
             {
                 match cluster.reload_accounts(true).await {
                     Ok(_) => last_accounts = Some(Instant::now()),
-                    Err(e) => tracing::warn!(error = %e, "could not load accounts from the primary"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not load accounts from the primary")
+                    }
                 }
             }
             tokio::select! {
@@ -41,12 +46,18 @@ pub fn spawn_monitor(cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>)
 
 async fn check_all(cluster: &Cluster, conns: &mut [Option<BackendConn>]) {
     let mut topo = (*cluster.topology()).clone();
-    let checks = conns.iter_mut().enumerate().map(|(i, c)| check_one(cluster, i, c));
+    let checks = conns
+        .iter_mut()
+        .enumerate()
+        .map(|(i, c)| check_one(cluster, i, c));
     let results = futures_util::future::join_all(checks).await;
     for (state, result) in topo.backends.iter_mut().zip(results) {
         apply(state, result);
     }
-    if let Some(Some(v)) = conns.first().map(|c| c.as_ref().map(|c| c.server_version.clone())) {
+    if let Some(Some(v)) = conns
+        .first()
+        .map(|c| c.as_ref().map(|c| c.server_version.clone()))
+    {
         topo.greeting_version = v;
     }
     cluster.publish(topo);
@@ -58,13 +69,22 @@ struct Probe {
     version: String,
 }
 
-async fn check_one(cluster: &Cluster, index: usize, slot: &mut Option<BackendConn>) -> Result<Probe, Error> {
+async fn check_one(
+    cluster: &Cluster,
+    index: usize,
+    slot: &mut Option<BackendConn>,
+) -> Result<Probe, Error> {
     let conn = match slot {
         Some(c) => c,
         None => slot.insert(cluster.monitor_connect(index).await?),
     };
     let timeout = cluster.config().timeouts.connect();
-    let rows = match tokio::time::timeout(timeout, conn.query_rows("SELECT @@read_only, @@server_id, @@version")).await {
+    let rows = match tokio::time::timeout(
+        timeout,
+        conn.query_rows("SELECT @@read_only, @@server_id, @@version"),
+    )
+    .await
+    {
         Ok(Ok(rows)) => rows,
         Ok(Err(e)) => {
             *slot = None;

@@ -224,7 +224,8 @@ impl Config {
     /// Parses and validates a configuration. `file` is only used in error
     /// messages. The policy is not loaded (see [`Config::load`]).
     pub fn from_str(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, e))?;
+        let cfg: Config =
+            toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, e))?;
         cfg.validate(file)
     }
 
@@ -248,42 +249,72 @@ impl Config {
 
     fn validate(self, file: &str) -> Result<Config, ConfigError> {
         let addr = |field: &str, v: &str| -> Result<(), ConfigError> {
-            v.parse::<SocketAddr>()
-                .map(|_| ())
-                .map_err(|e| ConfigError::new(file, field, format!("'{v}' is not an ip:port address: {e}")))
+            v.parse::<SocketAddr>().map(|_| ()).map_err(|e| {
+                ConfigError::new(file, field, format!("'{v}' is not an ip:port address: {e}"))
+            })
         };
         addr("proxy.listen", &self.proxy.listen)?;
         if !self.proxy.admin_listen.is_empty() {
             addr("proxy.admin_listen", &self.proxy.admin_listen)?;
         }
         if self.proxy.max_connections == 0 {
-            return Err(ConfigError::new(file, "proxy.max_connections", "must be at least 1"));
+            return Err(ConfigError::new(
+                file,
+                "proxy.max_connections",
+                "must be at least 1",
+            ));
         }
         if self.proxy.max_allowed_packet < 1024 {
-            return Err(ConfigError::new(file, "proxy.max_allowed_packet", "must be at least 1024 bytes"));
+            return Err(ConfigError::new(
+                file,
+                "proxy.max_allowed_packet",
+                "must be at least 1024 bytes",
+            ));
         }
         let mut names = std::collections::HashSet::new();
-        let backends = std::iter::once(("cluster.primary".to_string(), &self.cluster.primary)).chain(
-            self.cluster
-                .replicas
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (format!("cluster.replicas[{i}]"), r)),
-        );
+        let backends = std::iter::once(("cluster.primary".to_string(), &self.cluster.primary))
+            .chain(
+                self.cluster
+                    .replicas
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (format!("cluster.replicas[{i}]"), r)),
+            );
         for (field, b) in backends {
-            if b.name.is_empty() || !b.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                return Err(ConfigError::new(file, &format!("{field}.name"), format!("'{}' must be non-empty and use only letters, digits, '_' and '-'", b.name)));
+            if b.name.is_empty()
+                || !b
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(ConfigError::new(
+                    file,
+                    &format!("{field}.name"),
+                    format!(
+                        "'{}' must be non-empty and use only letters, digits, '_' and '-'",
+                        b.name
+                    ),
+                ));
             }
             if !names.insert(b.name.clone()) {
-                return Err(ConfigError::new(file, &format!("{field}.name"), format!("backend name '{}' is used twice", b.name)));
+                return Err(ConfigError::new(
+                    file,
+                    &format!("{field}.name"),
+                    format!("backend name '{}' is used twice", b.name),
+                ));
             }
-            validate_host_port(&b.address).map_err(|r| ConfigError::new(file, &format!("{field}.address"), r))?;
+            validate_host_port(&b.address)
+                .map_err(|r| ConfigError::new(file, &format!("{field}.address"), r))?;
         }
         if self.monitor.user.is_empty() {
             return Err(ConfigError::new(file, "monitor.user", "must not be empty"));
         }
         if self.monitor.interval_ms == 0 {
-            return Err(ConfigError::new(file, "monitor.interval_ms", "must be at least 1"));
+            return Err(ConfigError::new(
+                file,
+                "monitor.interval_ms",
+                "must be at least 1",
+            ));
         }
         for (i, u) in self.auth.users.iter().enumerate() {
             if u.stored_hash().is_none() {
@@ -295,7 +326,11 @@ impl Config {
             }
         }
         if self.auth.source == AuthSource::Config && self.auth.users.is_empty() {
-            return Err(ConfigError::new(file, "auth.users", "auth.source = \"config\" needs at least one [[auth.users]]"));
+            return Err(ConfigError::new(
+                file,
+                "auth.users",
+                "auth.source = \"config\" needs at least one [[auth.users]]",
+            ));
         }
         Ok(self)
     }

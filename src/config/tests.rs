@@ -51,13 +51,19 @@ fn user_needs_one_kind_of_password() {
     let e = Config::from_str(&text, "c.toml").unwrap_err();
     assert_eq!(e.field, "auth.users[0]");
     let text = format!("{MINIMAL}\n[auth]\nsource = \"config\"\n");
-    assert_eq!(Config::from_str(&text, "c.toml").unwrap_err().field, "auth.users");
+    assert_eq!(
+        Config::from_str(&text, "c.toml").unwrap_err().field,
+        "auth.users"
+    );
 }
 
 #[test]
 fn listen_must_be_an_address() {
     let text = format!("{MINIMAL}\n[proxy]\nlisten = \"nope\"\n");
-    assert_eq!(Config::from_str(&text, "c.toml").unwrap_err().field, "proxy.listen");
+    assert_eq!(
+        Config::from_str(&text, "c.toml").unwrap_err().field,
+        "proxy.listen"
+    );
 }
 
 /// Every shipped example configuration and policy loads.

@@ -76,7 +76,9 @@ impl BackendConn {
     }
 
     async fn connect_inner(p: &ConnectParams) -> Result<BackendConn, ConnectError> {
-        let tcp = TcpStream::connect(&p.address).await.map_err(ConnectError::io)?;
+        let tcp = TcpStream::connect(&p.address)
+            .await
+            .map_err(ConnectError::io)?;
         tcp.set_nodelay(true).map_err(ConnectError::io)?;
         let mut stream = PacketStream::new(tcp);
         let (h, payload) = stream.read_packet().await.map_err(ConnectError::read)?;
@@ -86,14 +88,22 @@ impl BackendConn {
         let hs = Handshake::decode(&payload)
             .ok_or_else(|| ConnectError::Other("malformed handshake".into()))?;
         if hs.capabilities & cap::PROTOCOL_41 == 0 {
-            return Err(ConnectError::Other("server does not speak protocol 4.1".into()));
+            return Err(ConnectError::Other(
+                "server does not speak protocol 4.1".into(),
+            ));
         }
         let wanted = cap::BACKEND_ALWAYS
             | (p.client_capabilities & cap::MIRRORED_FROM_CLIENT)
-            | if p.database.is_some() { cap::CONNECT_WITH_DB } else { 0 };
+            | if p.database.is_some() {
+                cap::CONNECT_WITH_DB
+            } else {
+                0
+            };
         let capabilities = wanted & hs.capabilities;
         if capabilities & cap::SESSION_TRACK == 0 {
-            return Err(ConnectError::Other("server does not support session tracking".into()));
+            return Err(ConnectError::Other(
+                "server does not support session tracking".into(),
+            ));
         }
         let mut attributes = p.attributes.clone();
         attributes.push(("_proxy".into(), "causeway".into()));
@@ -186,9 +196,15 @@ impl BackendConn {
         let mut columns = 0usize;
         let mut error = None;
         while !scanner.is_done() {
-            let (h, p) = self.stream.read_packet().await.map_err(|e| self.lost(read_reason(&e)))?;
+            let (h, p) = self
+                .stream
+                .read_packet()
+                .await
+                .map_err(|e| self.lost(read_reason(&e)))?;
             match scanner.header(h, p.first().copied()) {
-                Need::Stream => rows.push(parse_text_row(&p, columns).ok_or_else(|| self.malformed())?),
+                Need::Stream => {
+                    rows.push(parse_text_row(&p, columns).ok_or_else(|| self.malformed())?)
+                }
                 Need::Whole => match scanner.packet(h, &p).map_err(|_| self.malformed())? {
                     Seen::Err => error = ServerError::from_packet(&p),
                     Seen::Ok { status } | Seen::Eof { status } => self.status = status,
@@ -226,7 +242,9 @@ fn parse_text_row(p: &[u8], columns: usize) -> Option<Vec<Option<String>>> {
             r.skip(1)?;
             row.push(None);
         } else {
-            row.push(Some(String::from_utf8_lossy(r.lenenc_bytes()?).into_owned()));
+            row.push(Some(
+                String::from_utf8_lossy(r.lenenc_bytes()?).into_owned(),
+            ));
         }
     }
     Some(row)

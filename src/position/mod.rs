@@ -34,7 +34,11 @@ impl std::str::FromStr for Gtid {
         let domain = it.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
         let server = it.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
         let seq = it.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
-        Ok(Gtid { domain, server, seq })
+        Ok(Gtid {
+            domain,
+            server,
+            seq,
+        })
     }
 }
 
@@ -80,15 +84,20 @@ impl MariaPosition {
     /// Whether every transaction in `other` is in `self`: for each domain of
     /// `other`, `self` has reached at least the same sequence number.
     pub fn covers(&self, other: &MariaPosition) -> bool {
-        other.domains.iter().all(|(d, (_, q))| {
-            self.domains.get(d).is_some_and(|(_, mine)| mine >= q)
-        })
+        other
+            .domains
+            .iter()
+            .all(|(d, (_, q))| self.domains.get(d).is_some_and(|(_, mine)| mine >= q))
     }
 
     /// The least position covering both.
     pub fn merge(&mut self, other: &MariaPosition) {
         for (d, (s, q)) in &other.domains {
-            self.add(Gtid { domain: *d, server: *s, seq: *q });
+            self.add(Gtid {
+                domain: *d,
+                server: *s,
+                seq: *q,
+            });
         }
     }
 }

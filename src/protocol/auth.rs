@@ -124,7 +124,10 @@ pub fn verify(stored: &StoredHash, salt: &[u8], answer: &[u8]) -> Option<Credent
             let h1 = xor(answer, &mask);
             // Constant-time compare: the answer comes from an unauthenticated peer.
             let check = sha1(&[&h1]);
-            let diff = check.iter().zip(h2.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            let diff = check
+                .iter()
+                .zip(h2.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
             (diff == 0).then_some(Credential::Stage1(h1))
         }
     }
@@ -177,23 +180,38 @@ mod tests {
         let stored = StoredHash::from_password(b"pw");
         let answer = Credential::from_password(b"pw").scramble(&s1);
         let cred = verify(&stored, &s1, &answer).unwrap();
-        assert_eq!(cred.scramble(&s2), Credential::from_password(b"pw").scramble(&s2));
+        assert_eq!(
+            cred.scramble(&s2),
+            Credential::from_password(b"pw").scramble(&s2)
+        );
     }
 
     #[test]
     fn empty_password() {
         let salt = new_salt();
         assert_eq!(StoredHash::parse(""), Some(StoredHash::Empty));
-        assert_eq!(verify(&StoredHash::Empty, &salt, b""), Some(Credential::Empty));
+        assert_eq!(
+            verify(&StoredHash::Empty, &salt, b""),
+            Some(Credential::Empty)
+        );
         assert_eq!(verify(&StoredHash::Empty, &salt, b"x"), None);
     }
 
     #[test]
     fn malformed_hashes_are_rejected() {
-        assert_eq!(StoredHash::parse("2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"), None);
+        assert_eq!(
+            StoredHash::parse("2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"),
+            None
+        );
         assert_eq!(StoredHash::parse("*2470"), None);
-        assert_eq!(StoredHash::parse("*ZZ70C0C06DEE42FD1618BB99005ADCA2EC9D1E19"), None);
-        assert_eq!(StoredHash::parse("*é470C0C06DEE42FD1618BB99005ADCA2EC9D1E1"), None);
+        assert_eq!(
+            StoredHash::parse("*ZZ70C0C06DEE42FD1618BB99005ADCA2EC9D1E19"),
+            None
+        );
+        assert_eq!(
+            StoredHash::parse("*é470C0C06DEE42FD1618BB99005ADCA2EC9D1E1"),
+            None
+        );
     }
 
     #[test]

@@ -145,7 +145,16 @@ mod tests {
 
     #[test]
     fn lenenc_round_trip_at_every_width() {
-        for v in [0u64, 250, 251, 0xFFFF, 0x1_0000, 0xFF_FFFF, 0x100_0000, u64::MAX] {
+        for v in [
+            0u64,
+            250,
+            251,
+            0xFFFF,
+            0x1_0000,
+            0xFF_FFFF,
+            0x100_0000,
+            u64::MAX,
+        ] {
             let mut out = BytesMut::new();
             put_lenenc_int(&mut out, v);
             assert_eq!(Reader::new(&out).lenenc_int(), Some(v), "value {v}");

@@ -11,18 +11,28 @@ pub enum Command<'a> {
     Quit,
     InitDb(&'a [u8]),
     Query(&'a [u8]),
-    FieldList { table: &'a [u8] },
+    FieldList {
+        table: &'a [u8],
+    },
     Statistics,
     Ping,
     ProcessKill(u32),
     ChangeUser(ChangeUser<'a>),
     StmtPrepare(&'a [u8]),
-    StmtExecute { stmt_id: u32, flags: u8 },
-    StmtSendLongData { stmt_id: u32 },
+    StmtExecute {
+        stmt_id: u32,
+        flags: u8,
+    },
+    StmtSendLongData {
+        stmt_id: u32,
+    },
     StmtClose(u32),
     StmtReset(u32),
     SetOption(u16),
-    StmtFetch { stmt_id: u32, rows: u32 },
+    StmtFetch {
+        stmt_id: u32,
+        rows: u32,
+    },
     ResetConnection,
     /// Anything Causeway does not relay: replication, shutdown, debug, and
     /// unknown command bytes. Answered with ER_UNKNOWN_COM_ERROR.
@@ -91,6 +101,27 @@ impl<'a> Command<'a> {
         Ok(cmd)
     }
 
+    /// Every value [`Command::label`] returns.
+    pub const LABELS: &'static [&'static str] = &[
+        "quit",
+        "init_db",
+        "query",
+        "field_list",
+        "statistics",
+        "ping",
+        "process_kill",
+        "change_user",
+        "stmt_prepare",
+        "stmt_execute",
+        "stmt_send_long_data",
+        "stmt_close",
+        "stmt_reset",
+        "set_option",
+        "stmt_fetch",
+        "reset_connection",
+        "unsupported",
+    ];
+
     /// A fixed label per command kind, for metrics and logs.
     pub fn label(&self) -> &'static str {
         match self {
@@ -150,8 +181,14 @@ mod tests {
 
     #[test]
     fn decodes_common_commands() {
-        assert_eq!(Command::decode(b"\x03SELECT 1", CAPS), Ok(Command::Query(b"SELECT 1")));
-        assert_eq!(Command::decode(b"\x02app", CAPS), Ok(Command::InitDb(b"app")));
+        assert_eq!(
+            Command::decode(b"\x03SELECT 1", CAPS),
+            Ok(Command::Query(b"SELECT 1"))
+        );
+        assert_eq!(
+            Command::decode(b"\x02app", CAPS),
+            Ok(Command::InitDb(b"app"))
+        );
         assert_eq!(Command::decode(b"\x0e", CAPS), Ok(Command::Ping));
         assert_eq!(Command::decode(b"\x01", CAPS), Ok(Command::Quit));
         assert_eq!(
@@ -160,24 +197,51 @@ mod tests {
         );
         assert_eq!(
             Command::decode(b"\x17\x01\x00\x00\x00\x01\x01\x00\x00\x00", CAPS),
-            Ok(Command::StmtExecute { stmt_id: 1, flags: 1 })
+            Ok(Command::StmtExecute {
+                stmt_id: 1,
+                flags: 1
+            })
         );
         assert_eq!(
             Command::decode(b"\x1c\x02\x00\x00\x00\x0a\x00\x00\x00", CAPS),
-            Ok(Command::StmtFetch { stmt_id: 2, rows: 10 })
+            Ok(Command::StmtFetch {
+                stmt_id: 2,
+                rows: 10
+            })
         );
-        assert_eq!(Command::decode(b"\x04t1\x00%", CAPS), Ok(Command::FieldList { table: b"t1" }));
-        assert_eq!(Command::decode(b"\x1b\x01\x00", CAPS), Ok(Command::SetOption(1)));
+        assert_eq!(
+            Command::decode(b"\x04t1\x00%", CAPS),
+            Ok(Command::FieldList { table: b"t1" })
+        );
+        assert_eq!(
+            Command::decode(b"\x1b\x01\x00", CAPS),
+            Ok(Command::SetOption(1))
+        );
     }
 
     #[test]
     fn unknown_and_malformed() {
         assert_eq!(Command::decode(b"", CAPS), Err(CommandError::Empty));
-        assert_eq!(Command::decode(b"\x99", CAPS), Ok(Command::Unsupported(0x99)));
-        assert_eq!(Command::decode(b"\x12abc", CAPS), Ok(Command::Unsupported(0x12)));
-        assert_eq!(Command::decode(b"\x19\x01", CAPS), Err(CommandError::Malformed(0x19)));
-        assert_eq!(Command::decode(b"\x17\x01\x00\x00\x00", CAPS), Err(CommandError::Malformed(0x17)));
-        assert_eq!(Command::decode(b"\x11noterminator", CAPS), Err(CommandError::Malformed(0x11)));
+        assert_eq!(
+            Command::decode(b"\x99", CAPS),
+            Ok(Command::Unsupported(0x99))
+        );
+        assert_eq!(
+            Command::decode(b"\x12abc", CAPS),
+            Ok(Command::Unsupported(0x12))
+        );
+        assert_eq!(
+            Command::decode(b"\x19\x01", CAPS),
+            Err(CommandError::Malformed(0x19))
+        );
+        assert_eq!(
+            Command::decode(b"\x17\x01\x00\x00\x00", CAPS),
+            Err(CommandError::Malformed(0x17))
+        );
+        assert_eq!(
+            Command::decode(b"\x11noterminator", CAPS),
+            Err(CommandError::Malformed(0x11))
+        );
     }
 
     #[test]

@@ -98,7 +98,9 @@ pub struct HandshakeResponse {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientHello {
     /// A client asking to switch to TLS before it says who it is.
-    SslRequest { capabilities: u32 },
+    SslRequest {
+        capabilities: u32,
+    },
     Response(HandshakeResponse),
 }
 

@@ -119,7 +119,10 @@ mod tests {
         assert_eq!(write_packets(&mut out, 255, &payload), 1);
         assert_eq!(
             split(&out),
-            vec![(MAX_PACKET_PAYLOAD, 255), ((20 << 20) - MAX_PACKET_PAYLOAD, 0)]
+            vec![
+                (MAX_PACKET_PAYLOAD, 255),
+                ((20 << 20) - MAX_PACKET_PAYLOAD, 0)
+            ]
         );
     }
 

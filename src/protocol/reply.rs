@@ -71,14 +71,22 @@ pub enum Seen {
     /// Metadata: column count, column or parameter definition, EOF between sections.
     Other,
     /// An OK packet (or an EOF/OK terminator of a result set) with its status flags.
-    Ok { status: u16 },
+    Ok {
+        status: u16,
+    },
     /// A classic EOF terminator with its status flags.
-    Eof { status: u16 },
+    Eof {
+        status: u16,
+    },
     Err,
     /// `LOCAL INFILE` request: the client must now send the file.
     LocalInfile,
     /// The first packet of a COM_STMT_PREPARE reply.
-    PrepareOk { stmt_id: u32, columns: u16, params: u16 },
+    PrepareOk {
+        stmt_id: u32,
+        columns: u16,
+        params: u16,
+    },
 }
 
 /// The reply is not valid protocol: the backend connection cannot be trusted.
@@ -218,13 +226,20 @@ impl Scanner {
                     let columns = r.u16().ok_or(Malformed)?;
                     let params = r.u16().ok_or(Malformed)?;
                     self.state = self.after_prepare_section(u64::from(params), u64::from(columns));
-                    Seen::PrepareOk { stmt_id, columns, params }
+                    Seen::PrepareOk {
+                        stmt_id,
+                        columns,
+                        params,
+                    }
                 }
                 _ => return Err(Malformed),
             },
             State::Params { params, columns } => {
                 self.state = if params > 1 {
-                    State::Params { params: params - 1, columns }
+                    State::Params {
+                        params: params - 1,
+                        columns,
+                    }
                 } else if self.deprecate_eof() {
                     self.after_prepare_section(0, columns)
                 } else {

@@ -62,8 +62,8 @@ impl<'a> Ok<'a> {
         put_lenenc_int(out, self.affected_rows);
         put_lenenc_int(out, self.last_insert_id);
         if capabilities & cap::SESSION_TRACK != 0 {
-            let has_state = self.status & status::SESSION_STATE_CHANGED != 0
-                && !self.session_state.is_empty();
+            let has_state =
+                self.status & status::SESSION_STATE_CHANGED != 0 && !self.session_state.is_empty();
             let st = if has_state {
                 self.status
             } else {
@@ -95,7 +95,10 @@ impl<'a> Ok<'a> {
 /// One entry of session-state-tracking data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateChange<'a> {
-    SystemVariable { name: &'a [u8], value: &'a [u8] },
+    SystemVariable {
+        name: &'a [u8],
+        value: &'a [u8],
+    },
     Schema(&'a [u8]),
     /// Some session state changed (the server does not say what).
     StateChanged(bool),
@@ -324,7 +327,10 @@ mod tests {
     fn err_and_eof() {
         let p = b"\xff\x15\x04#28000Access denied";
         let e = Err::decode(p).unwrap();
-        assert_eq!((e.code, &e.sql_state, e.message), (1045, b"28000", &b"Access denied"[..]));
+        assert_eq!(
+            (e.code, &e.sql_state, e.message),
+            (1045, b"28000", &b"Access denied"[..])
+        );
         let mut out = BytesMut::new();
         e.encode(&mut out);
         assert_eq!(&out[..], &p[..]);

@@ -30,7 +30,9 @@ pub enum ReadError {
     /// The peer closed the connection in the middle of a packet.
     Truncated,
     /// The payload is larger than allowed; nothing more can be read safely.
-    TooLarge { limit: usize },
+    TooLarge {
+        limit: usize,
+    },
 }
 
 impl From<io::Error> for ReadError {
@@ -197,6 +199,9 @@ mod tests {
         w.write_all(&[10, 0, 0, 0, 1, 2]).await.unwrap();
         drop(w);
         let mut r = PacketStream::new(b);
-        assert!(matches!(r.read_payload(100).await, Err(ReadError::Truncated)));
+        assert!(matches!(
+            r.read_payload(100).await,
+            Err(ReadError::Truncated)
+        ));
     }
 }

@@ -75,7 +75,10 @@ pub async fn greet(
     };
     let mut seq = p.last_seq.wrapping_add(1);
     let mut answer = resp.auth_response.clone();
-    let plugin_ok = resp.auth_plugin.as_deref().is_none_or(|pl| pl == NATIVE_PASSWORD || pl.is_empty());
+    let plugin_ok = resp
+        .auth_plugin
+        .as_deref()
+        .is_none_or(|pl| pl == NATIVE_PASSWORD || pl.is_empty());
     if !plugin_ok {
         // The client started with another plugin (caching_sha2_password,
         // ed25519, ...): ask it to answer our salt the native way.
@@ -123,17 +126,20 @@ pub async fn check_password(
         using_password: !answer.is_empty(),
     };
     let Some(account) = ctx.cluster.find_account(user, ip).await else {
-        metrics::counter!(crate::admin::metrics::LOGIN_FAILURES, "reason" => "unknown_user").increment(1);
+        metrics::counter!(crate::admin::metrics::LOGIN_FAILURES, "reason" => "unknown_user")
+            .increment(1);
         return Err(denied());
     };
     let Some(hash) = &account.hash else {
         tracing::warn!(user, host = %account.host, plugin = %account.plugin,
             "account uses an auth plugin Causeway cannot verify");
-        metrics::counter!(crate::admin::metrics::LOGIN_FAILURES, "reason" => "unsupported_plugin").increment(1);
+        metrics::counter!(crate::admin::metrics::LOGIN_FAILURES, "reason" => "unsupported_plugin")
+            .increment(1);
         return Err(denied());
     };
     verify(hash, salt, answer).ok_or_else(|| {
-        metrics::counter!(crate::admin::metrics::LOGIN_FAILURES, "reason" => "wrong_password").increment(1);
+        metrics::counter!(crate::admin::metrics::LOGIN_FAILURES, "reason" => "wrong_password")
+            .increment(1);
         denied()
     })
 }

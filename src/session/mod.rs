@@ -37,8 +37,24 @@ use relay::{relay, RelayError, ReplyInfo};
 /// What every session shares.
 pub struct Ctx {
     pub cluster: Arc<Cluster>,
+    pub counters: m::HotCounters,
     pub registry: Arc<Registry>,
     pub shutdown: watch::Receiver<bool>,
+}
+
+impl Ctx {
+    pub fn new(
+        cluster: Arc<Cluster>,
+        registry: Arc<Registry>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Ctx {
+        Ctx {
+            cluster,
+            counters: m::HotCounters::new(Command::LABELS, &[("primary", "primary_only")]),
+            registry,
+            shutdown,
+        }
+    }
 }
 
 /// Handles one client connection until it ends. Never panics on client or
@@ -57,9 +73,13 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         }
         Ok(Err(None)) | Err(_) => return,
     };
-    let reg = ctx.registry.register(id, ident.user.clone(), peer.ip().to_string());
+    let reg = ctx
+        .registry
+        .register(id, ident.user.clone(), peer.ip().to_string());
     let mut s = Session {
-        backends: (0..ctx.cluster.topology().backends.len()).map(|_| None).collect(),
+        backends: (0..ctx.cluster.topology().backends.len())
+            .map(|_| None)
+            .collect(),
         ctx: ctx.clone(),
         id,
         peer,
@@ -135,11 +155,12 @@ impl Session {
             };
             let flow = match Command::decode(&payload.data, self.caps) {
                 Ok(cmd) => {
-                    metrics::counter!(m::COMMANDS, "command" => cmd.label()).increment(1);
+                    self.ctx.counters.command(cmd.label());
                     self.dispatch(cmd, &payload.data, payload.last_seq).await
                 }
                 Err(CommandError::Empty) | Err(CommandError::Malformed(_)) => {
-                    self.fail(payload.last_seq.wrapping_add(1), &Error::MalformedPacket).await
+                    self.fail(payload.last_seq.wrapping_add(1), &Error::MalformedPacket)
+                        .await
                 }
             };
             if let Flow::Close = flow {
@@ -160,9 +181,7 @@ impl Session {
                 Err(e) => self.fail(next, &e).await,
             },
             Command::ChangeUser(cu) => self.change_user(cu, next).await,
-            Command::ResetConnection => {
-                self.forward_all(raw, Expect::Single).await
-            }
+            Command::ResetConnection => self.forward_all(raw, Expect::Single).await,
             Command::Query(_) => self.forward(raw, Expect::ResultSets).await,
             Command::InitDb(_) | Command::SetOption(_) | Command::StmtReset(_) => {
                 self.forward(raw, Expect::Single).await
@@ -219,8 +238,7 @@ impl Session {
     /// Sends a command to its backend and relays the reply.
     async fn forward(&mut self, raw: &[u8], expect: Expect) -> Flow {
         let decision = router::route();
-        metrics::counter!(m::ROUTE_DECISIONS, "target" => "primary", "reason" => decision.reason)
-            .increment(1);
+        self.ctx.counters.route("primary", decision.reason);
         let index = Self::target_index(decision.target);
         self.forward_to(index, raw, expect).await
     }
@@ -248,7 +266,11 @@ impl Session {
                 Flow::Continue
             }
             Err(RelayError::Client(_)) => Flow::Close,
-            Err(RelayError::Backend { reason, next_seq, malformed }) => {
+            Err(RelayError::Backend {
+                reason,
+                next_seq,
+                malformed,
+            }) => {
                 let backend = conn.backend.clone();
                 self.backends[index] = None;
                 let e = if malformed {
@@ -265,7 +287,14 @@ impl Session {
     /// a transaction in progress is gone with the connection, so the client
     /// connection is closed too rather than silently continue outside it.
     async fn backend_failed(&mut self, index: usize, e: Error, seq: u8, in_trans: bool) -> Flow {
-        let name = self.ctx.cluster.topology().backends.get(index).map(|b| b.name.clone()).unwrap_or_default();
+        let name = self
+            .ctx
+            .cluster
+            .topology()
+            .backends
+            .get(index)
+            .map(|b| b.name.clone())
+            .unwrap_or_default();
         metrics::counter!(m::BACKEND_LOST, "backend" => name).increment(1);
         tracing::warn!(session = self.id, error = %e, "backend connection failed");
         send_error(&mut self.client, seq, &e).await;
@@ -293,8 +322,8 @@ impl Session {
     async fn forward_all(&mut self, raw: &[u8], expect: Expect) -> Flow {
         for i in 1..self.backends.len() {
             if let Some(conn) = self.backends[i].as_mut() {
-                let ok = conn.send_command(raw).await.is_ok()
-                    && drain_reply(conn, expect).await.is_ok();
+                let ok =
+                    conn.send_command(raw).await.is_ok() && drain_reply(conn, expect).await.is_ok();
                 if !ok {
                     self.backends[i] = None;
                 }
@@ -324,11 +353,17 @@ impl Session {
     async fn change_user(&mut self, cu: ChangeUser<'_>, mut seq: u8) -> Flow {
         let user = String::from_utf8_lossy(cu.user).into_owned();
         let mut answer = cu.auth_response.to_vec();
-        let native = cu.auth_plugin.is_none_or(|p| p == NATIVE_PASSWORD.as_bytes() || p.is_empty());
+        let native = cu
+            .auth_plugin
+            .is_none_or(|p| p == NATIVE_PASSWORD.as_bytes() || p.is_empty());
         if !native {
             self.salt = new_salt();
             let mut body = BytesMut::new();
-            AuthSwitch { plugin: NATIVE_PASSWORD.into(), data: self.salt.to_vec() }.encode(&mut body);
+            AuthSwitch {
+                plugin: NATIVE_PASSWORD.into(),
+                data: self.salt.to_vec(),
+            }
+            .encode(&mut body);
             self.scratch.clear();
             write_packets(&mut self.scratch, seq, &body);
             if self.client.write_all(&self.scratch).await.is_err() {
@@ -342,7 +377,15 @@ impl Session {
                 Err(_) => return Flow::Close,
             }
         }
-        let credential = match login::check_password(&self.ctx, &user, self.peer.ip(), &self.salt, &answer).await {
+        let credential = match login::check_password(
+            &self.ctx,
+            &user,
+            self.peer.ip(),
+            &self.salt,
+            &answer,
+        )
+        .await
+        {
             Ok(c) => c,
             Err(e) => {
                 send_error(&mut self.client, seq, &e).await;
@@ -406,7 +449,9 @@ async fn drain_reply(conn: &mut BackendConn, expect: Expect) -> Result<(), Error
             .await
             .map_err(|e| conn.lost(crate::pool::conn::read_reason(&e)))?;
         if let Need::Whole = sc.header(h, p.first().copied()) {
-            sc.packet(h, &p).map_err(|_| Error::BackendProtocol { backend: conn.backend.clone() })?;
+            sc.packet(h, &p).map_err(|_| Error::BackendProtocol {
+                backend: conn.backend.clone(),
+            })?;
         }
     }
     if let Some(st) = sc.last_status() {

@@ -100,7 +100,11 @@ impl Registry {
         let mut v: Vec<_> = self
             .sessions
             .lock()
-            .map(|m| m.iter().map(|(id, e)| (*id, e.user.clone(), e.host.clone())).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(id, e)| (*id, e.user.clone(), e.host.clone()))
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v
@@ -117,11 +121,17 @@ mod tests {
         let id = r.next_id();
         let reg = r.register(id, "app".into(), "127.0.0.1".into());
         assert_eq!(r.list(), vec![(id, "app".into(), "127.0.0.1".into())]);
-        assert!(matches!(r.kill(id, "other"), Err(crate::error::Error::NotOwnerOfThread(_))));
+        assert!(matches!(
+            r.kill(id, "other"),
+            Err(crate::error::Error::NotOwnerOfThread(_))
+        ));
         assert!(r.kill(id, "app").is_ok());
         drop(reg);
         assert!(r.is_empty());
-        assert!(matches!(r.kill(id, "app"), Err(crate::error::Error::NoSuchThread(_))));
+        assert!(matches!(
+            r.kill(id, "app"),
+            Err(crate::error::Error::NoSuchThread(_))
+        ));
     }
 }
 

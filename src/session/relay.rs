@@ -80,7 +80,11 @@ pub enum RelayError {
     Client(#[allow(dead_code)] std::io::Error),
     /// The backend connection failed or sent nonsense. `next_seq` is the
     /// sequence id an error packet to the client must carry.
-    Backend { reason: String, next_seq: u8, malformed: bool },
+    Backend {
+        reason: String,
+        next_seq: u8,
+        malformed: bool,
+    },
 }
 
 /// Relays the reply to the command just sent on `backend`.
@@ -116,7 +120,9 @@ pub async fn relay(
                 if sc.is_done() {
                     break;
                 }
-                let Some(h) = Header::parse(&buf[pos..]) else { break };
+                let Some(h) = Header::parse(&buf[pos..]) else {
+                    break;
+                };
                 if h.len > 0 && buf.len() - pos <= HEADER_LEN {
                     break;
                 }
@@ -147,21 +153,35 @@ pub async fn relay(
                             Seen::Ok { status } => {
                                 info.absorb_ok(payload, backend_caps);
                                 if strip_tracking && status & status::SESSION_STATE_CHANGED != 0 {
-                                    client.write_all(&buf[flushed..pos]).await.map_err(RelayError::Client)?;
+                                    client
+                                        .write_all(&buf[flushed..pos])
+                                        .await
+                                        .map_err(RelayError::Client)?;
                                     scratch.clear();
                                     if let Some(ok) = OkPacket::decode(payload, backend_caps) {
                                         let start = begin_packet(scratch, h.seq);
                                         ok.encode(scratch, client_caps);
                                         finish_packet(scratch, start);
                                     }
-                                    client.write_all(scratch).await.map_err(RelayError::Client)?;
+                                    client
+                                        .write_all(scratch)
+                                        .await
+                                        .map_err(RelayError::Client)?;
                                     flushed = end;
                                 }
                             }
                             Seen::Eof { status } => info.status = Some(status),
                             Seen::Err => info.error = true,
-                            Seen::PrepareOk { stmt_id, columns, params } => {
-                                info.prepared = Some(Prepared { stmt_id, columns, params });
+                            Seen::PrepareOk {
+                                stmt_id,
+                                columns,
+                                params,
+                            } => {
+                                info.prepared = Some(Prepared {
+                                    stmt_id,
+                                    columns,
+                                    params,
+                                });
                             }
                             Seen::LocalInfile => local_infile = true,
                             Seen::Other => {}
@@ -174,7 +194,10 @@ pub async fn relay(
                 }
             }
             if pos > flushed {
-                client.write_all(&buf[flushed..pos]).await.map_err(RelayError::Client)?;
+                client
+                    .write_all(&buf[flushed..pos])
+                    .await
+                    .map_err(RelayError::Client)?;
             }
             buf.advance(pos);
         }
@@ -218,19 +241,24 @@ async fn relay_local_infile(
     scratch: &mut BytesMut,
 ) -> Result<(), RelayError> {
     loop {
-        let (h, payload) = client.read_packet().await.map_err(|e| {
-            RelayError::Client(std::io::Error::other(read_reason(&e)))
-        })?;
+        let (h, payload) = client
+            .read_packet()
+            .await
+            .map_err(|e| RelayError::Client(std::io::Error::other(read_reason(&e))))?;
         scratch.clear();
         scratch.reserve(HEADER_LEN + payload.len());
         scratch.put_slice(&(h.len as u32).to_le_bytes()[..3]);
         scratch.put_u8(h.seq);
         scratch.put_slice(&payload);
-        backend.stream.write_all(scratch).await.map_err(|e| RelayError::Backend {
-            reason: e.to_string(),
-            next_seq: h.seq.wrapping_add(1),
-            malformed: false,
-        })?;
+        backend
+            .stream
+            .write_all(scratch)
+            .await
+            .map_err(|e| RelayError::Backend {
+                reason: e.to_string(),
+                next_seq: h.seq.wrapping_add(1),
+                malformed: false,
+            })?;
         if h.len == 0 {
             return Ok(());
         }

@@ -30,9 +30,12 @@ impl Env {
 
     /// Like `start`, letting the test change the configuration text.
     pub async fn start_with(replicas: usize, edit: impl FnOnce(&mut String)) -> Env {
-        let cluster = Cluster::start(ClusterOptions { dir: None, replicas })
-            .await
-            .expect("playground cluster starts");
+        let cluster = Cluster::start(ClusterOptions {
+            dir: None,
+            replicas,
+        })
+        .await
+        .expect("playground cluster starts");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = listener.local_addr().unwrap();
@@ -58,16 +61,21 @@ impl Env {
         }
     }
 
+    /// `prefer_socket=false`: by default mysql_async asks the server for
+    /// `@@socket` after connecting to 127.0.0.1 and reconnects through that
+    /// Unix socket — straight to the primary, bypassing Causeway.
     pub fn url(&self, db: &str) -> String {
         format!(
-            "mysql://{}:{}@{}/{}",
+            "mysql://{}:{}@{}/{}?prefer_socket=false",
             self.cluster.app_user, self.cluster.app_password, self.proxy, db
         )
     }
 
     /// A mysql_async connection to Causeway as the application account.
     pub async fn conn(&self) -> mysql_async::Conn {
-        mysql_async::Conn::from_url(self.url("app")).await.expect("connect through causeway")
+        mysql_async::Conn::from_url(self.url("app"))
+            .await
+            .expect("connect through causeway")
     }
 
     pub fn opts(&self) -> mysql_async::OptsBuilder {
@@ -77,6 +85,7 @@ impl Env {
             .user(Some(self.cluster.app_user.clone()))
             .pass(Some(self.cluster.app_password.clone()))
             .db_name(Some("app"))
+            .prefer_socket(false)
     }
 
     /// Runs the `mariadb` CLI against Causeway (batch mode, no headers).

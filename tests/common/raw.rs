@@ -20,7 +20,13 @@ pub struct Raw {
 
 impl Raw {
     /// Connects and logs in with `mysql_native_password`.
-    pub async fn login(addr: SocketAddr, user: &str, password: &str, db: Option<&str>, extra_caps: u32) -> Raw {
+    pub async fn login(
+        addr: SocketAddr,
+        user: &str,
+        password: &str,
+        db: Option<&str>,
+        extra_caps: u32,
+    ) -> Raw {
         let sock = TcpStream::connect(addr).await.unwrap();
         let mut s = PacketStream::new(sock);
         let (_, p) = s.read_packet().await.unwrap();
@@ -48,8 +54,17 @@ impl Raw {
         write_packets(&mut out, 1, &body);
         s.write_all(&out).await.unwrap();
         let (_, p) = s.read_packet().await.unwrap();
-        assert_eq!(p.first(), Some(&0u8), "login OK, got {:?}", String::from_utf8_lossy(&p));
-        Raw { s, caps: caps | cap::PLUGIN_AUTH_LENENC_CLIENT_DATA, greeting }
+        assert_eq!(
+            p.first(),
+            Some(&0u8),
+            "login OK, got {:?}",
+            String::from_utf8_lossy(&p)
+        );
+        Raw {
+            s,
+            caps: caps | cap::PLUGIN_AUTH_LENENC_CLIENT_DATA,
+            greeting,
+        }
     }
 
     /// Sends raw bytes (a whole packet or garbage).
@@ -104,6 +119,11 @@ impl Raw {
 
 /// Decodes an ERR payload into (code, sqlstate, message).
 pub fn err_of(p: &[u8]) -> Option<(u16, String, String)> {
-    causeway::error::ServerError::from_packet(p)
-        .map(|e| (e.code, String::from_utf8_lossy(&e.sql_state).into_owned(), e.message))
+    causeway::error::ServerError::from_packet(p).map(|e| {
+        (
+            e.code,
+            String::from_utf8_lossy(&e.sql_state).into_owned(),
+            e.message,
+        )
+    })
 }

@@ -35,7 +35,10 @@ fn coldef() -> Vec<u8> {
 /// consumed when the reply ended (or None if it did not end).
 fn run(s: &mut Scanner, packets: &[Vec<u8>]) -> Result<Option<usize>, Malformed> {
     for (i, p) in packets.iter().enumerate() {
-        let h = Header { len: p.len(), seq: i as u8 };
+        let h = Header {
+            len: p.len(),
+            seq: i as u8,
+        };
         match s.header(h, p.first().copied()) {
             Need::Stream => {}
             Need::Whole => {
@@ -80,7 +83,12 @@ fn classic_result_set() {
 #[test]
 fn deprecate_eof_result_set() {
     let mut s = Scanner::new(Expect::ResultSets, NO_EOF);
-    let pk = vec![vec![1], coldef(), b"\x011".to_vec(), ok_fe(status::AUTOCOMMIT)];
+    let pk = vec![
+        vec![1],
+        coldef(),
+        b"\x011".to_vec(),
+        ok_fe(status::AUTOCOMMIT),
+    ];
     assert_eq!(run(&mut s, &pk), Ok(Some(4)));
     assert_eq!(s.last_status(), Some(status::AUTOCOMMIT));
 }
@@ -117,7 +125,14 @@ fn rows_starting_with_ok_or_eof_like_bytes_are_rows() {
     let mut s = Scanner::new(Expect::ResultSets, NO_EOF);
     let mut big = vec![0xFCu8, 0x00, 0x01];
     big.extend_from_slice(&[b'x'; 256]);
-    let pk = vec![vec![1], coldef(), vec![0x00, 0x00, 1], big, vec![0xFB], ok_fe(0)];
+    let pk = vec![
+        vec![1],
+        coldef(),
+        vec![0x00, 0x00, 1],
+        big,
+        vec![0xFB],
+        ok_fe(0),
+    ];
     assert_eq!(run(&mut s, &pk), Ok(Some(6)));
 }
 
@@ -125,14 +140,20 @@ fn rows_starting_with_ok_or_eof_like_bytes_are_rows() {
 fn huge_row_continuations_are_streamed_even_if_they_look_like_eof() {
     let mut s = Scanner::new(Expect::ResultSets, NO_EOF);
     assert!(run(&mut s, &[vec![1], coldef()]).unwrap().is_none());
-    let full = Header { len: MAX_PACKET_PAYLOAD, seq: 2 };
+    let full = Header {
+        len: MAX_PACKET_PAYLOAD,
+        seq: 2,
+    };
     assert_eq!(s.header(full, Some(0xFE)), Need::Stream);
     // The continuation starts with 0xFE and is short: still part of the row.
     let cont = Header { len: 5, seq: 3 };
     assert_eq!(s.header(cont, Some(0xFE)), Need::Stream);
     assert!(!s.is_done());
     let end = ok_fe(0);
-    let h = Header { len: end.len(), seq: 4 };
+    let h = Header {
+        len: end.len(),
+        seq: 4,
+    };
     assert_eq!(s.header(h, Some(0xFE)), Need::Whole);
     assert!(s.packet(h, &end).is_ok());
     assert!(s.is_done());
@@ -142,7 +163,10 @@ fn huge_row_continuations_are_streamed_even_if_they_look_like_eof() {
 fn local_infile_then_ok() {
     let mut s = Scanner::new(Expect::ResultSets, CLASSIC);
     let req = b"\xfb/tmp/data.csv".to_vec();
-    let h = Header { len: req.len(), seq: 1 };
+    let h = Header {
+        len: req.len(),
+        seq: 1,
+    };
     assert_eq!(s.header(h, Some(0xFB)), Need::Whole);
     assert_eq!(s.packet(h, &req), Ok(Seen::LocalInfile));
     s.local_infile_sent();
@@ -152,10 +176,18 @@ fn local_infile_then_ok() {
 #[test]
 fn cursor_open_ends_after_column_eof() {
     let mut s = Scanner::new(Expect::ResultSets, CLASSIC);
-    let pk = vec![vec![1], coldef(), eof(status::CURSOR_EXISTS | status::AUTOCOMMIT)];
+    let pk = vec![
+        vec![1],
+        coldef(),
+        eof(status::CURSOR_EXISTS | status::AUTOCOMMIT),
+    ];
     assert_eq!(run(&mut s, &pk), Ok(Some(3)));
     let mut f = Scanner::new(Expect::Fetch, CLASSIC);
-    let pk = vec![vec![0, 0, 1], vec![0, 0, 2], eof(status::CURSOR_EXISTS | status::LAST_ROW_SENT)];
+    let pk = vec![
+        vec![0, 0, 1],
+        vec![0, 0, 2],
+        eof(status::CURSOR_EXISTS | status::LAST_ROW_SENT),
+    ];
     assert_eq!(run(&mut f, &pk), Ok(Some(3)));
 }
 
@@ -210,9 +242,15 @@ fn garbage_is_malformed_not_panic() {
     let h = Header { len: 0, seq: 1 };
     assert_eq!(s.packet(h, &[]), Err(Malformed));
     let mut s = Scanner::new(Expect::ResultSets, CLASSIC);
-    assert_eq!(s.packet(Header { len: 2, seq: 1 }, &[0xFC, 1]), Err(Malformed));
+    assert_eq!(
+        s.packet(Header { len: 2, seq: 1 }, &[0xFC, 1]),
+        Err(Malformed)
+    );
     let mut s = Scanner::new(Expect::Single, CLASSIC);
-    assert_eq!(s.packet(Header { len: 2, seq: 1 }, &[0x42, 1]), Err(Malformed));
+    assert_eq!(
+        s.packet(Header { len: 2, seq: 1 }, &[0x42, 1]),
+        Err(Malformed)
+    );
     let mut s = Scanner::new(Expect::ResultSets, CLASSIC);
     assert_eq!(s.packet(Header { len: 1, seq: 1 }, &[0]), Err(Malformed));
 }
