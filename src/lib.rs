@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod classify;
 pub mod cluster;
 pub mod config;
 pub mod error;

@@ -44,6 +44,10 @@ pub struct BackendState {
     /// `@@version`.
     pub version: Option<String>,
     pub last_error: Option<String>,
+    /// Replicas: `Seconds_Behind_Master` (None while not replicating).
+    pub lag_s: Option<u64>,
+    /// Replicas: both replication threads running.
+    pub replicating: Option<bool>,
     /// Seconds since the epoch of the last check.
     pub checked_at: Option<f64>,
     pub consecutive_failures: u32,
@@ -69,6 +73,8 @@ impl Topology {
             server_id: None,
             version: None,
             last_error: None,
+            lag_s: None,
+            replicating: None,
             checked_at: None,
             consecutive_failures: 0,
         };
@@ -82,6 +88,11 @@ impl Topology {
 
     pub fn primary(&self) -> &BackendState {
         &self.backends[0]
+    }
+
+    /// Index of the backend called `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.backends.iter().position(|b| b.name == name)
     }
 }
 
@@ -129,8 +140,10 @@ impl Cluster {
         self.accounts.load_full()
     }
 
-    /// Finds the account for a login, reloading accounts from the primary
-    /// once (rate-limited) when the user is unknown.
+    /// Finds the account for a login. An unknown user triggers a reload
+    /// from the primary that started after the login arrived (shared with
+    /// concurrent logins; at most one load per second), so an account
+    /// created a moment ago is found.
     pub async fn find_account(&self, user: &str, ip: IpAddr) -> Option<Account> {
         if let Some(a) = self.accounts().find(user, ip) {
             return Some(a.clone());
@@ -138,17 +151,33 @@ impl Cluster {
         if self.config.auth.source != AuthSource::Primary {
             return None;
         }
-        self.reload_accounts(false).await.ok()?;
+        let arrived = Instant::now();
+        if let Err(e) = self.load_accounts_after(arrived).await {
+            tracing::warn!(error = %e, "could not reload accounts for an unknown user");
+        }
         self.accounts().find(user, ip).cloned()
     }
 
-    /// Reloads accounts from the primary. Unless `force`, skips the load
-    /// when one happened less than a second ago.
-    pub async fn reload_accounts(&self, force: bool) -> Result<usize, Error> {
+    /// Reloads accounts now (the monitor's periodic load).
+    pub async fn reload_accounts(&self) -> Result<usize, Error> {
         let mut last = self.last_account_load.lock().await;
-        if !force && last.is_some_and(|t| t.elapsed() < ACCOUNT_RELOAD_MIN_INTERVAL) {
-            return Ok(self.accounts().len());
+        self.load_accounts(&mut last).await
+    }
+
+    /// Makes sure a load that started after `arrived` has completed.
+    async fn load_accounts_after(&self, arrived: Instant) -> Result<usize, Error> {
+        let mut last = self.last_account_load.lock().await;
+        if let Some(t) = *last {
+            if t >= arrived {
+                return Ok(self.accounts().len());
+            }
+            let wait = ACCOUNT_RELOAD_MIN_INTERVAL.saturating_sub(t.elapsed());
+            tokio::time::sleep(wait).await;
         }
+        self.load_accounts(&mut last).await
+    }
+
+    async fn load_accounts(&self, last: &mut Option<Instant>) -> Result<usize, Error> {
         *last = Some(Instant::now());
         let mut conn = self.monitor_connect(0).await?;
         let rows = conn

@@ -29,7 +29,7 @@ pub fn spawn_monitor(
             if cluster.config().auth.source == AuthSource::Primary
                 && last_accounts.is_none_or(|t| t.elapsed() >= refresh)
             {
-                match cluster.reload_accounts(true).await {
+                match cluster.reload_accounts().await {
                     Ok(_) => last_accounts = Some(Instant::now()),
                     Err(e) => {
                         tracing::warn!(error = %e, "could not load accounts from the primary")
@@ -67,6 +67,8 @@ struct Probe {
     read_only: bool,
     server_id: u32,
     version: String,
+    /// Replicas only: (Seconds_Behind_Master, both threads running).
+    replication: Option<(Option<u64>, bool)>,
 }
 
 async fn check_one(
@@ -102,11 +104,37 @@ async fn check_one(
         backend: format!("#{index}"),
     })?;
     let col = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
-    Ok(Probe {
+    let mut probe = Probe {
         read_only: col(0) == "1",
         server_id: col(1).parse().unwrap_or(0),
         version: col(2),
-    })
+        replication: None,
+    };
+    if index > 0 {
+        let t = match tokio::time::timeout(timeout, conn.query_table("SHOW SLAVE STATUS")).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                *slot = None;
+                return Err(e);
+            }
+            Err(_) => {
+                *slot = None;
+                return Err(Error::BackendLost {
+                    backend: format!("#{index}"),
+                    reason: format!("monitor query took longer than {timeout:?}"),
+                });
+            }
+        };
+        if !t.rows.is_empty() {
+            let running = t.get(0, "Slave_IO_Running") == Some("Yes")
+                && t.get(0, "Slave_SQL_Running") == Some("Yes");
+            let lag = t
+                .get(0, "Seconds_Behind_Master")
+                .and_then(|v| v.parse().ok());
+            probe.replication = Some((lag, running));
+        }
+    }
+    Ok(probe)
 }
 
 fn apply(state: &mut BackendState, result: Result<Probe, Error>) {
@@ -120,6 +148,8 @@ fn apply(state: &mut BackendState, result: Result<Probe, Error>) {
             state.read_only = Some(p.read_only);
             state.server_id = Some(p.server_id);
             state.version = Some(p.version);
+            state.lag_s = p.replication.and_then(|r| r.0);
+            state.replicating = p.replication.map(|r| r.1);
             state.last_error = None;
             state.consecutive_failures = 0;
         }

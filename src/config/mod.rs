@@ -15,7 +15,10 @@ use serde::Deserialize;
 
 use crate::protocol::auth::StoredHash;
 
-pub use policy::{Policy, Routing};
+pub use policy::{LoadBalance, Policy, Routing, Rule, RuleOn};
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A configuration error: which file, which field, why.
 #[derive(Debug, thiserror::Error)]
@@ -66,9 +69,29 @@ pub struct Config {
     /// config file. Without it, the built-in default policy applies.
     #[serde(default)]
     pub policy: Option<PathBuf>,
-    /// The loaded policy (not a TOML key).
+    /// Per-user overrides, by user name.
+    #[serde(default)]
+    pub users: BTreeMap<String, Override>,
+    /// Per-database overrides, by the session's current database.
+    #[serde(default)]
+    pub databases: BTreeMap<String, Override>,
+    /// The loaded policies (not TOML keys).
     #[serde(skip)]
-    pub loaded_policy: Policy,
+    pub loaded_policy: Arc<Policy>,
+    #[serde(skip)]
+    user_policies: BTreeMap<String, Arc<Policy>>,
+    #[serde(skip)]
+    database_policies: BTreeMap<String, Arc<Policy>>,
+}
+
+/// Settings that apply to one user or one database instead of the
+/// deployment's.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Override {
+    /// Policy file, relative to the configuration file.
+    #[serde(default)]
+    pub policy: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -235,16 +258,52 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(&file, "(file)", format!("cannot read: {e}")))?;
         let mut cfg = Config::from_str(&text, &file)?;
-        if let Some(p) = &cfg.policy {
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let names: Vec<String> = cfg.backend_names().map(str::to_string).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let load = |p: &Path| -> Result<(PathBuf, Arc<Policy>), ConfigError> {
             let resolved = if p.is_relative() {
-                path.parent().unwrap_or(Path::new(".")).join(p)
+                base.join(p)
             } else {
-                p.clone()
+                p.to_path_buf()
             };
-            cfg.loaded_policy = Policy::load(&resolved)?;
+            let policy = Policy::load(&resolved)?;
+            policy.check_backends(&resolved.display().to_string(), &names)?;
+            Ok((resolved, Arc::new(policy)))
+        };
+        if let Some(p) = cfg.policy.clone() {
+            let (resolved, policy) = load(&p)?;
+            cfg.loaded_policy = policy;
             cfg.policy = Some(resolved);
+        } else {
+            cfg.loaded_policy.check_backends(&file, &names)?;
+        }
+        for (user, o) in cfg.users.clone() {
+            if let Some(p) = &o.policy {
+                cfg.user_policies.insert(user, load(p)?.1);
+            }
+        }
+        for (db, o) in cfg.databases.clone() {
+            if let Some(p) = &o.policy {
+                cfg.database_policies.insert(db, load(p)?.1);
+            }
         }
         Ok(cfg)
+    }
+
+    /// Names of every backend, the primary first.
+    pub fn backend_names(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.cluster.primary.name.as_str())
+            .chain(self.cluster.replicas.iter().map(|r| r.name.as_str()))
+    }
+
+    /// The policy for a session: the user's override, else the current
+    /// database's, else the deployment's.
+    pub fn policy_for(&self, user: &str, database: Option<&str>) -> &Arc<Policy> {
+        self.user_policies
+            .get(user)
+            .or_else(|| database.and_then(|d| self.database_policies.get(d)))
+            .unwrap_or(&self.loaded_policy)
     }
 
     fn validate(self, file: &str) -> Result<Config, ConfigError> {

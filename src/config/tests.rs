@@ -87,3 +87,45 @@ fn every_shipped_config_and_policy_loads() {
     }
     assert!(seen >= 3, "expected shipped files, found {seen}");
 }
+
+#[test]
+fn per_user_and_database_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.toml"), "name = \"a\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("b.toml"),
+        "name = \"b\"\n[routing]\nread_write_split = false\n",
+    )
+    .unwrap();
+    let cfg = format!(
+        "policy = \"a.toml\"\n{MINIMAL}\n[users.report]\npolicy = \"b.toml\"\n[databases.billing]\npolicy = \"b.toml\"\n"
+    );
+    std::fs::write(dir.path().join("c.toml"), cfg).unwrap();
+    let c = Config::load(&dir.path().join("c.toml")).unwrap();
+    assert_eq!(c.policy_for("app", Some("app")).name, "a");
+    assert_eq!(c.policy_for("report", Some("app")).name, "b");
+    assert_eq!(c.policy_for("app", Some("billing")).name, "b");
+    assert!(
+        !c.policy_for("app", Some("billing"))
+            .routing
+            .read_write_split
+    );
+}
+
+#[test]
+fn policy_naming_a_missing_backend_is_rejected_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        "[[rules]]\nmatch = 'x'\ntarget = 'ghost'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        format!("policy = \"p.toml\"\n{MINIMAL}"),
+    )
+    .unwrap();
+    let e = Config::load(&dir.path().join("c.toml")).unwrap_err();
+    assert_eq!(e.field, "rules[0].target");
+    assert!(e.file.ends_with("p.toml"));
+}

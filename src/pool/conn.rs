@@ -59,6 +59,34 @@ pub struct BackendConn {
 /// Rows of a text-protocol result, each column `None` for SQL NULL.
 pub type Rows = Vec<Vec<Option<String>>>;
 
+/// A small result with its column names.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    pub columns: Vec<String>,
+    pub rows: Rows,
+}
+
+impl Table {
+    /// The value of column `name` in row `row`.
+    pub fn get(&self, row: usize, name: &str) -> Option<&str> {
+        let i = self
+            .columns
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(name))?;
+        self.rows.get(row)?.get(i)?.as_deref()
+    }
+}
+
+/// The `name` of a column definition (protocol 4.1: catalog, schema,
+/// table, org_table, name, ...).
+fn column_name(p: &[u8]) -> Option<String> {
+    let mut r = Reader::new(p);
+    for _ in 0..4 {
+        r.lenenc_bytes()?;
+    }
+    Some(String::from_utf8_lossy(r.lenenc_bytes()?).into_owned())
+}
+
 impl BackendConn {
     /// Connects and logs in, bounded by `p.timeout`.
     pub async fn connect(p: &ConnectParams) -> Result<BackendConn, Error> {
@@ -187,6 +215,11 @@ impl BackendConn {
     /// Runs one statement for Causeway itself and collects its rows (text
     /// protocol, a single result set). Not for client traffic: it buffers.
     pub async fn query_rows(&mut self, sql: &str) -> Result<Rows, Error> {
+        self.query_table(sql).await.map(|t| t.rows)
+    }
+
+    /// Like [`BackendConn::query_rows`], with the column names.
+    pub async fn query_table(&mut self, sql: &str) -> Result<Table, Error> {
         let mut payload = Vec::with_capacity(sql.len() + 1);
         payload.push(com::QUERY);
         payload.extend_from_slice(sql.as_bytes());
@@ -195,6 +228,7 @@ impl BackendConn {
         let mut rows = Vec::new();
         let mut columns = 0usize;
         let mut error = None;
+        let mut names = Vec::new();
         while !scanner.is_done() {
             let (h, p) = self
                 .stream
@@ -212,6 +246,8 @@ impl BackendConn {
                     _ => {
                         if columns == 0 {
                             columns = Reader::new(&p).lenenc_int().unwrap_or(0) as usize;
+                        } else if names.len() < columns {
+                            names.push(column_name(&p).unwrap_or_default());
                         }
                     }
                 },
@@ -219,7 +255,10 @@ impl BackendConn {
         }
         match error {
             Some(e) => Err(Error::Server(e)),
-            None => Ok(rows),
+            None => Ok(Table {
+                columns: names,
+                rows,
+            }),
         }
     }
 

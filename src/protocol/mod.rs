@@ -14,6 +14,7 @@ pub mod handshake;
 pub mod packet;
 pub mod reply;
 pub mod response;
+pub mod resultset;
 pub mod stream;
 
 pub use command::Command;

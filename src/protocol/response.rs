@@ -49,7 +49,14 @@ impl<'a> Ok<'a> {
                 ok.session_state = r.lenenc_bytes()?;
             }
         } else {
-            ok.info = r.rest();
+            // The protocol documents the info as the rest of the packet;
+            // MariaDB and MySQL servers send it length-encoded anyway.
+            let rest = r.rest();
+            let mut l = Reader::new(rest);
+            ok.info = match l.lenenc_bytes() {
+                Some(info) if l.is_empty() => info,
+                _ => rest,
+            };
         }
         Some(ok)
     }
@@ -80,7 +87,10 @@ impl<'a> Ok<'a> {
         } else {
             out.put_u16_le(self.status & !status::SESSION_STATE_CHANGED);
             out.put_u16_le(self.warnings);
-            out.put_slice(self.info);
+            // Length-encoded, as servers send it (clients parse it so).
+            if !self.info.is_empty() {
+                put_lenenc_bytes(out, self.info);
+            }
         }
     }
 
@@ -294,10 +304,18 @@ mod tests {
         let ok = Ok::decode(&p, cap::PROTOCOL_41).unwrap();
         assert_eq!(ok.status, status::AUTOCOMMIT);
         assert_eq!(ok.changes().count(), 0);
-        let p = b"\x00\x03\x00\x02\x00\x01\x00Rows matched: 3";
+        // As MariaDB sends it to a client without session tracking: the
+        // info is length-encoded all the same.
+        let p = b"\x00\x03\x00\x02\x00\x01\x00\x0fRows matched: 3";
         let ok = Ok::decode(p, cap::PROTOCOL_41).unwrap();
         assert_eq!((ok.affected_rows, ok.warnings), (3, 1));
         assert_eq!(ok.info, b"Rows matched: 3");
+        let mut out = BytesMut::new();
+        ok.encode(&mut out, cap::PROTOCOL_41);
+        assert_eq!(&out[..], &p[..]);
+        // A bare string (as the protocol documents it) is read whole.
+        let ok = Ok::decode(b"\x00\x00\x00\x02\x00\x00\x00Rows", cap::PROTOCOL_41).unwrap();
+        assert_eq!(ok.info, b"Rows");
     }
 
     #[test]

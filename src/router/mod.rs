@@ -1,15 +1,44 @@
-//! Where a statement runs. Pure: `route(...) -> Decision`, no I/O.
+//! Where a statement runs. Pure: [`route`] looks at plain data (the
+//! statement's class, the session's view, the policy, the topology, the
+//! backends' loads) and returns a [`Decision`]; it does no I/O and changes
+//! nothing.
 //!
-//! Every statement goes to the primary for now; the classifier-driven rules
-//! (read/write split, hints, transactions) extend `route` without changing
-//! its callers. Imports nothing but `cluster::Topology` data.
+//! Order of the rules (the first that applies wins):
+//! 1. statements Causeway answers itself;
+//! 2. hints (`/*FORCE_MASTER*/`, `/*FORCE_SLAVE*/`, `/* causeway: route=... */`);
+//! 3. state that cannot move (pins) and a transaction bound to a backend;
+//! 4. the policy's regex rules;
+//! 5. the split itself: what may run on a replica, and which replica.
+//!
+//! When unsure, the primary: a misrouted statement may cost speed, never
+//! correctness.
+
+#[cfg(test)]
+mod tests;
+
+use crate::classify::{Class, Flags, Kind, RouteHint};
+use crate::cluster::{Role, Topology};
+use crate::config::{LoadBalance, Policy, RuleOn};
 
 /// The backend a statement runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
+    /// Causeway answers the statement itself.
+    Local,
     Primary,
-    /// A backend by its index in the topology.
+    /// A backend by its index in the topology (0 is the primary).
     Backend(usize),
+}
+
+impl Target {
+    /// The topology index, or `None` for `Local`.
+    pub fn index(self) -> Option<usize> {
+        match self {
+            Target::Local => None,
+            Target::Primary => Some(0),
+            Target::Backend(i) => Some(i),
+        }
+    }
 }
 
 /// A routing decision. `reason` is the metric label, the EXPLAIN ROUTE text
@@ -20,20 +49,321 @@ pub struct Decision {
     pub reason: &'static str,
 }
 
-/// Routes a client command.
-pub fn route() -> Decision {
+/// The decision while sessions do not yet split reads: the primary.
+pub fn primary_only() -> Decision {
     Decision {
         target: Target::Primary,
         reason: "primary_only",
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Transaction isolation level of the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    ReadUncommitted,
+    ReadCommitted,
+    #[default]
+    RepeatableRead,
+    Serializable,
+}
 
-    #[test]
-    fn everything_goes_to_the_primary_for_now() {
-        assert_eq!(route().target, Target::Primary);
+impl Isolation {
+    /// Parses `tx_isolation` / `transaction_isolation` values
+    /// (`READ-COMMITTED`) and SQL spellings (`READ COMMITTED`).
+    pub fn parse(v: &str) -> Option<Isolation> {
+        let v = v
+            .trim()
+            .trim_matches('\'')
+            .to_ascii_uppercase()
+            .replace(' ', "-");
+        Some(match v.as_str() {
+            "READ-UNCOMMITTED" => Isolation::ReadUncommitted,
+            "READ-COMMITTED" => Isolation::ReadCommitted,
+            "REPEATABLE-READ" => Isolation::RepeatableRead,
+            "SERIALIZABLE" => Isolation::Serializable,
+            _ => return None,
+        })
+    }
+}
+
+/// What the router needs to know about the session.
+#[derive(Debug, Clone, Default)]
+pub struct SessionView {
+    /// A transaction is open (server status flags, or a BEGIN just sent).
+    pub in_transaction: bool,
+    /// The open transaction has run something other than a plain read.
+    pub transaction_written: bool,
+    /// The backend the open transaction runs on, once chosen.
+    pub transaction_backend: Option<usize>,
+    pub isolation: Isolation,
+    /// Why the session is pinned to the primary, if it is.
+    pub pin: Option<&'static str>,
+    /// The statement names one of the session's temporary tables.
+    pub uses_temporary_table: bool,
+    /// User variables were assigned from data on the primary.
+    pub user_vars_on_primary: bool,
+}
+
+/// The backends' current load, and a per-decision counter for rotation.
+#[derive(Debug, Clone, Copy)]
+pub struct Loads<'a> {
+    /// Statements in flight per backend (topology index).
+    pub outstanding: &'a [u64],
+    /// Increases by one per decision (round robin, tie-breaking, weights).
+    pub tick: u64,
+}
+
+/// Routes one statement. `sql` is the statement text (for regex rules);
+/// `digest` computes its normalised digest when a rule needs it.
+pub fn route(
+    class: &Class,
+    view: &SessionView,
+    policy: &Policy,
+    topo: &Topology,
+    loads: Loads<'_>,
+    sql: &str,
+    digest: &dyn Fn() -> String,
+) -> Decision {
+    let primary = |reason| Decision {
+        target: Target::Primary,
+        reason,
+    };
+    if class.kind == Kind::Admin {
+        return Decision {
+            target: Target::Local,
+            reason: "causeway_statement",
+        };
+    }
+    if let Some(h) = &class.hints.route {
+        return match h {
+            RouteHint::Primary => primary("hint_primary"),
+            RouteHint::Replica => match pick_replica(policy, topo, loads, false) {
+                Some(i) => Decision {
+                    target: Target::Backend(i),
+                    reason: "hint_replica",
+                },
+                None => primary("hint_replica_unavailable"),
+            },
+            RouteHint::Backend(name) => match topo.index_of(name) {
+                Some(0) => primary("hint_backend"),
+                Some(i) if usable(topo, i) => Decision {
+                    target: Target::Backend(i),
+                    reason: "hint_backend",
+                },
+                _ => primary("hint_backend_unavailable"),
+            },
+        };
+    }
+    if let Some(reason) = view.pin {
+        return primary(reason);
+    }
+    if let Some(b) = view.transaction_backend {
+        if view.in_transaction {
+            return Decision {
+                target: Target::Backend(b),
+                reason: "transaction_bound",
+            };
+        }
+    }
+    for rule in &policy.rules {
+        let Some(re) = &rule.regex else { continue };
+        let hit = match rule.on {
+            RuleOn::Text => re.is_match(sql),
+            RuleOn::Digest => re.is_match(&digest()),
+        };
+        if hit {
+            return match rule.target.as_str() {
+                "primary" => primary("rule"),
+                "replica" => match pick_replica(policy, topo, loads, false) {
+                    Some(i) => Decision {
+                        target: Target::Backend(i),
+                        reason: "rule",
+                    },
+                    None => primary("rule_replica_unavailable"),
+                },
+                name => match topo.index_of(name) {
+                    Some(i) if i == 0 || usable(topo, i) => Decision {
+                        target: Target::Backend(i),
+                        reason: "rule",
+                    },
+                    _ => primary("rule_backend_unavailable"),
+                },
+            };
+        }
+    }
+    if !policy.routing.read_write_split {
+        return primary("split_off");
+    }
+    match &class.kind {
+        Kind::Begin {
+            read_only: true, ..
+        } if !view.in_transaction => {
+            return match pick_replica(policy, topo, loads, false) {
+                Some(i) => Decision {
+                    target: Target::Backend(i),
+                    reason: "read_only_transaction",
+                },
+                None => primary("read_only_transaction_no_replica"),
+            };
+        }
+        Kind::Read => {}
+        other => return primary(kind_reason(other)),
+    }
+    // A plain read from here on.
+    if let Some(reason) = read_needs_primary(class, view) {
+        return primary(reason);
+    }
+    if view.in_transaction {
+        let isolation_ok = matches!(
+            view.isolation,
+            Isolation::ReadCommitted | Isolation::ReadUncommitted
+        ) || policy.routing.transaction_split_repeatable_read;
+        if !(policy.routing.transaction_split && isolation_ok && !view.transaction_written) {
+            return primary("in_transaction");
+        }
+        // Only replicas: the session's primary connection is the transaction's.
+        return match pick_replica(policy, topo, loads, false) {
+            Some(0) | None => primary("transaction_split_no_replica"),
+            Some(i) => Decision {
+                target: Target::Backend(i),
+                reason: "transaction_split",
+            },
+        };
+    }
+    match pick_replica(policy, topo, loads, policy.routing.primary_accepts_reads) {
+        Some(0) => primary("read_on_primary"),
+        Some(i) => Decision {
+            target: Target::Backend(i),
+            reason: "read",
+        },
+        None => primary("no_replica"),
+    }
+}
+
+/// Why a plain read must still run on the primary, if it must.
+fn read_needs_primary(class: &Class, view: &SessionView) -> Option<&'static str> {
+    let f = class.flags;
+    if f.contains(Flags::LOCK_FN) {
+        Some("lock_function")
+    } else if f.contains(Flags::SIDE_EFFECT_FN) {
+        Some("side_effect_function")
+    } else if f.contains(Flags::SELECT_INTO) || f.contains(Flags::USER_VAR_ASSIGN) {
+        Some("assigns_user_variable")
+    } else if f.contains(Flags::LOCKING) {
+        Some("locking_read")
+    } else if f.contains(Flags::CALC_FOUND_ROWS) {
+        Some("calc_found_rows")
+    } else if f.contains(Flags::USER_VAR_READ) && view.user_vars_on_primary {
+        Some("user_variable")
+    } else if view.uses_temporary_table {
+        Some("temporary_table")
+    } else {
+        None
+    }
+}
+
+/// The reason label for statements that always run on the primary.
+pub fn kind_reason(kind: &Kind) -> &'static str {
+    match kind {
+        Kind::Read => "read",
+        Kind::Write => "write",
+        Kind::LockingRead => "locking_read",
+        Kind::Begin { .. } | Kind::Commit | Kind::Rollback | Kind::Savepoint | Kind::Xa => {
+            "transaction_control"
+        }
+        Kind::SetTransaction
+        | Kind::SetAutocommit(_)
+        | Kind::SetSession
+        | Kind::SetUserVar
+        | Kind::Use => "session_state",
+        Kind::TempTable { .. } => "temporary_table",
+        Kind::LockTables | Kind::UnlockTables => "lock_tables",
+        Kind::Prepare | Kind::Execute | Kind::Deallocate => "text_prepare",
+        Kind::Call => "call",
+        Kind::Show => "show",
+        Kind::Kill => "kill",
+        Kind::Admin => "causeway_statement",
+        Kind::Unknown => "unknown",
+    }
+}
+
+/// Whether replica `i` may take reads: up, replicating, within the lag limit.
+fn qualifies(policy: &Policy, topo: &Topology, i: usize) -> bool {
+    let Some(b) = topo.backends.get(i) else {
+        return false;
+    };
+    b.role == Role::Replica
+        && b.up
+        && b.replicating == Some(true)
+        && b.lag_s
+            .is_some_and(|l| l.saturating_mul(1000) <= policy.routing.max_replica_lag_ms)
+}
+
+/// Whether backend `i` is up (hints and rules naming a backend).
+fn usable(topo: &Topology, i: usize) -> bool {
+    topo.backends.get(i).is_some_and(|b| b.up)
+}
+
+/// Every replica that qualifies now (EXPLAIN ROUTE shows them).
+pub fn qualifying_replicas(policy: &Policy, topo: &Topology) -> Vec<usize> {
+    (1..topo.backends.len())
+        .filter(|&i| qualifies(policy, topo, i))
+        .collect()
+}
+
+/// Picks a backend for a read among the qualifying replicas (and the
+/// primary, index 0, when `with_primary`).
+fn pick_replica(
+    policy: &Policy,
+    topo: &Topology,
+    loads: Loads<'_>,
+    with_primary: bool,
+) -> Option<usize> {
+    let mut cands: [usize; 32] = [0; 32];
+    let mut n = 0;
+    if with_primary && topo.primary().up {
+        cands[0] = 0;
+        n = 1;
+    }
+    for i in 1..topo.backends.len() {
+        if n < cands.len() && qualifies(policy, topo, i) {
+            cands[n] = i;
+            n += 1;
+        }
+    }
+    let cands = &cands[..n];
+    if cands.is_empty() {
+        return None;
+    }
+    let start = (loads.tick % cands.len() as u64) as usize;
+    let rotated = cands.iter().cycle().skip(start).take(cands.len()).copied();
+    match policy.routing.load_balance {
+        LoadBalance::RoundRobin => Some(cands[start]),
+        LoadBalance::LeastOutstanding => {
+            rotated.min_by_key(|&i| loads.outstanding.get(i).copied().unwrap_or(0))
+        }
+        LoadBalance::Weighted => {
+            let weight = |i: usize| {
+                topo.backends
+                    .get(i)
+                    .and_then(|b| policy.routing.weights.get(&b.name))
+                    .copied()
+                    .unwrap_or(1) as u64
+            };
+            let total: u64 = cands.iter().map(|&i| weight(i)).sum();
+            if total == 0 {
+                return Some(cands[start]);
+            }
+            // A fixed permutation of the tick spreads picks by weight.
+            let mut x = loads.tick.wrapping_mul(0x9E37_79B9_7F4A_7C15) % total;
+            for &i in cands {
+                let w = weight(i);
+                if x < w {
+                    return Some(i);
+                }
+                x -= w;
+            }
+            cands.last().copied()
+        }
     }
 }

@@ -8,6 +8,7 @@
 mod login;
 pub mod registry;
 mod relay;
+pub mod state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -182,6 +183,10 @@ impl Session {
             },
             Command::ChangeUser(cu) => self.change_user(cu, next).await,
             Command::ResetConnection => self.forward_all(raw, Expect::Single).await,
+            Command::Query(sql) if asks_socket(sql) => {
+                let rewritten = hide_socket(raw);
+                self.forward(&rewritten, Expect::ResultSets).await
+            }
             Command::Query(_) => self.forward(raw, Expect::ResultSets).await,
             Command::InitDb(_) | Command::SetOption(_) | Command::StmtReset(_) => {
                 self.forward(raw, Expect::Single).await
@@ -229,15 +234,12 @@ impl Session {
     }
 
     fn target_index(target: Target) -> usize {
-        match target {
-            Target::Primary => 0,
-            Target::Backend(i) => i,
-        }
+        target.index().unwrap_or(0)
     }
 
     /// Sends a command to its backend and relays the reply.
     async fn forward(&mut self, raw: &[u8], expect: Expect) -> Flow {
-        let decision = router::route();
+        let decision = router::primary_only();
         self.ctx.counters.route("primary", decision.reason);
         let index = Self::target_index(decision.target);
         self.forward_to(index, raw, expect).await
@@ -256,7 +258,16 @@ impl Session {
         let Some(conn) = self.backends[index].as_mut() else {
             return Flow::Close;
         };
-        match relay(&mut self.client, self.caps, conn, expect, &mut self.scratch).await {
+        match relay(
+            &mut self.client,
+            self.caps,
+            conn,
+            expect,
+            &mut self.scratch,
+            relay::Rewrite::default(),
+        )
+        .await
+        {
             Ok(info) => {
                 if !conn.stream.buffer().is_empty() {
                     // The backend said more than its reply: it cannot be trusted.
@@ -308,7 +319,7 @@ impl Session {
 
     /// Sends a command that has no reply.
     async fn send_only(&mut self, raw: &[u8]) -> Flow {
-        let index = Self::target_index(router::route().target);
+        let index = Self::target_index(router::primary_only().target);
         if let Some(conn) = self.backends[index].as_mut() {
             if conn.send_command(raw).await.is_err() {
                 self.backends[index] = None;
@@ -435,6 +446,39 @@ impl Session {
             Flow::Close
         }
     }
+}
+
+/// Connectors ask for `@@socket` and, when the server seems local,
+/// reconnect to that Unix socket, which would bypass Causeway without anyone
+/// noticing. Causeway has no socket to offer, so such reads return NULL.
+/// Whether a statement reads `@@socket` among other things (connectors'
+/// connect-time probes, e.g. `SELECT @@max_allowed_packet, @@wait_timeout, @@socket`).
+fn asks_socket(sql: &[u8]) -> bool {
+    sql.len() < 512
+        && sql.windows(8).any(|w| w.eq_ignore_ascii_case(b"@@socket"))
+        && sql
+            .trim_ascii_start()
+            .get(..6)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"select"))
+}
+
+/// The same COM_QUERY with every `@@socket` read as NULL.
+fn hide_socket(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw
+            .get(i..i + 8)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"@@socket"))
+        {
+            out.extend_from_slice(b"NULL");
+            i += 8;
+        } else {
+            out.push(raw[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// Reads and discards one reply (used where the client sees another

@@ -27,6 +27,8 @@ pub struct ReplyInfo {
     /// Other session variables the server reported as changed.
     pub variables: Vec<(String, String)>,
     pub prepared: Option<Prepared>,
+    /// The backend's own status flags when they were rewritten for the client.
+    backend_status: Option<u16>,
 }
 
 /// The statement a COM_STMT_PREPARE created (the statement map of the
@@ -87,6 +89,37 @@ pub enum RelayError {
     },
 }
 
+/// How the client's view of a reply differs from the backend's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rewrite {
+    /// Status bits to present as the session's own: `(mask, value)`. A read
+    /// served by a replica during a primary transaction must still show
+    /// the client `SERVER_STATUS_IN_TRANS`, as a direct connection would.
+    pub status: Option<(u16, u16)>,
+    /// The statement id the client knows, for a COM_STMT_PREPARE reply.
+    pub stmt_id: Option<u32>,
+}
+
+/// Overwrites the status flags of a terminal OK/EOF payload in place.
+fn patch_status(payload: &mut [u8], is_eof: bool, (mask, value): (u16, u16)) {
+    let at = if is_eof {
+        Some(3)
+    } else {
+        let mut r = crate::protocol::buf::Reader::new(payload);
+        r.u8()
+            .and_then(|_| r.lenenc_int())
+            .and_then(|_| r.lenenc_int())
+            .map(|_| payload.len() - r.remaining())
+    };
+    if let Some(at) = at {
+        if let Some(b) = payload.get_mut(at..at + 2) {
+            let st = u16::from_le_bytes([b[0], b[1]]);
+            let st = (st & !mask) | (value & mask);
+            b.copy_from_slice(&st.to_le_bytes());
+        }
+    }
+}
+
 /// Relays the reply to the command just sent on `backend`.
 pub async fn relay(
     client: &mut PacketStream<TcpStream>,
@@ -94,6 +127,7 @@ pub async fn relay(
     backend: &mut BackendConn,
     expect: Expect,
     scratch: &mut BytesMut,
+    rewrite: Rewrite,
 ) -> Result<ReplyInfo, RelayError> {
     let mut sc = Scanner::new(expect, backend.capabilities);
     let mut info = ReplyInfo::default();
@@ -149,9 +183,29 @@ pub async fn relay(
                             next_seq,
                             malformed: true,
                         })?;
+                        if let (Some(over), Seen::Ok { .. } | Seen::Eof { .. }) =
+                            (rewrite.status, seen)
+                        {
+                            let is_eof = matches!(seen, Seen::Eof { .. });
+                            info.backend_status = match seen {
+                                Seen::Ok { status } | Seen::Eof { status } => Some(status),
+                                _ => None,
+                            };
+                            patch_status(&mut buf[pos + HEADER_LEN..end], is_eof, over);
+                        }
+                        if let (Some(id), Seen::PrepareOk { .. }) = (rewrite.stmt_id, seen) {
+                            if let Some(b) = buf.get_mut(pos + HEADER_LEN + 1..pos + HEADER_LEN + 5)
+                            {
+                                b.copy_from_slice(&id.to_le_bytes());
+                            }
+                        }
+                        let payload = &buf[pos + HEADER_LEN..end];
                         match seen {
                             Seen::Ok { status } => {
                                 info.absorb_ok(payload, backend_caps);
+                                if rewrite.status.is_some() {
+                                    info.status = info.backend_status.or(Some(status));
+                                }
                                 if strip_tracking && status & status::SESSION_STATE_CHANGED != 0 {
                                     client
                                         .write_all(&buf[flushed..pos])
@@ -170,7 +224,9 @@ pub async fn relay(
                                     flushed = end;
                                 }
                             }
-                            Seen::Eof { status } => info.status = Some(status),
+                            Seen::Eof { status } => {
+                                info.status = Some(info.backend_status.unwrap_or(status))
+                            }
                             Seen::Err => info.error = true,
                             Seen::PrepareOk {
                                 stmt_id,

@@ -1,0 +1,237 @@
+//! Session state that follows the session from backend to backend.
+//!
+//! The server is the source of truth: every backend connection tracks
+//! changed session variables (`session_track_system_variables='*'`) and
+//! the current schema, so after a `SET` (or a stored procedure, or a SET
+//! inside a multi-statement) the OK packet says exactly what changed and to
+//! what. The session records those values with a version number; each
+//! backend connection remembers the version it was last brought to, and
+//! before a statement runs on a connection that is behind, the whole
+//! difference is applied in one `SET SESSION ...` (plus `COM_INIT_DB` when the
+//! database differs), pipelined with the statement itself.
+//!
+//! User variables are not tracked by the server: literal assignments
+//! (`SET @a = 1`) are replayed; assignments from data (`SELECT ... INTO @v`,
+//! `@v := col`, `SET @v = (SELECT ...)`) run on the primary and send later
+//! reads of user variables there too.
+
+use std::collections::BTreeMap;
+
+use crate::router::Isolation;
+
+/// Variables never copied between backends: replica connections keep
+/// autocommit on so a read can never leave a transaction (and its snapshot)
+/// open on a replica; `last_gtid` is a position, not state.
+const NOT_SYNCED: &[&str] = &["last_gtid", "autocommit", "session_track_system_variables"];
+
+#[derive(Debug, Default, Clone)]
+pub struct SessionState {
+    /// Session variables the server reported as changed, by name.
+    vars: BTreeMap<String, String>,
+    /// Bumped whenever `vars` changes.
+    pub version: u64,
+    /// Literal user-variable assignments, in order, to replay elsewhere.
+    pub user_var_sets: Vec<String>,
+    /// User variables were assigned from data on the primary.
+    pub user_vars_on_primary: bool,
+    /// Temporary tables the session created (lower-case names).
+    pub temp_tables: Vec<String>,
+    /// `LOCK TABLES` in effect.
+    pub table_locks: bool,
+    /// `GET_LOCK()` was called and not every lock released.
+    pub user_locks: bool,
+}
+
+impl SessionState {
+    /// Records variables reported by the server; returns whether anything changed.
+    pub fn record_vars(&mut self, changes: &[(String, String)]) -> bool {
+        let mut changed = false;
+        for (k, v) in changes {
+            let k = k.to_ascii_lowercase();
+            if NOT_SYNCED.contains(&k.as_str()) {
+                continue;
+            }
+            if self.vars.get(&k) != Some(v) {
+                self.vars.insert(k, v.clone());
+                changed = true;
+            }
+        }
+        if changed {
+            self.version += 1;
+        }
+        changed
+    }
+
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
+    /// The session's isolation level as last reported.
+    pub fn isolation(&self) -> Isolation {
+        self.var("transaction_isolation")
+            .or_else(|| self.var("tx_isolation"))
+            .and_then(Isolation::parse)
+            .unwrap_or_default()
+    }
+
+    /// One statement that brings a connection to the recorded variables,
+    /// or `None` when there is nothing to set.
+    pub fn sync_statement(&self) -> Option<String> {
+        if self.vars.is_empty() {
+            return None;
+        }
+        let mut s = String::from("SET SESSION ");
+        for (i, (k, v)) in self.vars.iter().enumerate() {
+            if i > 0 {
+                s.push_str(", ");
+            }
+            s.push_str(k);
+            s.push('=');
+            s.push_str(&sql_value(k, v));
+        }
+        Some(s)
+    }
+
+    /// Forgets everything (COM_RESET_CONNECTION, COM_CHANGE_USER).
+    pub fn reset(&mut self) {
+        let version = self.version + 1;
+        *self = SessionState::default();
+        self.version = version;
+    }
+
+    /// Why the session must stay on the primary, if it must.
+    pub fn pin(&self) -> Option<&'static str> {
+        if self.table_locks {
+            Some("lock_tables")
+        } else if self.user_locks {
+            Some("user_lock")
+        } else {
+            None
+        }
+    }
+
+    pub fn mentions_temp_table(&self, sql: &str) -> bool {
+        self.temp_tables
+            .iter()
+            .any(|t| crate::classify::mentions_table(sql, t))
+    }
+}
+
+/// A value as SQL: numbers bare, everything else a quoted string.
+fn sql_value(name: &str, v: &str) -> String {
+    if v.is_empty() && name.starts_with("character_set_") {
+        return "NULL".into();
+    }
+    let numeric = !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+        && v.parse::<f64>().is_ok();
+    if numeric {
+        return v.to_string();
+    }
+    let mut s = String::with_capacity(v.len() + 2);
+    s.push('\'');
+    for c in v.chars() {
+        match c {
+            '\'' => s.push_str("''"),
+            '\\' => s.push_str("\\\\"),
+            c => s.push(c),
+        }
+    }
+    s.push('\'');
+    s
+}
+
+/// The table name of `CREATE|DROP TEMPORARY TABLE [IF [NOT] EXISTS] name`,
+/// lower-case, without quotes or database. `None` if it cannot be read.
+pub fn temp_table_name(sql: &str) -> Option<String> {
+    let lower = sql.to_ascii_lowercase();
+    let at = lower.find("table")? + "table".len();
+    let mut rest = sql[at..].trim_start();
+    for kw in ["if not exists", "if exists"] {
+        if rest.len() >= kw.len() && rest[..kw.len()].eq_ignore_ascii_case(kw) {
+            rest = rest[kw.len()..].trim_start();
+        }
+    }
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == '(' || c == ';' || c == ',')
+        .unwrap_or(rest.len());
+    let name = &rest[..end];
+    let name = name.rsplit('.').next()?.trim_matches('`');
+    (!name.is_empty()).then(|| name.to_ascii_lowercase())
+}
+
+/// Whether a `SET @v = ...` can be replayed elsewhere with the same result:
+/// only literal values (no function calls, no subqueries, no variables).
+pub fn replayable_user_var_set(sql: &str) -> bool {
+    !sql.contains('(')
+        && !sql.to_ascii_lowercase().contains("select")
+        && sql.matches('@').count() <= sql.matches('=').count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_versions_and_builds_one_statement() {
+        let mut s = SessionState::default();
+        assert_eq!(s.sync_statement(), None);
+        assert!(s.record_vars(&[
+            ("time_zone".into(), "+02:00".into()),
+            ("sql_mode".into(), "ANSI_QUOTES".into()),
+            ("sort_buffer_size".into(), "1048576".into()),
+            ("autocommit".into(), "OFF".into()),
+            ("last_gtid".into(), "0-1-5".into()),
+        ]));
+        assert_eq!(s.version, 1);
+        assert!(!s.record_vars(&[("time_zone".into(), "+02:00".into())]));
+        assert_eq!(s.version, 1);
+        assert_eq!(
+            s.sync_statement().unwrap(),
+            "SET SESSION sort_buffer_size=1048576, sql_mode='ANSI_QUOTES', time_zone='+02:00'"
+        );
+    }
+
+    #[test]
+    fn quoting_and_nulls() {
+        assert_eq!(sql_value("x", "it's"), "'it''s'");
+        assert_eq!(sql_value("x", "a\\b"), "'a\\\\b'");
+        assert_eq!(sql_value("character_set_results", ""), "NULL");
+        assert_eq!(sql_value("x", "-1.5"), "-1.5");
+        assert_eq!(sql_value("x", "1-2"), "'1-2'");
+    }
+
+    #[test]
+    fn isolation_from_tracked_variable() {
+        let mut s = SessionState::default();
+        assert_eq!(s.isolation(), Isolation::RepeatableRead);
+        s.record_vars(&[("tx_isolation".into(), "READ-COMMITTED".into())]);
+        assert_eq!(s.isolation(), Isolation::ReadCommitted);
+    }
+
+    #[test]
+    fn temp_table_names() {
+        assert_eq!(
+            temp_table_name("CREATE TEMPORARY TABLE t1 (a INT)").as_deref(),
+            Some("t1")
+        );
+        assert_eq!(
+            temp_table_name("create temporary table if not exists `My`.`Tmp`(a int)").as_deref(),
+            Some("tmp")
+        );
+        assert_eq!(
+            temp_table_name("DROP TEMPORARY TABLE IF EXISTS x").as_deref(),
+            Some("x")
+        );
+        assert_eq!(temp_table_name("CREATE TEMPORARY"), None);
+    }
+
+    #[test]
+    fn replayable_sets() {
+        assert!(replayable_user_var_set("SET @a = 1, @b = 'x'"));
+        assert!(!replayable_user_var_set("SET @a = (SELECT MAX(id) FROM t)"));
+        assert!(!replayable_user_var_set("SET @a = NOW()"));
+        assert!(!replayable_user_var_set("SET @a = @b"));
+    }
+}
