@@ -1,0 +1,198 @@
+//! The `causeway` binary as a user runs it: `check`, `--config`, and
+//! `playground --json` (which must leave no process behind).
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_causeway");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_accepts_good_and_names_the_problem_in_bad_configs() {
+    let out = tokio::process::Command::new(BIN)
+        .args(["check", "--config", "config/example.toml"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[cluster]\nprimary = { name = \"p\", address = \"nohost\" }\n[monitor]\nuser = \"m\"\n",
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml"), "{err}");
+    assert!(err.contains("cluster.primary.address"), "{err}");
+    assert!(err.contains("host:port"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_a_config_and_greets_with_the_primarys_version() {
+    let env = common::Env::start(0).await;
+    // A second Causeway, the binary this time, from a config file.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let text =
+        causeway::app::playground_config(&env.cluster, &format!("127.0.0.1:{port}"), "", None);
+    let cfg = env.cluster.dir().join("bin.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let mut child = tokio::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let out = tokio::process::Command::new(env.cluster.mariadb_cli())
+            .args([
+                "--no-defaults",
+                "-h127.0.0.1",
+                &format!("-P{port}"),
+                "-uapp",
+                "-papp-secret",
+                "-N",
+                "-B",
+                "-e",
+                "SELECT 40 + 2",
+                "app",
+            ])
+            .output()
+            .await
+            .unwrap();
+        if out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "42",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The greeting carries the primary's own version string.
+    let via = common::raw::Raw::login(addr, "app", "app-secret", None, 0).await;
+    let direct =
+        common::raw::Raw::login(env.cluster.primary.addr, "app", "app-secret", None, 0).await;
+    assert_eq!(via.greeting.server_version, direct.greeting.server_version);
+    // SIGTERM drains and exits cleanly.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    drop(via);
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playground_prints_json_serves_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = dir.path().join("pg");
+    let mut child = tokio::process::Command::new(BIN)
+        .args([
+            "playground",
+            "--port",
+            "0",
+            "--admin-port",
+            "0",
+            "--replicas",
+            "1",
+            "--json",
+            "--dir",
+        ])
+        .arg(&pg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("JSON line within a minute")
+        .unwrap()
+        .expect("a line");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    for k in ["proxy", "admin", "primary", "user", "password"] {
+        assert!(v[k].is_string(), "{k} in {line}");
+    }
+    assert_eq!(v["replicas"].as_array().map(Vec::len), Some(1));
+    let proxy = v["proxy"].as_str().unwrap();
+    let (host, port) = proxy.rsplit_once(':').unwrap();
+    let out = tokio::process::Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "-h",
+            host,
+            "-P",
+            port,
+            "-u",
+            v["user"].as_str().unwrap(),
+        ])
+        .arg(format!("-p{}", v["password"].as_str().unwrap()))
+        .args(["-N", "-B", "-e", "SELECT @@server_id", "app"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let metrics = common::http_get(v["admin"].as_str().unwrap().parse().unwrap(), "/metrics").await;
+    assert!(
+        metrics.contains("causeway_client_connections_total"),
+        "{metrics}"
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    // No mariadbd of this playground survives it.
+    let marker = pg.display().to_string();
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("mariadbd") && c.contains(&marker))
+        .collect();
+    assert!(left.is_empty(), "left running: {left:?}");
+}
