@@ -60,3 +60,47 @@ async fn write_positions_arrive_in_ok_packets_and_are_stripped_for_clients_witho
     );
     env.stop().await;
 }
+
+/// Polls `/status` until `pred` holds for the topology, or panics after 20 s.
+async fn wait_status(env: &Env, what: &str, pred: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let body = common::http_get(env.admin, "/status").await;
+        let json = body.split("\r\n\r\n").nth(1).unwrap_or("");
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(json) {
+            if pred(&v["topology"]) {
+                return;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monitor_publishes_health_and_replication_state() {
+    let env = Env::start(1).await;
+    wait_status(&env, "both backends up and replicating", |t| {
+        t["backends"][0]["up"] == true
+            && t["backends"][0]["read_only"] == false
+            && t["backends"][1]["up"] == true
+            && t["backends"][1]["read_only"] == true
+            && t["backends"][1]["replicating"] == true
+            && t["backends"][1]["lag_s"] == 0
+    })
+    .await;
+    env.cluster
+        .root_sql(&env.cluster.replicas[0], "STOP SLAVE SQL_THREAD")
+        .await
+        .unwrap();
+    wait_status(&env, "replica seen as not replicating", |t| {
+        t["backends"][1]["replicating"] == false
+    })
+    .await;
+    let metrics = common::http_get(env.admin, "/metrics").await;
+    assert!(
+        metrics.contains("causeway_account_reloads_total"),
+        "{metrics}"
+    );
+    env.stop().await;
+}

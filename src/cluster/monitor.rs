@@ -76,30 +76,42 @@ async fn check_one(
     index: usize,
     slot: &mut Option<BackendConn>,
 ) -> Result<Probe, Error> {
+    let result = probe(cluster, index, slot).await;
+    if result.is_err() {
+        // A failed or slow check leaves the connection in an unknown state.
+        *slot = None;
+    }
+    result
+}
+
+/// Runs one monitor query, bounded by the connect timeout.
+async fn timed(
+    conn: &mut BackendConn,
+    sql: &str,
+    timeout: std::time::Duration,
+) -> Result<crate::pool::conn::Table, Error> {
+    match tokio::time::timeout(timeout, conn.query_table(sql)).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::BackendLost {
+            backend: conn.backend.clone(),
+            reason: format!("monitor query took longer than {timeout:?}"),
+        }),
+    }
+}
+
+async fn probe(
+    cluster: &Cluster,
+    index: usize,
+    slot: &mut Option<BackendConn>,
+) -> Result<Probe, Error> {
     let conn = match slot {
         Some(c) => c,
         None => slot.insert(cluster.monitor_connect(index).await?),
     };
     let timeout = cluster.config().timeouts.connect();
-    let rows = match tokio::time::timeout(
-        timeout,
-        conn.query_rows("SELECT @@read_only, @@server_id, @@version"),
-    )
-    .await
-    {
-        Ok(Ok(rows)) => rows,
-        Ok(Err(e)) => {
-            *slot = None;
-            return Err(e);
-        }
-        Err(_) => {
-            *slot = None;
-            return Err(Error::BackendLost {
-                backend: format!("#{index}"),
-                reason: format!("monitor query took longer than {timeout:?}"),
-            });
-        }
-    };
+    let rows = timed(conn, "SELECT @@read_only, @@server_id, @@version", timeout)
+        .await?
+        .rows;
     let row = rows.first().ok_or(Error::BackendProtocol {
         backend: format!("#{index}"),
     })?;
@@ -111,20 +123,7 @@ async fn check_one(
         replication: None,
     };
     if index > 0 {
-        let t = match tokio::time::timeout(timeout, conn.query_table("SHOW SLAVE STATUS")).await {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => {
-                *slot = None;
-                return Err(e);
-            }
-            Err(_) => {
-                *slot = None;
-                return Err(Error::BackendLost {
-                    backend: format!("#{index}"),
-                    reason: format!("monitor query took longer than {timeout:?}"),
-                });
-            }
-        };
+        let t = timed(conn, "SHOW SLAVE STATUS", timeout).await?;
         if !t.rows.is_empty() {
             let running = t.get(0, "Slave_IO_Running") == Some("Yes")
                 && t.get(0, "Slave_SQL_Running") == Some("Yes");

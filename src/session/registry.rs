@@ -111,6 +111,20 @@ impl Registry {
     }
 }
 
+/// Resolves once the shutdown flag is true (never, if the sender is gone
+/// without setting it). Holds no lock guard across the await, so it can be
+/// used in `select!` inside spawned tasks.
+pub async fn shutdown_signalled(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,19 +146,5 @@ mod tests {
             r.kill(id, "app"),
             Err(crate::error::Error::NoSuchThread(_))
         ));
-    }
-}
-
-/// Resolves once the shutdown flag is true (never, if the sender is gone
-/// without setting it). Holds no lock guard across the await, so it can be
-/// used in `select!` inside spawned tasks.
-pub async fn shutdown_signalled(rx: &mut tokio::sync::watch::Receiver<bool>) {
-    loop {
-        if *rx.borrow_and_update() {
-            return;
-        }
-        if rx.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
     }
 }

@@ -57,11 +57,12 @@ impl ReplyInfo {
                 StateChange::Schema(s) => {
                     self.schema = Some(String::from_utf8_lossy(s).into_owned());
                 }
-                StateChange::SystemVariable { name, value } if name == b"last_gtid" => {
-                    if !value.is_empty() {
-                        self.last_gtid = Some(String::from_utf8_lossy(value).into_owned());
-                    }
+                StateChange::SystemVariable { name, value }
+                    if name == b"last_gtid" && !value.is_empty() =>
+                {
+                    self.last_gtid = Some(String::from_utf8_lossy(value).into_owned());
                 }
+                StateChange::SystemVariable { name, .. } if name == b"last_gtid" => {}
                 StateChange::SystemVariable { name, value } => self.variables.push((
                     String::from_utf8_lossy(name).into_owned(),
                     String::from_utf8_lossy(value).into_owned(),
