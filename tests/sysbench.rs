@@ -5,16 +5,16 @@ mod common;
 
 use common::Env;
 
-async fn sysbench(env: &Env, args: &[&str]) -> (bool, String) {
+async fn sysbench(env: &Env, port: u16, args: &[&str]) -> (bool, String) {
     let out = tokio::process::Command::new("sysbench")
         .arg("oltp_read_write")
         .arg("--mysql-host=127.0.0.1")
-        .arg(format!("--mysql-port={}", env.proxy.port()))
+        .arg(format!("--mysql-port={port}"))
         .arg(format!("--mysql-user={}", env.cluster.app_user))
         .arg(format!("--mysql-password={}", env.cluster.app_password))
         .arg("--mysql-db=sbtest")
         .arg("--tables=4")
-        .arg("--table-size=10000")
+        .arg("--table-size=50000")
         .args(args)
         .output()
         .await
@@ -40,11 +40,19 @@ fn figure(text: &str, label: &str) -> Option<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oltp_read_write_through_causeway_has_zero_errors() {
     let env = Env::start(1).await;
-    let (ok, text) = sysbench(&env, &["prepare"]).await;
+    // Large tables keep InnoDB deadlocks between the workload's own
+    // transactions (which sysbench counts as errors) out of the picture.
+    // Bulk loading goes straight to the primary; the runs go through Causeway.
+    let (ok, text) = sysbench(&env, env.cluster.primary.addr.port(), &["prepare"]).await;
     assert!(ok, "sysbench prepare failed:\n{text}");
     for mode in ["auto", "disable"] {
         let ps = format!("--db-ps-mode={mode}");
-        let (ok, text) = sysbench(&env, &["--threads=8", "--time=10", &ps, "run"]).await;
+        let (ok, text) = sysbench(
+            &env,
+            env.proxy.port(),
+            &["--threads=8", "--time=10", &ps, "run"],
+        )
+        .await;
         assert!(ok, "sysbench run ({mode}) failed:\n{text}");
         assert!(
             !text.contains("FATAL"),

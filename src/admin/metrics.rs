@@ -46,7 +46,7 @@ pub fn install() -> PrometheusHandle {
 /// the hot path does no registry lookup.
 pub struct HotCounters {
     commands: Vec<(&'static str, Counter)>,
-    route: Vec<(&'static str, Counter)>,
+    route: Vec<(&'static str, &'static str, Counter)>,
 }
 
 impl HotCounters {
@@ -63,6 +63,7 @@ impl HotCounters {
                 .iter()
                 .map(|(t, r)| {
                     (
+                        *t,
                         *r,
                         metrics::counter!(ROUTE_DECISIONS, "target" => *t, "reason" => *r),
                     )
@@ -79,8 +80,12 @@ impl HotCounters {
     }
 
     pub fn route(&self, target: &'static str, reason: &'static str) {
-        match self.route.iter().find(|(r, _)| *r == reason) {
-            Some((_, c)) => c.increment(1),
+        match self
+            .route
+            .iter()
+            .find(|(t, r, _)| *r == reason && *t == target)
+        {
+            Some((_, _, c)) => c.increment(1),
             None => metrics::counter!(ROUTE_DECISIONS, "target" => target, "reason" => reason)
                 .increment(1),
         }

@@ -11,6 +11,7 @@ pub mod accounts;
 mod monitor;
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -105,6 +106,10 @@ pub struct Cluster {
     topology: ArcSwap<Topology>,
     accounts: ArcSwap<Accounts>,
     last_account_load: Mutex<Option<Instant>>,
+    /// Statements in flight per backend (topology index), for load balancing.
+    loads: Vec<AtomicU64>,
+    /// One tick per routing decision (round robin, tie-breaking).
+    tick: AtomicU64,
 }
 
 /// Unknown users trigger at most one reload per this interval.
@@ -116,8 +121,13 @@ impl Cluster {
             AuthSource::Config => config_accounts(&config),
             AuthSource::Primary => Accounts::default(),
         };
+        let topology = Topology::from_config(&config);
         Arc::new(Cluster {
-            topology: ArcSwap::from_pointee(Topology::from_config(&config)),
+            loads: (0..topology.backends.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            tick: AtomicU64::new(0),
+            topology: ArcSwap::from_pointee(topology),
             accounts: ArcSwap::from_pointee(accounts),
             config,
             last_account_load: Mutex::new(None),
@@ -134,6 +144,24 @@ impl Cluster {
 
     pub(crate) fn publish(&self, t: Topology) {
         self.topology.store(Arc::new(t));
+    }
+
+    /// A snapshot of the statements in flight per backend, and a fresh tick.
+    pub fn loads(&self, out: &mut Vec<u64>) -> u64 {
+        out.clear();
+        out.extend(self.loads.iter().map(|l| l.load(Ordering::Relaxed)));
+        self.tick.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Counts a statement in flight on backend `i` until the guard drops.
+    pub fn in_flight(&self, i: usize) -> InFlight<'_> {
+        if let Some(l) = self.loads.get(i) {
+            l.fetch_add(1, Ordering::Relaxed);
+        }
+        InFlight {
+            cluster: self,
+            index: i,
+        }
     }
 
     pub fn accounts(&self) -> Arc<Accounts> {
@@ -230,6 +258,20 @@ impl Cluster {
             timeout: self.config.timeouts.connect(),
         })
         .await
+    }
+}
+
+/// A statement in flight on one backend; see [`Cluster::in_flight`].
+pub struct InFlight<'a> {
+    cluster: &'a Cluster,
+    index: usize,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(l) = self.cluster.loads.get(self.index) {
+            l.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 

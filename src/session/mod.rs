@@ -5,9 +5,11 @@
 //! May import everything below it (`admin`, `pool`, `cluster`, `router`,
 //! `protocol`, `position`, `config`, `error`).
 
+mod explain;
 mod login;
 pub mod registry;
 mod relay;
+mod routing;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -30,10 +32,11 @@ use crate::protocol::packet::{begin_packet, finish_packet, write_packets};
 use crate::protocol::reply::Expect;
 use crate::protocol::response::Ok as OkPacket;
 use crate::protocol::stream::{PacketStream, ReadError};
-use crate::router::{self, Target};
 
 pub use registry::Registry;
 use relay::{relay, RelayError, ReplyInfo};
+use routing::Synced;
+use state::SessionState;
 
 /// What every session shares.
 pub struct Ctx {
@@ -51,7 +54,15 @@ impl Ctx {
     ) -> Ctx {
         Ctx {
             cluster,
-            counters: m::HotCounters::new(Command::LABELS, &[("primary", "primary_only")]),
+            counters: m::HotCounters::new(
+                Command::LABELS,
+                &[
+                    ("primary", "command"),
+                    ("primary", "write"),
+                    ("replica", "read"),
+                    ("primary", "read_on_primary"),
+                ],
+            ),
             registry,
             shutdown,
         }
@@ -95,6 +106,10 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         status: status::AUTOCOMMIT,
         last_write: None,
         scratch: BytesMut::with_capacity(256),
+        state: SessionState::default(),
+        synced: vec![Synced::default(); ctx.cluster.topology().backends.len()],
+        txn_backend: None,
+        txn_written: false,
     };
     // Log in to the primary now, so a bad database or a refused account is
     // reported at connect time, as a direct connection would.
@@ -128,6 +143,14 @@ struct Session {
     /// One connection per backend the session uses, by topology index.
     backends: Vec<Option<BackendConn>>,
     scratch: BytesMut,
+    /// Session variables, user variables, temporary tables, locks.
+    state: SessionState,
+    /// What each backend connection has been brought to, by topology index.
+    synced: Vec<Synced>,
+    /// The backend holding the open transaction, if one is open.
+    txn_backend: Option<usize>,
+    /// The open transaction has run something other than a plain read.
+    txn_written: bool,
 }
 
 /// Whether the session goes on after a command.
@@ -185,9 +208,9 @@ impl Session {
             Command::ResetConnection => self.forward_all(raw, Expect::Single).await,
             Command::Query(sql) if asks_socket(sql) => {
                 let rewritten = hide_socket(raw);
-                self.forward(&rewritten, Expect::ResultSets).await
+                self.query(&rewritten[1..], &rewritten, next).await
             }
-            Command::Query(_) => self.forward(raw, Expect::ResultSets).await,
+            Command::Query(sql) => self.query(sql, raw, next).await,
             Command::InitDb(_) | Command::SetOption(_) | Command::StmtReset(_) => {
                 self.forward(raw, Expect::Single).await
             }
@@ -229,24 +252,51 @@ impl Session {
             let conn = BackendConn::connect(&params).await?;
             metrics::counter!(m::BACKEND_CONNECTS, "backend" => b.name.clone()).increment(1);
             self.backends[index] = Some(conn);
+            if let Some(s) = self.synced.get_mut(index) {
+                *s = Synced {
+                    version: 0,
+                    database: self.database.clone(),
+                    user_vars: 0,
+                };
+            }
         }
         self.backends[index].as_mut().ok_or(Error::ShuttingDown)
     }
 
-    fn target_index(target: Target) -> usize {
-        target.index().unwrap_or(0)
-    }
-
     /// Sends a command to its backend and relays the reply.
+    /// Commands other than COM_QUERY run on the primary (prepared
+    /// statements are not split yet).
     async fn forward(&mut self, raw: &[u8], expect: Expect) -> Flow {
-        let decision = router::primary_only();
-        self.ctx.counters.route("primary", decision.reason);
-        let index = Self::target_index(decision.target);
-        self.forward_to(index, raw, expect).await
+        self.ctx.counters.route("primary", "command");
+        self.run(0, raw, expect, None).await
     }
 
-    async fn forward_to(&mut self, index: usize, raw: &[u8], expect: Expect) -> Flow {
-        let in_trans = self.status & status::IN_TRANS != 0;
+    /// Runs a command on backend `index`: sync its state, send, relay the
+    /// reply, learn from it.
+    async fn run(
+        &mut self,
+        index: usize,
+        raw: &[u8],
+        expect: Expect,
+        stmt: Option<(&crate::classify::Class, &str)>,
+    ) -> Flow {
+        let in_trans = self.txn_backend.is_some();
+        if let Err(e) = self.sync(index).await {
+            if self.backends.get(index).is_some_and(|b| b.is_none())
+                || matches!(e, Error::BackendLost { .. })
+            {
+                if let Some(b) = self.backends.get_mut(index) {
+                    *b = None;
+                }
+            }
+            return self.fail(1, &e).await;
+        }
+        let ctx = self.ctx.clone();
+        let _in_flight = ctx.cluster.in_flight(index);
+        let rewrite = relay::Rewrite {
+            status: self.status_override(index),
+            stmt_id: None,
+        };
         let conn = match self.backend(index).await {
             Ok(c) => c,
             Err(e) => return self.fail(1, &e).await,
@@ -264,7 +314,7 @@ impl Session {
             conn,
             expect,
             &mut self.scratch,
-            relay::Rewrite::default(),
+            rewrite,
         )
         .await
         {
@@ -273,6 +323,7 @@ impl Session {
                     // The backend said more than its reply: it cannot be trusted.
                     self.backends[index] = None;
                 }
+                self.learn(index, &info, stmt);
                 self.absorb(info);
                 Flow::Continue
             }
@@ -319,7 +370,7 @@ impl Session {
 
     /// Sends a command that has no reply.
     async fn send_only(&mut self, raw: &[u8]) -> Flow {
-        let index = Self::target_index(router::primary_only().target);
+        let index = 0;
         if let Some(conn) = self.backends[index].as_mut() {
             if conn.send_command(raw).await.is_err() {
                 self.backends[index] = None;
@@ -340,16 +391,22 @@ impl Session {
                 }
             }
         }
-        self.forward_to(0, raw, expect).await
+        let flow = self.run(0, raw, expect, None).await;
+        // Every connection the session holds was reset: nothing to replay.
+        self.state.reset();
+        self.txn_backend = None;
+        self.txn_written = false;
+        for s in &mut self.synced {
+            *s = Synced {
+                version: self.state.version,
+                database: self.database.clone(),
+                user_vars: 0,
+            };
+        }
+        flow
     }
 
     fn absorb(&mut self, info: ReplyInfo) {
-        if let Some(st) = info.status {
-            self.status = st;
-        }
-        if let Some(db) = info.schema {
-            self.database = (!db.is_empty()).then_some(db);
-        }
         if let Some(g) = info.last_gtid.and_then(|g| g.parse::<MariaPosition>().ok()) {
             match &mut self.last_write {
                 Some(p) => p.merge(&g),
@@ -413,6 +470,9 @@ impl Session {
         }
         self.status = status::AUTOCOMMIT;
         self.last_write = None;
+        self.state.reset();
+        self.txn_backend = None;
+        self.txn_written = false;
         if let Err(e) = self.backend(0).await {
             send_error(&mut self.client, seq, &e).await;
             return Flow::Close;

@@ -19,10 +19,18 @@ use std::collections::BTreeMap;
 
 use crate::router::Isolation;
 
-/// Variables never copied between backends: replica connections keep
-/// autocommit on so a read can never leave a transaction (and its snapshot)
-/// open on a replica; `last_gtid` is a position, not state.
-const NOT_SYNCED: &[&str] = &["last_gtid", "autocommit", "session_track_system_variables"];
+/// Variables that are not session state to copy: `last_gtid` is a
+/// position; the tracking settings are Causeway's own.
+const NOT_SYNCED: &[&str] = &[
+    "last_gtid",
+    "session_track_system_variables",
+    "session_track_schema",
+    "session_track_state_change",
+];
+
+/// Copied to the primary only: replica connections keep autocommit on, so a
+/// read can never leave a transaction (and its snapshot) open on a replica.
+const PRIMARY_ONLY: &[&str] = &["autocommit"];
 
 #[derive(Debug, Default, Clone)]
 pub struct SessionState {
@@ -76,20 +84,22 @@ impl SessionState {
 
     /// One statement that brings a connection to the recorded variables,
     /// or `None` when there is nothing to set.
-    pub fn sync_statement(&self) -> Option<String> {
-        if self.vars.is_empty() {
-            return None;
-        }
+    pub fn sync_statement(&self, primary: bool) -> Option<String> {
         let mut s = String::from("SET SESSION ");
-        for (i, (k, v)) in self.vars.iter().enumerate() {
-            if i > 0 {
+        let mut n = 0;
+        for (k, v) in &self.vars {
+            if !primary && PRIMARY_ONLY.contains(&k.as_str()) {
+                continue;
+            }
+            if n > 0 {
                 s.push_str(", ");
             }
+            n += 1;
             s.push_str(k);
             s.push('=');
             s.push_str(&sql_value(k, v));
         }
-        Some(s)
+        (n > 0).then_some(s)
     }
 
     /// Forgets everything (COM_RESET_CONNECTION, COM_CHANGE_USER).
@@ -176,7 +186,7 @@ mod tests {
     #[test]
     fn records_versions_and_builds_one_statement() {
         let mut s = SessionState::default();
-        assert_eq!(s.sync_statement(), None);
+        assert_eq!(s.sync_statement(true), None);
         assert!(s.record_vars(&[
             ("time_zone".into(), "+02:00".into()),
             ("sql_mode".into(), "ANSI_QUOTES".into()),
@@ -188,8 +198,12 @@ mod tests {
         assert!(!s.record_vars(&[("time_zone".into(), "+02:00".into())]));
         assert_eq!(s.version, 1);
         assert_eq!(
-            s.sync_statement().unwrap(),
+            s.sync_statement(false).unwrap(),
             "SET SESSION sort_buffer_size=1048576, sql_mode='ANSI_QUOTES', time_zone='+02:00'"
+        );
+        assert_eq!(
+            s.sync_statement(true).unwrap(),
+            "SET SESSION autocommit='OFF', sort_buffer_size=1048576, sql_mode='ANSI_QUOTES', time_zone='+02:00'"
         );
     }
 

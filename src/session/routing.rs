@@ -1,0 +1,198 @@
+//! The split: classify a statement, ask the router where it runs, bring
+//! that backend connection to the session's state, and learn from the
+//! reply (session variables, database, transaction, temporary tables,
+//! locks, user variables).
+
+use crate::classify::{classify, Class, Flags, Kind};
+use crate::error::Error;
+use crate::protocol::consts::{com, status};
+use crate::protocol::reply::Expect;
+use crate::router::{self, Decision, Loads, SessionView, Target};
+
+use super::relay::ReplyInfo;
+use super::state::{replayable_user_var_set, temp_table_name};
+use super::{drain_reply, Flow, Session};
+
+/// What a backend connection has been brought to.
+#[derive(Debug, Clone, Default)]
+pub struct Synced {
+    pub version: u64,
+    pub database: Option<String>,
+    pub user_vars: usize,
+}
+
+impl Session {
+    /// A COM_QUERY: classify, route, run.
+    pub(super) async fn query(&mut self, sql: &[u8], raw: &[u8], next: u8) -> Flow {
+        let text = String::from_utf8_lossy(sql);
+        let class = classify(&text);
+        let decision = self.decide(&class, &text);
+        if decision.target == Target::Local {
+            return self.local_statement(&text, next).await;
+        }
+        let index = decision.target.index().unwrap_or(0);
+        let label = if index == 0 { "primary" } else { "replica" };
+        self.ctx.counters.route(label, decision.reason);
+        self.run(index, raw, Expect::ResultSets, Some((&class, &text)))
+            .await
+    }
+
+    pub(super) fn view(&self, sql: &str) -> SessionView {
+        let temp = !self.state.temp_tables.is_empty() && self.state.mentions_temp_table(sql);
+        SessionView {
+            in_transaction: self.txn_backend.is_some() || self.status & status::AUTOCOMMIT == 0,
+            transaction_written: self.txn_written,
+            transaction_backend: self.txn_backend.filter(|&b| b > 0),
+            isolation: self.state.isolation(),
+            pin: self.state.pin(),
+            uses_temporary_table: temp,
+            user_vars_on_primary: self.state.user_vars_on_primary,
+        }
+    }
+
+    pub(super) fn decide(&self, class: &Class, sql: &str) -> Decision {
+        let cluster = &self.ctx.cluster;
+        let topo = cluster.topology();
+        let policy = cluster
+            .config()
+            .policy_for(&self.user, self.database.as_deref())
+            .clone();
+        let mut loads = Vec::with_capacity(topo.backends.len());
+        let tick = cluster.loads(&mut loads);
+        let view = self.view(sql);
+        router::route(
+            class,
+            &view,
+            &policy,
+            &topo,
+            Loads {
+                outstanding: &loads,
+                tick,
+            },
+            sql,
+            &|| sql.split_whitespace().collect::<Vec<_>>().join(" "),
+        )
+    }
+
+    /// Brings backend `index` to the session's database, variables and
+    /// replayable user variables. Several statements may be needed; each
+    /// reply is read before the next is sent.
+    pub(super) async fn sync(&mut self, index: usize) -> Result<(), Error> {
+        let want_db = self.database.clone();
+        let synced = self.synced.get(index).cloned().unwrap_or_default();
+        let mut pre: Vec<Vec<u8>> = Vec::new();
+        if want_db.is_some() && synced.database != want_db {
+            let mut p = vec![com::INIT_DB];
+            p.extend_from_slice(want_db.as_deref().unwrap_or("").as_bytes());
+            pre.push(p);
+        }
+        if synced.version < self.state.version {
+            if let Some(set) = self.state.sync_statement(index == 0) {
+                let mut p = vec![com::QUERY];
+                p.extend_from_slice(set.as_bytes());
+                pre.push(p);
+            }
+        }
+        for s in self.state.user_var_sets.iter().skip(synced.user_vars) {
+            let mut p = vec![com::QUERY];
+            p.extend_from_slice(s.as_bytes());
+            pre.push(p);
+        }
+        if !pre.is_empty() {
+            let conn = self.backend(index).await?;
+            for p in &pre {
+                conn.send_command(p).await?;
+                drain_reply(conn, Expect::Single).await?;
+            }
+        }
+        if let Some(s) = self.synced.get_mut(index) {
+            *s = Synced {
+                version: self.state.version,
+                database: want_db,
+                user_vars: self.state.user_var_sets.len(),
+            };
+        }
+        Ok(())
+    }
+
+    /// Learns from a reply of backend `index` to a statement of class `class`.
+    pub(super) fn learn(&mut self, index: usize, info: &ReplyInfo, stmt: Option<(&Class, &str)>) {
+        let st = info.status.unwrap_or(self.status);
+        let owner = self.txn_backend.unwrap_or(0);
+        if index == owner {
+            self.status = st;
+        }
+        if !info.variables.is_empty() && self.state.record_vars(&info.variables) {
+            if let Some(s) = self.synced.get_mut(index) {
+                s.version = self.state.version;
+            }
+        }
+        if let Some(db) = &info.schema {
+            self.database = (!db.is_empty()).then(|| db.clone());
+            if let Some(s) = self.synced.get_mut(index) {
+                s.database = self.database.clone();
+            }
+        }
+        let plain_read = stmt
+            .is_some_and(|(c, _)| c.kind == Kind::Read && !c.flags.intersects(Flags::PRIMARY_ONLY));
+        let in_trans = st & status::IN_TRANS != 0;
+        match self.txn_backend {
+            None if in_trans => {
+                self.txn_backend = Some(index);
+                self.txn_written = !plain_read;
+            }
+            Some(b) if b == index && !in_trans => {
+                self.txn_backend = None;
+                self.txn_written = false;
+            }
+            Some(b) if b == index && !plain_read => self.txn_written = true,
+            _ => {}
+        }
+        let Some((class, sql)) = stmt else { return };
+        if info.error {
+            return;
+        }
+        match class.kind {
+            Kind::TempTable { create } => {
+                if let Some(name) = temp_table_name(sql) {
+                    self.state.temp_tables.retain(|t| *t != name);
+                    if create {
+                        self.state.temp_tables.push(name);
+                    }
+                }
+            }
+            Kind::LockTables => self.state.table_locks = true,
+            Kind::UnlockTables | Kind::Begin { .. } => self.state.table_locks = false,
+            Kind::SetUserVar if replayable_user_var_set(sql) => {
+                self.state.user_var_sets.push(sql.to_string());
+                if let Some(s) = self.synced.get_mut(index) {
+                    s.user_vars = self.state.user_var_sets.len();
+                }
+            }
+            Kind::SetUserVar => self.state.user_vars_on_primary = true,
+            _ => {}
+        }
+        if class
+            .flags
+            .intersects(Flags::USER_VAR_ASSIGN | Flags::SELECT_INTO)
+            && class.kind != Kind::SetUserVar
+        {
+            self.state.user_vars_on_primary = true;
+        }
+        if class.flags.contains(Flags::LOCK_FN) {
+            let lower = sql.to_ascii_lowercase();
+            if lower.contains("release_all_locks") {
+                self.state.user_locks = false;
+            } else if lower.contains("get_lock") {
+                self.state.user_locks = true;
+            }
+        }
+    }
+
+    /// Status bits the client must see as the session's own when a reply
+    /// comes from a backend other than the one holding its transaction.
+    pub(super) fn status_override(&self, index: usize) -> Option<(u16, u16)> {
+        let mask = status::IN_TRANS | status::AUTOCOMMIT;
+        (index != self.txn_backend.unwrap_or(0)).then_some((mask, self.status & mask))
+    }
+}
