@@ -60,6 +60,11 @@ impl Session {
             ("policy".into(), policy.name.clone()),
             ("pin".into(), view.pin.unwrap_or("").to_string()),
             ("in_transaction".into(), view.in_transaction.to_string()),
+            (
+                "transaction_written".into(),
+                view.transaction_written.to_string(),
+            ),
+            ("isolation".into(), format!("{:?}", view.isolation)),
         ];
         let qualifying = router::qualifying_replicas(&policy, &topo);
         for (i, b) in topo.backends.iter().enumerate() {

@@ -133,8 +133,13 @@ impl Session {
                 s.database = self.database.clone();
             }
         }
-        let plain_read = stmt
-            .is_some_and(|(c, _)| c.kind == Kind::Read && !c.flags.intersects(Flags::PRIMARY_ONLY));
+        // Whether the statement leaves the transaction read-only so far:
+        // plain reads and statements that start it or only look around.
+        let plain_read = stmt.is_some_and(|(c, _)| match c.kind {
+            Kind::Read => !c.flags.intersects(Flags::PRIMARY_ONLY),
+            Kind::Begin { .. } | Kind::Show | Kind::Use | Kind::SetTransaction => true,
+            _ => false,
+        });
         let in_trans = st & status::IN_TRANS != 0;
         match self.txn_backend {
             None if in_trans => {
@@ -170,6 +175,20 @@ impl Session {
                 }
             }
             Kind::SetUserVar => self.state.user_vars_on_primary = true,
+            Kind::SetTransaction if !class.flags.contains(Flags::GLOBAL) => {
+                // The server does not report `SET SESSION TRANSACTION
+                // ISOLATION LEVEL` as a variable change; record it.
+                if let Some(level) = session_isolation(sql) {
+                    if self
+                        .state
+                        .record_vars(&[("tx_isolation".into(), level.into())])
+                    {
+                        if let Some(s) = self.synced.get_mut(index) {
+                            s.version = self.state.version;
+                        }
+                    }
+                }
+            }
             _ => {}
         }
         if class
@@ -194,5 +213,53 @@ impl Session {
     pub(super) fn status_override(&self, index: usize) -> Option<(u16, u16)> {
         let mask = status::IN_TRANS | status::AUTOCOMMIT;
         (index != self.txn_backend.unwrap_or(0)).then_some((mask, self.status & mask))
+    }
+}
+
+/// The level of `SET SESSION TRANSACTION ISOLATION LEVEL ...` as the
+/// `tx_isolation` value (`READ-COMMITTED`); `None` for a bare
+/// `SET TRANSACTION` (next transaction only) or anything else.
+fn session_isolation(sql: &str) -> Option<&'static str> {
+    let words: Vec<String> = sql
+        .split_whitespace()
+        .map(|w| w.trim_end_matches([';', ',']).to_ascii_uppercase())
+        .collect();
+    let at = words.iter().position(|w| w == "TRANSACTION")?;
+    if !words[..at].iter().any(|w| w == "SESSION" || w == "LOCAL") {
+        return None;
+    }
+    let rest = words.get(at + 1..)?;
+    let lvl = rest.iter().position(|w| w == "LEVEL")?;
+    match (
+        rest.get(lvl + 1).map(String::as_str),
+        rest.get(lvl + 2).map(String::as_str),
+    ) {
+        (Some("READ"), Some("COMMITTED")) => Some("READ-COMMITTED"),
+        (Some("READ"), Some("UNCOMMITTED")) => Some("READ-UNCOMMITTED"),
+        (Some("REPEATABLE"), Some("READ")) => Some("REPEATABLE-READ"),
+        (Some("SERIALIZABLE"), _) => Some("SERIALIZABLE"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::session_isolation;
+
+    #[test]
+    fn session_isolation_levels() {
+        assert_eq!(
+            session_isolation("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"),
+            Some("READ-COMMITTED")
+        );
+        assert_eq!(
+            session_isolation("set session transaction isolation level serializable;"),
+            Some("SERIALIZABLE")
+        );
+        assert_eq!(
+            session_isolation("SET TRANSACTION ISOLATION LEVEL READ COMMITTED"),
+            None
+        );
+        assert_eq!(session_isolation("SET SESSION TRANSACTION READ ONLY"), None);
     }
 }

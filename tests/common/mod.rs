@@ -29,7 +29,21 @@ impl Env {
     }
 
     /// Like `start`, letting the test change the configuration text.
+    /// Like `start`, with a policy (TOML text) for the deployment.
+    pub async fn start_with_policy(replicas: usize, policy: &str) -> Env {
+        let policy = policy.to_string();
+        Self::start_full(replicas, Some(policy), |_| {}).await
+    }
+
     pub async fn start_with(replicas: usize, edit: impl FnOnce(&mut String)) -> Env {
+        Self::start_full(replicas, None, edit).await
+    }
+
+    async fn start_full(
+        replicas: usize,
+        policy: Option<String>,
+        edit: impl FnOnce(&mut String),
+    ) -> Env {
         let cluster = Cluster::start(ClusterOptions {
             dir: None,
             replicas,
@@ -47,6 +61,10 @@ impl Env {
             None,
         );
         edit(&mut text);
+        if let Some(p) = policy {
+            std::fs::write(cluster.dir().join("policy.toml"), p).unwrap();
+            text.insert_str(0, "policy = \"policy.toml\"\n");
+        }
         let path = cluster.dir().join("causeway.toml");
         std::fs::write(&path, &text).unwrap();
         let config = Arc::new(Config::load(&path).expect("test config loads"));
