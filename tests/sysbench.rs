@@ -64,5 +64,45 @@ async fn oltp_read_write_through_causeway_has_zero_errors() {
         let writes = figure(&text, "write").unwrap_or(0);
         assert!(writes > 0, "({mode}) no writes:\n{text}");
     }
+    // Reads outside transactions go to the replica, with zero errors.
+    let (ok, text) = tokio::process::Command::new("sysbench")
+        .arg("oltp_read_only")
+        .arg("--mysql-host=127.0.0.1")
+        .arg(format!("--mysql-port={}", env.proxy.port()))
+        .arg(format!("--mysql-user={}", env.cluster.app_user))
+        .arg(format!("--mysql-password={}", env.cluster.app_password))
+        .args([
+            "--mysql-db=sbtest",
+            "--tables=4",
+            "--table-size=50000",
+            "--threads=8",
+            "--time=5",
+            "--skip_trx=on",
+            "--db-ps-mode=disable",
+            "run",
+        ])
+        .output()
+        .await
+        .map(|o| {
+            (
+                o.status.success(),
+                String::from_utf8_lossy(&o.stdout).into_owned(),
+            )
+        })
+        .unwrap();
+    assert!(ok, "{text}");
+    assert_eq!(figure(&text, "ignored errors"), Some(0), "{text}");
+    let metrics = common::http_get(env.admin, "/metrics").await;
+    let on_replica: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("causeway_route_decisions_total") && l.contains("target=\"replica\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        on_replica > 1000.0,
+        "reads on the replica: {on_replica}\n{metrics}"
+    );
     env.stop().await;
 }
