@@ -10,6 +10,9 @@ use common::Env;
 use mysql_async::prelude::*;
 use mysql_async::Conn;
 
+/// server_id, time_zone, sql_mode, sort_buffer_size, character_set_client, database, @greeting
+type StateRow = (u32, String, String, u64, String, String, Option<String>);
+
 const SPLIT: &str = "name = \"test\"\n[routing]\nprimary_accepts_reads = false\n";
 
 async fn id(c: &mut Conn, sql: &str) -> u32 {
@@ -179,7 +182,7 @@ async fn session_state_follows_the_session_across_backends() {
     c.query_drop("USE sbtest").await.unwrap();
     c.query_drop("SET @greeting = 'hello'").await.unwrap();
     for _ in 0..6 {
-        let row: Option<(u32, String, String, u64, String, String, Option<String>)> = c
+        let row: Option<StateRow> = c
             .query_first("SELECT @@server_id, @@session.time_zone, @@session.sql_mode, @@sort_buffer_size, @@character_set_client, DATABASE(), @greeting")
             .await
             .unwrap();
@@ -290,6 +293,52 @@ async fn a_replica_down_or_lagging_gets_no_reads_and_explain_route_says_why() {
     assert!(
         rows.contains(&("reason".into(), "hint_primary".into())),
         "{rows:?}"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_follow_the_routing() {
+    let env = Env::start_with_policy(2, SPLIT).await;
+    routable(&env).await;
+    let mut c = env.conn().await;
+    c.query_drop("CREATE TABLE ps (id INT PRIMARY KEY, v VARCHAR(10))")
+        .await
+        .unwrap();
+    let read = c.prep("SELECT @@server_id, ? + 1").await.unwrap();
+    let mut seen = HashSet::new();
+    for i in 0..20 {
+        let (sid, n): (u32, i64) = c.exec_first(&read, (i,)).await.unwrap().unwrap();
+        assert_eq!(n, i + 1);
+        seen.insert(sid);
+    }
+    assert_eq!(
+        seen,
+        HashSet::from([2, 3]),
+        "a read-only prepared SELECT executes on the replicas"
+    );
+    let write = c.prep("INSERT INTO ps VALUES (?, ?)").await.unwrap();
+    for i in 0..10 {
+        c.exec_drop(&write, (i, format!("v{i}"))).await.unwrap();
+    }
+    assert_eq!(
+        env.primary_sql("SELECT COUNT(*) FROM app.ps").await.trim(),
+        "10"
+    );
+    let locking = c
+        .prep("SELECT @@server_id FROM ps WHERE id = ? FOR UPDATE")
+        .await
+        .unwrap();
+    let sid: Option<u32> = c.exec_first(&locking, (1,)).await.unwrap();
+    assert_eq!(sid, Some(1));
+    c.close(read).await.unwrap();
+    c.close(write).await.unwrap();
+    // Still in sync after closing.
+    assert_eq!(
+        c.query_first::<i64, _>("SELECT COUNT(*) FROM ps")
+            .await
+            .unwrap(),
+        Some(10)
     );
     env.stop().await;
 }

@@ -11,6 +11,7 @@ pub mod registry;
 mod relay;
 mod routing;
 pub mod state;
+mod stmt;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -110,6 +111,9 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         synced: vec![Synced::default(); ctx.cluster.topology().backends.len()],
         txn_backend: None,
         txn_written: false,
+        stmts: Default::default(),
+        next_stmt_id: 1,
+        last_prepared: None,
     };
     // Log in to the primary now, so a bad database or a refused account is
     // reported at connect time, as a direct connection would.
@@ -147,6 +151,11 @@ struct Session {
     state: SessionState,
     /// What each backend connection has been brought to, by topology index.
     synced: Vec<Synced>,
+    /// Prepared statements by the id the client knows.
+    stmts: std::collections::HashMap<u32, stmt::PsEntry>,
+    next_stmt_id: u32,
+    /// What the last COM_STMT_PREPARE relayed created.
+    last_prepared: Option<relay::Prepared>,
     /// The backend holding the open transaction, if one is open.
     txn_backend: Option<usize>,
     /// The open transaction has run something other than a plain read.
@@ -211,18 +220,17 @@ impl Session {
                 self.query(&rewritten[1..], &rewritten, next).await
             }
             Command::Query(sql) => self.query(sql, raw, next).await,
-            Command::InitDb(_) | Command::SetOption(_) | Command::StmtReset(_) => {
-                self.forward(raw, Expect::Single).await
-            }
+            Command::InitDb(_) | Command::SetOption(_) => self.forward(raw, Expect::Single).await,
             Command::Statistics => self.forward(raw, Expect::Text).await,
             Command::FieldList { .. } => self.forward(raw, Expect::FieldList).await,
-            Command::StmtPrepare(_) => self.forward(raw, Expect::Prepare).await,
-            Command::StmtExecute { .. } => self.forward(raw, Expect::ResultSets).await,
-            Command::StmtFetch { .. } => self.forward(raw, Expect::Fetch).await,
-            Command::StmtClose(_) | Command::StmtSendLongData { .. } => {
-                // No reply: the client does not wait for one.
-                self.send_only(raw).await
+            Command::StmtPrepare(sql) => self.stmt_prepare(sql, raw).await,
+            Command::StmtExecute { stmt_id, flags } => {
+                self.stmt_execute(stmt_id, flags, raw, next).await
             }
+            Command::StmtFetch { stmt_id, .. } => self.stmt_fetch(stmt_id, raw, next).await,
+            Command::StmtReset(id) => self.stmt_reset(id, raw, next).await,
+            Command::StmtClose(id) => self.stmt_close(id).await,
+            Command::StmtSendLongData { stmt_id } => self.stmt_long_data(stmt_id, raw).await,
         }
     }
 
@@ -252,6 +260,7 @@ impl Session {
             let conn = BackendConn::connect(&params).await?;
             metrics::counter!(m::BACKEND_CONNECTS, "backend" => b.name.clone()).increment(1);
             self.backends[index] = Some(conn);
+            self.forget_backend_statements(index);
             if let Some(s) = self.synced.get_mut(index) {
                 *s = Synced {
                     version: 0,
@@ -268,7 +277,7 @@ impl Session {
     /// statements are not split yet).
     async fn forward(&mut self, raw: &[u8], expect: Expect) -> Flow {
         self.ctx.counters.route("primary", "command");
-        self.run(0, raw, expect, None).await
+        self.run(0, raw, expect, None, None).await
     }
 
     /// Runs a command on backend `index`: sync its state, send, relay the
@@ -279,6 +288,7 @@ impl Session {
         raw: &[u8],
         expect: Expect,
         stmt: Option<(&crate::classify::Class, &str)>,
+        prepare_id: Option<u32>,
     ) -> Flow {
         let in_trans = self.txn_backend.is_some();
         if let Err(e) = self.sync(index).await {
@@ -295,7 +305,7 @@ impl Session {
         let _in_flight = ctx.cluster.in_flight(index);
         let rewrite = relay::Rewrite {
             status: self.status_override(index),
-            stmt_id: None,
+            stmt_id: prepare_id,
         };
         let conn = match self.backend(index).await {
             Ok(c) => c,
@@ -324,6 +334,7 @@ impl Session {
                     self.backends[index] = None;
                 }
                 self.learn(index, &info, stmt);
+                self.last_prepared = info.prepared;
                 self.absorb(info);
                 Flow::Continue
             }
@@ -368,17 +379,6 @@ impl Session {
         }
     }
 
-    /// Sends a command that has no reply.
-    async fn send_only(&mut self, raw: &[u8]) -> Flow {
-        let index = 0;
-        if let Some(conn) = self.backends[index].as_mut() {
-            if conn.send_command(raw).await.is_err() {
-                self.backends[index] = None;
-            }
-        }
-        Flow::Continue
-    }
-
     /// Sends a command to every backend connection the session holds; the
     /// client sees the primary's reply.
     async fn forward_all(&mut self, raw: &[u8], expect: Expect) -> Flow {
@@ -391,9 +391,10 @@ impl Session {
                 }
             }
         }
-        let flow = self.run(0, raw, expect, None).await;
+        let flow = self.run(0, raw, expect, None, None).await;
         // Every connection the session holds was reset: nothing to replay.
         self.state.reset();
+        self.stmts.clear();
         self.txn_backend = None;
         self.txn_written = false;
         for s in &mut self.synced {
@@ -471,6 +472,7 @@ impl Session {
         self.status = status::AUTOCOMMIT;
         self.last_write = None;
         self.state.reset();
+        self.stmts.clear();
         self.txn_backend = None;
         self.txn_written = false;
         if let Err(e) = self.backend(0).await {

@@ -33,7 +33,7 @@ impl Session {
         let index = decision.target.index().unwrap_or(0);
         let label = if index == 0 { "primary" } else { "replica" };
         self.ctx.counters.route(label, decision.reason);
-        self.run(index, raw, Expect::ResultSets, Some((&class, &text)))
+        self.run(index, raw, Expect::ResultSets, Some((&class, &text)), None)
             .await
     }
 

@@ -1,0 +1,289 @@
+//! Binary-protocol prepared statements that follow the routing.
+//!
+//! The client sees one statement id, Causeway's own. The statement is
+//! prepared on the primary when the client asks (that reply carries the
+//! metadata the client needs); each execution is routed like the same SQL
+//! sent as text — a read-only SELECT may execute on a replica — and the
+//! statement is prepared there on first use. Parameter types sent with one
+//! execution are remembered and re-sent to a backend that has not seen them.
+//! COM_STMT_CLOSE closes it everywhere.
+
+use crate::classify::{classify, Class};
+use crate::error::{Error, ServerError};
+use crate::protocol::consts::com;
+use crate::protocol::reply::{Expect, Need, Scanner, Seen};
+
+use super::{Flow, Session};
+
+#[derive(Debug, Clone)]
+pub struct PsEntry {
+    /// The COM_STMT_PREPARE payload, to prepare elsewhere.
+    prepare: Vec<u8>,
+    sql: String,
+    class: Class,
+    params: u16,
+    /// The backend's statement id, per topology index.
+    ids: Vec<Option<u32>>,
+    /// Whether each backend has been sent the parameter types.
+    types_sent: Vec<bool>,
+    /// The last parameter types block a client sent.
+    types: Option<Vec<u8>>,
+    /// COM_STMT_SEND_LONG_DATA went to the primary: execute there.
+    long_data: bool,
+    /// Where the last execution opened a cursor.
+    cursor_backend: usize,
+}
+
+fn unknown(id: u32, what: &str) -> Error {
+    Error::Server(ServerError {
+        code: 1243,
+        sql_state: *b"HY000",
+        message: format!("Unknown prepared statement handler ({id}) given to {what}"),
+    })
+}
+
+/// `payload` with the statement id (bytes 1..5) replaced.
+fn with_id(payload: &[u8], id: u32) -> Vec<u8> {
+    let mut v = payload.to_vec();
+    if let Some(b) = v.get_mut(1..5) {
+        b.copy_from_slice(&id.to_le_bytes());
+    }
+    v
+}
+
+impl Session {
+    pub(super) async fn stmt_prepare(&mut self, sql: &[u8], raw: &[u8]) -> Flow {
+        let id = self.next_stmt_id;
+        self.last_prepared = None;
+        let flow = self.run(0, raw, Expect::Prepare, None, Some(id)).await;
+        if let Some(p) = self.last_prepared.take() {
+            self.next_stmt_id = self.next_stmt_id.wrapping_add(1).max(1);
+            let n = self.backends.len();
+            let text = String::from_utf8_lossy(sql).into_owned();
+            let mut ids = vec![None; n];
+            ids[0] = Some(p.stmt_id);
+            let mut types_sent = vec![false; n];
+            types_sent[0] = true;
+            self.stmts.insert(
+                id,
+                PsEntry {
+                    prepare: raw.to_vec(),
+                    class: classify(&text),
+                    sql: text,
+                    params: p.params,
+                    ids,
+                    types_sent,
+                    types: None,
+                    long_data: false,
+                    cursor_backend: 0,
+                },
+            );
+        }
+        flow
+    }
+
+    pub(super) async fn stmt_execute(&mut self, id: u32, flags: u8, raw: &[u8], seq: u8) -> Flow {
+        let Some(e) = self.stmts.get(&id).cloned() else {
+            return self.fail(seq, &unknown(id, "mysqld_stmt_execute")).await;
+        };
+        let decision = if e.long_data {
+            crate::router::Decision {
+                target: crate::router::Target::Primary,
+                reason: "long_data",
+            }
+        } else {
+            self.decide(&e.class, &e.sql)
+        };
+        let index = decision.target.index().unwrap_or(0);
+        self.ctx.counters.route(
+            if index == 0 { "primary" } else { "replica" },
+            decision.reason,
+        );
+        let backend_id = match self.ensure_prepared(id, index).await {
+            Ok(b) => b,
+            Err(err) => return self.fail(seq, &err).await,
+        };
+        let payload = self.execute_payload(id, index, backend_id, raw);
+        if flags & 1 != 0 {
+            if let Some(e) = self.stmts.get_mut(&id) {
+                e.cursor_backend = index;
+            }
+        }
+        self.run(
+            index,
+            &payload,
+            Expect::ResultSets,
+            Some((&e.class, &e.sql)),
+            None,
+        )
+        .await
+    }
+
+    /// The statement's id on backend `index`, preparing it there first if needed.
+    async fn ensure_prepared(&mut self, id: u32, index: usize) -> Result<u32, Error> {
+        let Some(e) = self.stmts.get(&id) else {
+            return Err(unknown(id, "mysqld_stmt_execute"));
+        };
+        if let Some(b) = e.ids.get(index).copied().flatten() {
+            if self.backends.get(index).is_some_and(Option::is_some) {
+                return Ok(b);
+            }
+        }
+        let prepare = e.prepare.clone();
+        self.sync(index).await?;
+        let conn = self.backend(index).await?;
+        conn.send_command(&prepare).await?;
+        let mut sc = Scanner::new(Expect::Prepare, conn.capabilities);
+        let mut got = None;
+        let mut error = None;
+        while !sc.is_done() {
+            let (h, p) = conn
+                .stream
+                .read_packet()
+                .await
+                .map_err(|e| conn.lost(crate::pool::conn::read_reason(&e)))?;
+            if let Need::Whole = sc.header(h, p.first().copied()) {
+                match sc.packet(h, &p).map_err(|_| Error::BackendProtocol {
+                    backend: conn.backend.clone(),
+                })? {
+                    Seen::PrepareOk { stmt_id, .. } => got = Some(stmt_id),
+                    Seen::Err => error = ServerError::from_packet(&p),
+                    _ => {}
+                }
+            }
+        }
+        if let Some(err) = error {
+            return Err(Error::Server(err));
+        }
+        let b = got.ok_or(Error::BackendProtocol {
+            backend: conn.backend.clone(),
+        })?;
+        if let Some(e) = self.stmts.get_mut(&id) {
+            if let Some(slot) = e.ids.get_mut(index) {
+                *slot = Some(b);
+            }
+            if let Some(t) = e.types_sent.get_mut(index) {
+                *t = false;
+            }
+        }
+        Ok(b)
+    }
+
+    /// The COM_STMT_EXECUTE for backend `index`: its statement id, and the
+    /// parameter types if that backend has not been sent them.
+    fn execute_payload(&mut self, id: u32, index: usize, backend_id: u32, raw: &[u8]) -> Vec<u8> {
+        let mut payload = with_id(raw, backend_id);
+        let Some(e) = self.stmts.get_mut(&id) else {
+            return payload;
+        };
+        if e.params == 0 {
+            return payload;
+        }
+        // command(1) id(4) flags(1) iterations(4) null-bitmap new-params-bound(1) [types]
+        let nb = usize::from(e.params).div_ceil(8);
+        let flag_at = 10 + nb;
+        let types_len = 2 * usize::from(e.params);
+        match payload.get(flag_at) {
+            Some(1) => {
+                if let Some(t) = payload.get(flag_at + 1..flag_at + 1 + types_len) {
+                    e.types = Some(t.to_vec());
+                }
+                if let Some(s) = e.types_sent.get_mut(index) {
+                    *s = true;
+                }
+            }
+            Some(0) if !e.types_sent.get(index).copied().unwrap_or(false) => {
+                if let Some(types) = &e.types {
+                    let mut v = Vec::with_capacity(payload.len() + types.len());
+                    v.extend_from_slice(&payload[..flag_at]);
+                    v.push(1);
+                    v.extend_from_slice(types);
+                    v.extend_from_slice(&payload[flag_at + 1..]);
+                    payload = v;
+                    if let Some(s) = e.types_sent.get_mut(index) {
+                        *s = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+        payload
+    }
+
+    pub(super) async fn stmt_fetch(&mut self, id: u32, raw: &[u8], seq: u8) -> Flow {
+        let Some(e) = self.stmts.get(&id) else {
+            return self.fail(seq, &unknown(id, "mysqld_stmt_fetch")).await;
+        };
+        let index = e.cursor_backend;
+        let Some(b) = e.ids.get(index).copied().flatten() else {
+            return self.fail(seq, &unknown(id, "mysqld_stmt_fetch")).await;
+        };
+        let payload = with_id(raw, b);
+        self.run(index, &payload, Expect::Fetch, None, None).await
+    }
+
+    pub(super) async fn stmt_reset(&mut self, id: u32, raw: &[u8], seq: u8) -> Flow {
+        let Some(e) = self.stmts.get_mut(&id) else {
+            return self.fail(seq, &unknown(id, "mysqld_stmt_reset")).await;
+        };
+        e.long_data = false;
+        let ids = e.ids.clone();
+        for (i, b) in ids.iter().enumerate().skip(1) {
+            if let (Some(b), Some(Some(conn))) = (b, self.backends.get_mut(i)) {
+                let ok = conn.send_command(&with_id(raw, *b)).await.is_ok()
+                    && super::drain_reply(conn, Expect::Single).await.is_ok();
+                if !ok {
+                    self.backends[i] = None;
+                }
+            }
+        }
+        let Some(Some(b)) = ids.first() else {
+            return self.fail(seq, &unknown(id, "mysqld_stmt_reset")).await;
+        };
+        self.run(0, &with_id(raw, *b), Expect::Single, None, None)
+            .await
+    }
+
+    pub(super) async fn stmt_long_data(&mut self, id: u32, raw: &[u8]) -> Flow {
+        // No reply, even on error: the error surfaces at execute time.
+        let Some(e) = self.stmts.get_mut(&id) else {
+            return Flow::Continue;
+        };
+        e.long_data = true;
+        if let (Some(Some(b)), Some(Some(conn))) = (e.ids.first(), self.backends.get_mut(0)) {
+            if conn.send_command(&with_id(raw, *b)).await.is_err() {
+                self.backends[0] = None;
+            }
+        }
+        Flow::Continue
+    }
+
+    pub(super) async fn stmt_close(&mut self, id: u32) -> Flow {
+        let Some(e) = self.stmts.remove(&id) else {
+            return Flow::Continue;
+        };
+        for (i, b) in e.ids.iter().enumerate() {
+            if let (Some(b), Some(Some(conn))) = (b, self.backends.get_mut(i)) {
+                let mut p = vec![com::STMT_CLOSE];
+                p.extend_from_slice(&b.to_le_bytes());
+                if conn.send_command(&p).await.is_err() {
+                    self.backends[i] = None;
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    /// A backend connection was replaced: statements prepared on the old
+    /// one are gone there.
+    pub(super) fn forget_backend_statements(&mut self, index: usize) {
+        for e in self.stmts.values_mut() {
+            if let Some(id) = e.ids.get_mut(index) {
+                *id = None;
+            }
+            if let Some(t) = e.types_sent.get_mut(index) {
+                *t = false;
+            }
+        }
+    }
+}
