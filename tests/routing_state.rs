@@ -93,7 +93,7 @@ async fn a_hinted_session_change_reaches_every_backend() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regex_rules_route_matching_statements() {
     let policy = format!(
-        "{SPLIT}\n[[rules]]\nmatch = '(?i)from report_'\ntarget = 'primary'\n[[rules]]\nmatch = '(?i)^select @@server_id as pinned'\ntarget = 'replica1'\n"
+        "{SPLIT}\n[[rules]]\nmatch = '(?i)from report_'\ntarget = 'primary'\n[[rules]]\nmatch = '(?i)^select @@server_id as pinned'\ntarget = 'replica1'\n[[rules]]\nmatch = '^SELECT @@SERVER_ID WHERE \\? = \\?$'\non = 'digest'\ntarget = 'replica2'\n"
     );
     let env = Env::start_with_policy(2, &policy).await;
     routable(&env).await;
@@ -111,6 +111,10 @@ async fn regex_rules_route_matching_statements() {
             1
         );
         assert_eq!(id(&mut c, "SELECT @@server_id AS pinned").await, 2);
+        assert_eq!(
+            id(&mut c, "select   @@server_id /* any */ where 5 = 5").await,
+            3
+        );
     }
     env.stop().await;
 }

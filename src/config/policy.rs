@@ -84,7 +84,8 @@ pub enum RuleOn {
     #[default]
     Text,
     /// The normalised digest: literals replaced by `?`, whitespace folded,
-    /// comments removed, keywords upper-case.
+    /// comments removed, everything outside quoted identifiers upper-case
+    /// (e.g. `SELECT C FROM T WHERE ID=?`).
     Digest,
 }
 

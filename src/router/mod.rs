@@ -13,8 +13,11 @@
 //! When unsure, the primary: a misrouted statement may cost speed, never
 //! correctness.
 
+mod digest;
 #[cfg(test)]
 mod tests;
+
+pub use digest::digest;
 
 use crate::classify::{Class, Flags, Kind, RouteHint};
 use crate::cluster::{Role, Topology};

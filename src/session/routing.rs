@@ -70,7 +70,7 @@ impl Session {
                 tick,
             },
             sql,
-            &|| sql.split_whitespace().collect::<Vec<_>>().join(" "),
+            &|| router::digest(sql),
         )
     }
 
