@@ -7,25 +7,8 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::Env;
+use common::{routable, server_id as id, Env, SPLIT};
 use mysql_async::prelude::*;
-use mysql_async::Conn;
-
-const SPLIT: &str = "name = \"test\"\n[routing]\nprimary_accepts_reads = false\n";
-
-async fn id(c: &mut Conn, sql: &str) -> u32 {
-    c.query_first::<u32, _>(sql).await.unwrap().unwrap()
-}
-
-/// Waits until a plain read lands on a replica.
-async fn routable(env: &Env) {
-    let mut c = env.conn().await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while id(&mut c, "SELECT @@server_id").await == 1 {
-        assert!(Instant::now() < deadline, "replicas never took reads");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_lock_pins_until_released_and_text_prepare_works() {

@@ -543,11 +543,14 @@ fn hide_socket(raw: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Reads and discards one reply (used where the client sees another
-/// backend's reply to the same command).
-async fn drain_reply(conn: &mut BackendConn, expect: Expect) -> Result<(), Error> {
-    use crate::protocol::reply::{Need, Scanner};
+/// Reads one reply without relaying it (state sync, lazy prepares, and
+/// commands whose reply the client sees from another backend); an ERR
+/// becomes an error.
+async fn drain_reply(conn: &mut BackendConn, expect: Expect) -> Result<Drained, Error> {
+    use crate::protocol::reply::{Need, Scanner, Seen};
     let mut sc = Scanner::new(expect, conn.capabilities);
+    let mut drained = Drained::default();
+    let mut error = None;
     while !sc.is_done() {
         let (h, p) = conn
             .stream
@@ -555,15 +558,30 @@ async fn drain_reply(conn: &mut BackendConn, expect: Expect) -> Result<(), Error
             .await
             .map_err(|e| conn.lost(crate::pool::conn::read_reason(&e)))?;
         if let Need::Whole = sc.header(h, p.first().copied()) {
-            sc.packet(h, &p).map_err(|_| Error::BackendProtocol {
+            let seen = sc.packet(h, &p).map_err(|_| Error::BackendProtocol {
                 backend: conn.backend.clone(),
             })?;
+            match seen {
+                Seen::Err => error = crate::error::ServerError::from_packet(&p),
+                Seen::PrepareOk { stmt_id, .. } => drained.stmt_id = Some(stmt_id),
+                _ => {}
+            }
         }
     }
     if let Some(st) = sc.last_status() {
         conn.status = st;
     }
-    Ok(())
+    match error {
+        Some(e) => Err(Error::Server(e)),
+        None => Ok(drained),
+    }
+}
+
+/// What a drained reply said.
+#[derive(Debug, Default)]
+struct Drained {
+    /// The statement a COM_STMT_PREPARE created.
+    stmt_id: Option<u32>,
 }
 
 /// Sends an ERR packet; returns whether the client is still reachable.

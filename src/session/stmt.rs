@@ -11,7 +11,7 @@
 use crate::classify::{classify, Class};
 use crate::error::{Error, ServerError};
 use crate::protocol::consts::com;
-use crate::protocol::reply::{Expect, Need, Scanner, Seen};
+use crate::protocol::reply::Expect;
 
 use super::{Flow, Session};
 
@@ -133,31 +133,12 @@ impl Session {
         self.sync(index).await?;
         let conn = self.backend(index).await?;
         conn.send_command(&prepare).await?;
-        let mut sc = Scanner::new(Expect::Prepare, conn.capabilities);
-        let mut got = None;
-        let mut error = None;
-        while !sc.is_done() {
-            let (h, p) = conn
-                .stream
-                .read_packet()
-                .await
-                .map_err(|e| conn.lost(crate::pool::conn::read_reason(&e)))?;
-            if let Need::Whole = sc.header(h, p.first().copied()) {
-                match sc.packet(h, &p).map_err(|_| Error::BackendProtocol {
-                    backend: conn.backend.clone(),
-                })? {
-                    Seen::PrepareOk { stmt_id, .. } => got = Some(stmt_id),
-                    Seen::Err => error = ServerError::from_packet(&p),
-                    _ => {}
-                }
-            }
-        }
-        if let Some(err) = error {
-            return Err(Error::Server(err));
-        }
-        let b = got.ok_or(Error::BackendProtocol {
-            backend: conn.backend.clone(),
-        })?;
+        let b = super::drain_reply(conn, Expect::Prepare)
+            .await?
+            .stmt_id
+            .ok_or(Error::BackendProtocol {
+                backend: conn.backend.clone(),
+            })?;
         if let Some(e) = self.stmts.get_mut(&id) {
             if let Some(slot) = e.ids.get_mut(index) {
                 *slot = Some(b);

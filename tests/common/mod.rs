@@ -157,3 +157,25 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
     s.read_to_string(&mut out).await.unwrap();
     out
 }
+
+/// A policy that keeps ordinary reads off the primary.
+pub const SPLIT: &str = "name = \"test\"\n[routing]\nprimary_accepts_reads = false\n";
+
+/// The first column of the first row, as a server id.
+pub async fn server_id(c: &mut mysql_async::Conn, sql: &str) -> u32 {
+    use mysql_async::prelude::Queryable;
+    c.query_first::<u32, _>(sql).await.unwrap().unwrap()
+}
+
+/// Waits until a plain read lands on a replica (the monitor has seen them).
+pub async fn routable(env: &Env) {
+    let mut c = env.conn().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server_id(&mut c, "SELECT @@server_id").await == 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replicas never took reads"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
