@@ -291,13 +291,22 @@ impl Session {
         prepare_id: Option<u32>,
     ) -> Flow {
         let in_trans = self.txn_backend.is_some();
-        if let Err(e) = self.sync(index).await {
-            if self.backends.get(index).is_some_and(|b| b.is_none())
-                || matches!(e, Error::BackendLost { .. })
-            {
+        let mut index = index;
+        while let Err(e) = self.sync(index).await {
+            // A connection that broke while being synced cannot be trusted;
+            // one whose server refused a statement is still in step.
+            if !matches!(e, Error::Server(_)) {
                 if let Some(b) = self.backends.get_mut(index) {
                     *b = None;
                 }
+            }
+            // A text statement that cannot run with the session's state on a
+            // replica runs on the primary, which has that state.
+            if index != 0 && raw.first() == Some(&crate::protocol::consts::com::QUERY) {
+                tracing::warn!(session = self.id, backend = index, error = %e,
+                    "could not bring a backend to the session's state; using the primary");
+                index = 0;
+                continue;
             }
             return self.fail(1, &e).await;
         }
