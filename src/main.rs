@@ -99,16 +99,20 @@ fn main() -> ExitCode {
                 eprintln!("usage: causeway --config FILE | causeway check --config FILE | causeway playground");
                 return ExitCode::FAILURE;
             };
-            let config = match Config::load(&path) {
-                Ok(c) => Arc::new(c),
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            runtime(config.proxy.worker_threads).block_on(serve(config))
+            match load_config(&path) {
+                Ok(config) => runtime(config.proxy.worker_threads).block_on(serve(config)),
+                Err(code) => code,
+            }
         }
     }
+}
+
+/// Loads a configuration; on error prints it (file, field, reason).
+fn load_config(path: &std::path::Path) -> Result<Arc<Config>, ExitCode> {
+    Config::load(path).map(Arc::new).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::FAILURE
+    })
 }
 
 fn runtime(threads: usize) -> tokio::runtime::Runtime {
@@ -235,12 +239,9 @@ async fn playground(a: PlaygroundArgs) -> ExitCode {
         eprintln!("cannot write {}: {e}", cfg_path.display());
         return ExitCode::FAILURE;
     }
-    let config = match Config::load(&cfg_path) {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+    let config = match load_config(&cfg_path) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     let (tx, rx) = watch::channel(false);
     let proxy = tokio::spawn(causeway::app::run(config, listener, Some(admin), rx));
