@@ -12,6 +12,7 @@ pub mod app;
 pub mod classify;
 pub mod cluster;
 pub mod config;
+pub mod consistency;
 pub mod error;
 pub mod playground;
 pub mod pool;

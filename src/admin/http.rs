@@ -70,10 +70,28 @@ async fn handle(
         ("GET", "/status") => {
             let mut v = status();
             if let Some(obj) = v.as_object_mut() {
-                obj.insert(
-                    "topology".into(),
-                    serde_json::to_value(&*cluster.topology()).unwrap_or_default(),
-                );
+                let mut topo = serde_json::to_value(&*cluster.topology()).unwrap_or_default();
+                if let Some(list) = topo.get_mut("backends").and_then(|b| b.as_array_mut()) {
+                    for (i, b) in list.iter_mut().enumerate() {
+                        let sample = cluster.positions().sample(i);
+                        if let Some(o) = b.as_object_mut() {
+                            let pos = sample.as_ref().and_then(|s| s.pos.as_ref());
+                            o.insert("position".into(), pos.map(|p| p.to_string()).into());
+                            o.insert(
+                                "position_lag_ms".into(),
+                                sample.as_ref().and_then(|s| s.lag_ms).into(),
+                            );
+                            o.insert(
+                                "position_age_ms".into(),
+                                sample
+                                    .as_ref()
+                                    .map(|s| s.started.elapsed().as_millis() as u64)
+                                    .into(),
+                            );
+                        }
+                    }
+                }
+                obj.insert("topology".into(), topo);
             }
             ("200 OK", "application/json", v.to_string())
         }

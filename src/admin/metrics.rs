@@ -25,6 +25,22 @@ pub const BACKEND_LOST: &str = "causeway_backend_lost_total";
 /// Account reloads from the primary (counter).
 pub const ACCOUNT_RELOADS: &str = "causeway_account_reloads_total";
 
+/// Replication position reads sent to each backend, label `backend` (counter).
+pub const POSITION_POLLS: &str = "causeway_position_polls_total";
+/// Primary position reads made because reads asked for a fresh one
+/// (global level, missing write positions) (counter).
+pub const POSITION_REQUESTS: &str = "causeway_position_requests_total";
+/// Replica lag in seconds, labels `backend` and `source` (`positions`:
+/// from the primary's position history; `seconds_behind_master`) (gauge).
+pub const REPLICA_LAG: &str = "causeway_replica_lag_seconds";
+/// Reads under a consistency level other than eventual, labels `level` and
+/// `served` (`replica`, `replica_after_wait`, `primary`,
+/// `primary_after_timeout`, `error`) (counter).
+pub const CONSISTENCY_READS: &str = "causeway_consistency_reads_total";
+/// Time reads spent waiting for a replica to reach their position, label
+/// `level` (summary, seconds).
+pub const CONSISTENCY_WAIT: &str = "causeway_consistency_wait_seconds";
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide Prometheus recorder once (the `metrics` crate

@@ -19,6 +19,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::Mutex;
 
 use crate::config::{AuthSource, Config};
+use crate::consistency::Positions;
 use crate::error::Error;
 use crate::pool::conn::{BackendConn, ConnectParams};
 use crate::protocol::auth::{Credential, StoredHash};
@@ -110,6 +111,8 @@ pub struct Cluster {
     loads: Vec<AtomicU64>,
     /// One tick per routing decision (round robin, tie-breaking).
     tick: AtomicU64,
+    /// Every backend's replication position, as polled and learned.
+    positions: Arc<Positions>,
 }
 
 /// Unknown users trigger at most one reload per this interval.
@@ -127,6 +130,7 @@ impl Cluster {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             tick: AtomicU64::new(0),
+            positions: Positions::new(topology.backends.len()),
             topology: ArcSwap::from_pointee(topology),
             accounts: ArcSwap::from_pointee(accounts),
             config,
@@ -136,6 +140,10 @@ impl Cluster {
 
     pub fn config(&self) -> &Arc<Config> {
         &self.config
+    }
+
+    pub fn positions(&self) -> &Arc<Positions> {
+        &self.positions
     }
 
     pub fn topology(&self) -> Arc<Topology> {

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::{now_secs, BackendState, Cluster};
+use crate::admin::metrics as m;
 use crate::config::AuthSource;
+use crate::consistency::Flavor;
 use crate::error::Error;
 use crate::pool::conn::BackendConn;
 
@@ -24,6 +26,9 @@ pub fn spawn_monitor(
         let interval = Duration::from_millis(cluster.config().monitor.interval_ms);
         let refresh = Duration::from_secs(cluster.config().monitor.accounts_refresh_s.max(1));
         let mut last_accounts: Option<Instant> = None;
+        for i in 0..n {
+            tokio::spawn(poll_positions(cluster.clone(), i, shutdown.clone()));
+        }
         loop {
             check_all(&cluster, &mut conns).await;
             if cluster.config().auth.source == AuthSource::Primary
@@ -148,6 +153,11 @@ fn apply(state: &mut BackendState, result: Result<Probe, Error>) {
             state.server_id = Some(p.server_id);
             state.version = Some(p.version);
             state.lag_s = p.replication.and_then(|r| r.0);
+            if let Some(l) = state.lag_s {
+                metrics::gauge!(m::REPLICA_LAG, "backend" => state.name.clone(),
+                    "source" => "seconds_behind_master")
+                .set(l as f64);
+            }
             state.replicating = p.replication.map(|r| r.1);
             state.last_error = None;
             state.consecutive_failures = 0;
@@ -159,6 +169,74 @@ fn apply(state: &mut BackendState, result: Result<Probe, Error>) {
             state.up = false;
             state.last_error = Some(e.to_string());
             state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+        }
+    }
+}
+
+/// Reads backend `index`'s replication position every
+/// `monitor.position_interval_ms` on a connection of its own (the primary's
+/// also whenever a global read asks for a fresh one) and records it.
+async fn poll_positions(cluster: Arc<Cluster>, index: usize, mut shutdown: watch::Receiver<bool>) {
+    let positions = cluster.positions().clone();
+    let interval = Duration::from_millis(cluster.config().monitor.position_interval_ms);
+    let timeout = cluster.config().timeouts.connect();
+    let name = cluster.topology().backends[index].name.clone();
+    let polls = metrics::counter!(m::POSITION_POLLS, "backend" => name.clone());
+    let requests = metrics::counter!(m::POSITION_REQUESTS);
+    let lag = metrics::gauge!(m::REPLICA_LAG, "backend" => name.clone(), "source" => "positions");
+    let mut conn: Option<BackendConn> = None;
+    let mut asked = false;
+    loop {
+        let reconnected = conn.is_none();
+        if conn.is_none() {
+            match cluster.monitor_connect(index).await {
+                Ok(c) => {
+                    if index == 0 {
+                        positions.set_flavor(Flavor::from_version(&c.server_version));
+                    }
+                    conn = Some(c);
+                }
+                Err(_) => {
+                    let generation = (index == 0).then(|| positions.primary_poll_starting());
+                    positions.record(index, Instant::now(), None, true, generation);
+                }
+            }
+        }
+        if let Some(c) = conn.as_mut() {
+            let flavor = positions.flavor();
+            let generation = (index == 0).then(|| positions.primary_poll_starting());
+            let started = Instant::now();
+            let result = timed(c, flavor.position_query(index == 0), timeout).await;
+            polls.increment(1);
+            if asked {
+                requests.increment(1);
+            }
+            let pos = match result {
+                Ok(t) => {
+                    let text = t.rows.first().and_then(|r| r.first().cloned().flatten());
+                    flavor.parse(text.as_deref().unwrap_or(""))
+                }
+                Err(_) => None,
+            };
+            if pos.is_none() {
+                conn = None;
+            }
+            positions.record(index, started, pos, reconnected, generation);
+            if let Some(ms) = positions.sample(index).and_then(|s| s.lag_ms) {
+                if index > 0 {
+                    lag.set(ms as f64 / 1000.0);
+                }
+            }
+        }
+        let wait = if conn.is_some() {
+            interval
+        } else {
+            interval.max(Duration::from_millis(200))
+        };
+        tokio::select! {
+            a = positions.primary_poll_due(wait), if index == 0 => asked = a,
+            _ = tokio::time::sleep(wait), if index != 0 => asked = false,
+            _ = shutdown.changed() => return,
         }
     }
 }

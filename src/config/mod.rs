@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::protocol::auth::StoredHash;
 
-pub use policy::{LoadBalance, Policy, Routing, Rule, RuleOn};
+pub use policy::{Consistency, LoadBalance, OnTimeout, Policy, Routing, Rule, RuleOn};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -92,6 +92,9 @@ pub struct Override {
     /// Policy file, relative to the configuration file.
     #[serde(default)]
     pub policy: Option<PathBuf>,
+    /// Consistency level instead of the policy's (users only).
+    #[serde(default)]
+    pub consistency: Option<crate::consistency::Level>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -147,6 +150,10 @@ pub struct MonitorConfig {
     /// How often each backend is checked, in milliseconds.
     #[serde(default = "default_monitor_interval")]
     pub interval_ms: u64,
+    /// How often each backend's replication position is read, in
+    /// milliseconds (the primary's also on demand for global reads).
+    #[serde(default = "default_position_interval")]
+    pub position_interval_ms: u64,
     /// How often accounts are reloaded from the primary, in seconds.
     #[serde(default = "default_accounts_refresh")]
     pub accounts_refresh_s: u64,
@@ -154,6 +161,10 @@ pub struct MonitorConfig {
 
 fn default_monitor_interval() -> u64 {
     500
+}
+
+fn default_position_interval() -> u64 {
+    20
 }
 
 fn default_accounts_refresh() -> u64 {
@@ -306,6 +317,11 @@ impl Config {
             .unwrap_or(&self.loaded_policy)
     }
 
+    /// The user's consistency level override, if the config has one.
+    pub fn consistency_for(&self, user: &str) -> Option<crate::consistency::Level> {
+        self.users.get(user).and_then(|o| o.consistency)
+    }
+
     fn validate(self, file: &str) -> Result<Config, ConfigError> {
         let addr = |field: &str, v: &str| -> Result<(), ConfigError> {
             v.parse::<SocketAddr>().map(|_| ()).map_err(|e| {
@@ -373,6 +389,20 @@ impl Config {
                 file,
                 "monitor.interval_ms",
                 "must be at least 1",
+            ));
+        }
+        if self.monitor.position_interval_ms == 0 {
+            return Err(ConfigError::new(
+                file,
+                "monitor.position_interval_ms",
+                "must be at least 1",
+            ));
+        }
+        if let Some((db, _)) = self.databases.iter().find(|(_, o)| o.consistency.is_some()) {
+            return Err(ConfigError::new(
+                file,
+                &format!("databases.{db}.consistency"),
+                "consistency can be set per user, not per database (use a policy)",
             ));
         }
         for (i, u) in self.auth.users.iter().enumerate() {

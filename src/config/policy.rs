@@ -8,6 +8,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::ConfigError;
+use crate::consistency::Level;
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -19,6 +20,9 @@ pub struct Policy {
     pub description: String,
     #[serde(default)]
     pub routing: Routing,
+    /// How fresh reads must be, and what happens when no replica is.
+    #[serde(default)]
+    pub consistency: Consistency,
     /// Regex routing rules, evaluated in order after hints.
     #[serde(default)]
     pub rules: Vec<Rule>,
@@ -74,6 +78,45 @@ impl Default for Routing {
             transaction_split_repeatable_read: false,
         }
     }
+}
+
+/// The consistency level of reads and how long they may wait for it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Consistency {
+    /// `eventual`, `session`, `global` or `bounded:<N>ms`.
+    pub level: Level,
+    /// How long a read may wait for a replica to reach the position it
+    /// needs before `on_timeout` applies.
+    pub wait_timeout_ms: u64,
+    pub on_timeout: OnTimeout,
+}
+
+impl Default for Consistency {
+    fn default() -> Self {
+        Consistency {
+            level: Level::Session,
+            wait_timeout_ms: 1_000,
+            on_timeout: OnTimeout::Primary,
+        }
+    }
+}
+
+impl Consistency {
+    pub fn wait_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.wait_timeout_ms)
+    }
+}
+
+/// What a read does when no replica reached its position in time.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTimeout {
+    /// Run on the primary, which has every committed write.
+    #[default]
+    Primary,
+    /// Fail with ERROR 1969 (SQLSTATE 70100).
+    Error,
 }
 
 /// What a rule's regex is matched against.

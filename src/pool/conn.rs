@@ -205,6 +205,20 @@ impl BackendConn {
         r.map_err(|e| self.lost(e.to_string()))
     }
 
+    /// Sends several commands back to back in one write (pipelined); the
+    /// replies come back in order.
+    pub async fn send_commands(&mut self, payloads: &[&[u8]]) -> Result<(), Error> {
+        self.wbuf.clear();
+        for p in payloads {
+            write_packets(&mut self.wbuf, 0, p);
+        }
+        let r = self.stream.write_all(&self.wbuf).await;
+        if self.wbuf.capacity() > 1 << 20 {
+            self.wbuf = BytesMut::with_capacity(1024);
+        }
+        r.map_err(|e| self.lost(e.to_string()))
+    }
+
     pub fn lost(&self, reason: String) -> Error {
         Error::BackendLost {
             backend: self.backend.clone(),
@@ -224,6 +238,12 @@ impl BackendConn {
         payload.push(com::QUERY);
         payload.extend_from_slice(sql.as_bytes());
         self.send_command(&payload).await?;
+        self.read_table().await
+    }
+
+    /// Reads the reply to a query already sent and collects its rows (text
+    /// protocol, a single result set).
+    pub async fn read_table(&mut self) -> Result<Table, Error> {
         let mut scanner = Scanner::new(Expect::ResultSets, self.capabilities);
         let mut rows = Vec::new();
         let mut columns = 0usize;

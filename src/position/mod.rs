@@ -96,6 +96,15 @@ impl MariaPosition {
             .all(|(d, (_, q))| self.domains.get(d).is_some_and(|(_, mine)| mine >= q))
     }
 
+    /// How many transactions of `other` `self` lacks, by sequence numbers
+    /// per domain (saturating).
+    pub fn missing(&self, other: &MariaPosition) -> u64 {
+        other.domains.iter().fold(0u64, |n, (d, (_, q))| {
+            let have = self.domains.get(d).map_or(0, |(_, mine)| *mine);
+            n.saturating_add(q.saturating_sub(have))
+        })
+    }
+
     /// The least position covering both.
     pub fn merge(&mut self, other: &MariaPosition) {
         for (d, (s, q)) in &other.domains {

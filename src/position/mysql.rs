@@ -178,6 +178,26 @@ impl GtidSet {
         })
     }
 
+    /// How many transactions of `other` are not in `self` (saturating).
+    pub fn missing(&self, other: &GtidSet) -> u64 {
+        let mut n: u64 = 0;
+        for (uuid, theirs) in &other.sids {
+            let mine = self.sids.get(uuid).map_or(&[][..], Vec::as_slice);
+            for &(a, b) in theirs {
+                let mut count = b - a + 1;
+                for &(x, y) in mine {
+                    let lo = x.max(a);
+                    let hi = y.min(b);
+                    if lo <= hi {
+                        count -= hi - lo + 1;
+                    }
+                }
+                n = n.saturating_add(count);
+            }
+        }
+        n
+    }
+
     /// The union: the least set covering both.
     pub fn merge(&mut self, other: &GtidSet) {
         for (uuid, theirs) in &other.sids {

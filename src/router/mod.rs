@@ -105,6 +105,10 @@ pub struct SessionView {
     pub uses_temporary_table: bool,
     /// User variables were assigned from data on the primary.
     pub user_vars_on_primary: bool,
+    /// The read's consistency level is judged by replication positions
+    /// (session, global, bounded): replicas are eligible by
+    /// [`eligible_by_position`] rather than by replication health.
+    pub by_position: bool,
 }
 
 /// The backends' current load, and a per-decision counter for rotation.
@@ -114,6 +118,9 @@ pub struct Loads<'a> {
     pub outstanding: &'a [u64],
     /// Increases by one per decision (round robin, tie-breaking, weights).
     pub tick: u64,
+    /// Replica lag in milliseconds from replication positions, by topology
+    /// index (`None` or missing: unknown).
+    pub lag_ms: &'a [Option<u64>],
 }
 
 /// Routes one statement. `sql` is the statement text (for regex rules);
@@ -140,7 +147,7 @@ pub fn route(
     if let Some(h) = &class.hints.route {
         return match h {
             RouteHint::Primary => primary("hint_primary"),
-            RouteHint::Replica => match pick_replica(policy, topo, loads, false) {
+            RouteHint::Replica => match pick_replica(policy, topo, loads, false, view.by_position) {
                 Some(i) => Decision {
                     target: Target::Backend(i),
                     reason: "hint_replica",
@@ -177,7 +184,7 @@ pub fn route(
         if hit {
             return match rule.target.as_str() {
                 "primary" => primary("rule"),
-                "replica" => match pick_replica(policy, topo, loads, false) {
+                "replica" => match pick_replica(policy, topo, loads, false, view.by_position) {
                     Some(i) => Decision {
                         target: Target::Backend(i),
                         reason: "rule",
@@ -201,7 +208,7 @@ pub fn route(
         Kind::Begin {
             read_only: true, ..
         } if !view.in_transaction => {
-            return match pick_replica(policy, topo, loads, false) {
+            return match pick_replica(policy, topo, loads, false, view.by_position) {
                 Some(i) => Decision {
                     target: Target::Backend(i),
                     reason: "read_only_transaction",
@@ -225,7 +232,7 @@ pub fn route(
             return primary("in_transaction");
         }
         // Only replicas: the session's primary connection is the transaction's.
-        return match pick_replica(policy, topo, loads, false) {
+        return match pick_replica(policy, topo, loads, false, view.by_position) {
             Some(0) | None => primary("transaction_split_no_replica"),
             Some(i) => Decision {
                 target: Target::Backend(i),
@@ -233,7 +240,13 @@ pub fn route(
             },
         };
     }
-    match pick_replica(policy, topo, loads, policy.routing.primary_accepts_reads) {
+    match pick_replica(
+        policy,
+        topo,
+        loads,
+        policy.routing.primary_accepts_reads,
+        view.by_position,
+    ) {
         Some(0) => primary("read_on_primary"),
         Some(i) => Decision {
             target: Target::Backend(i),
@@ -290,16 +303,36 @@ pub fn kind_reason(kind: &Kind) -> &'static str {
     }
 }
 
-/// Whether replica `i` may take reads: up, replicating, within the lag limit.
-fn qualifies(policy: &Policy, topo: &Topology, i: usize) -> bool {
+/// Whether replica `i` may take reads at eventual consistency: up,
+/// replicating, within the lag limit (by `Seconds_Behind_Master` and, when
+/// known, by its position).
+fn qualifies(policy: &Policy, topo: &Topology, loads: Loads<'_>, i: usize) -> bool {
     let Some(b) = topo.backends.get(i) else {
         return false;
     };
+    let max = policy.routing.max_replica_lag_ms;
     b.role == Role::Replica
         && b.up
         && b.replicating == Some(true)
-        && b.lag_s
-            .is_some_and(|l| l.saturating_mul(1000) <= policy.routing.max_replica_lag_ms)
+        && b.lag_s.is_some_and(|l| l.saturating_mul(1000) <= max)
+        && loads.lag_ms.get(i).copied().flatten().is_none_or(|l| l <= max)
+}
+
+/// Whether replica `i` may take reads at a level judged by positions
+/// (session, global, bounded): up and within the lag limit, by its position
+/// lag when known, else by `Seconds_Behind_Master`. Whether its replication
+/// threads run does not matter: its position says what it can serve.
+pub fn eligible_by_position(policy: &Policy, topo: &Topology, loads: Loads<'_>, i: usize) -> bool {
+    let Some(b) = topo.backends.get(i) else {
+        return false;
+    };
+    let lag = loads
+        .lag_ms
+        .get(i)
+        .copied()
+        .flatten()
+        .or(b.lag_s.map(|s| s.saturating_mul(1000)));
+    b.role == Role::Replica && b.up && lag.is_some_and(|l| l <= policy.routing.max_replica_lag_ms)
 }
 
 /// Whether backend `i` is up (hints and rules naming a backend).
@@ -307,10 +340,22 @@ fn usable(topo: &Topology, i: usize) -> bool {
     topo.backends.get(i).is_some_and(|b| b.up)
 }
 
-/// Every replica that qualifies now (EXPLAIN ROUTE shows them).
-pub fn qualifying_replicas(policy: &Policy, topo: &Topology) -> Vec<usize> {
+/// Every replica that may take reads now (EXPLAIN ROUTE shows them): by
+/// replication health at eventual consistency, by position otherwise.
+pub fn qualifying_replicas(
+    policy: &Policy,
+    topo: &Topology,
+    loads: Loads<'_>,
+    by_position: bool,
+) -> Vec<usize> {
     (1..topo.backends.len())
-        .filter(|&i| qualifies(policy, topo, i))
+        .filter(|&i| {
+            if by_position {
+                eligible_by_position(policy, topo, loads, i)
+            } else {
+                qualifies(policy, topo, loads, i)
+            }
+        })
         .collect()
 }
 
@@ -321,6 +366,7 @@ fn pick_replica(
     topo: &Topology,
     loads: Loads<'_>,
     with_primary: bool,
+    by_position: bool,
 ) -> Option<usize> {
     let mut cands: [usize; 32] = [0; 32];
     let mut n = 0;
@@ -329,12 +375,26 @@ fn pick_replica(
         n = 1;
     }
     for i in 1..topo.backends.len() {
-        if n < cands.len() && qualifies(policy, topo, i) {
+        let ok = if by_position {
+            eligible_by_position(policy, topo, loads, i)
+        } else {
+            qualifies(policy, topo, loads, i)
+        };
+        if n < cands.len() && ok {
             cands[n] = i;
             n += 1;
         }
     }
-    let cands = &cands[..n];
+    pick_among(policy, topo, loads, &cands[..n])
+}
+
+/// Picks one of `cands` (topology indexes) by the policy's load balancing.
+pub fn pick_among(
+    policy: &Policy,
+    topo: &Topology,
+    loads: Loads<'_>,
+    cands: &[usize],
+) -> Option<usize> {
     if cands.is_empty() {
         return None;
     }

@@ -55,6 +55,7 @@ fn run(sql: &str, view: &SessionView, p: &Policy, t: &Topology, tick: u64) -> De
         Loads {
             outstanding: &[0, 0, 0],
             tick,
+            lag_ms: &[],
         },
         sql,
         &|| sql.to_string(),
@@ -265,6 +266,7 @@ fn least_outstanding_prefers_the_idle_replica() {
             Loads {
                 outstanding: &[0, 9, 1],
                 tick,
+                lag_ms: &[],
             },
             "SELECT 1",
             &String::new,

@@ -1,23 +1,63 @@
 //! Statements Causeway answers itself. `EXPLAIN ROUTE <statement>` shows,
 //! without running the statement, how it was classified and where it would
-//! run and why, with every backend's state.
+//! run and why, with every backend's state. `SET CAUSEWAY CONSISTENCY = ...`,
+//! `SHOW CAUSEWAY CONSISTENCY` and `SHOW CAUSEWAY TOKEN` set and show the
+//! session's consistency level and its causal token.
 
 use crate::classify::classify;
+use crate::consistency::{encode_token, Level};
 use crate::error::{Error, ServerError};
 use crate::protocol::resultset::encode_text;
 use crate::router::{self, Target};
 
+use super::consistency::bad_value;
 use super::{Flow, Session};
 
 impl Session {
     pub(super) async fn local_statement(&mut self, sql: &str, seq: u8) -> Flow {
+        match own_statement(sql) {
+            Some(Own::SetConsistency(v)) => {
+                if v.eq_ignore_ascii_case("default") {
+                    self.level_override = None;
+                } else {
+                    match Level::parse(&v) {
+                        Some(l) => self.level_override = Some(l),
+                        None => return self.fail(seq, &bad_value("consistency", &v)).await,
+                    }
+                }
+                return self.ok_or_close(seq).await;
+            }
+            Some(Own::ShowConsistency) => {
+                let policy = self
+                    .ctx
+                    .cluster
+                    .config()
+                    .policy_for(&self.user, self.database.as_deref())
+                    .clone();
+                let level = self
+                    .level_override
+                    .or_else(|| self.ctx.cluster.config().consistency_for(&self.user))
+                    .unwrap_or(policy.consistency.level);
+                return self
+                    .one_value(seq, "consistency", level.to_string())
+                    .await;
+            }
+            Some(Own::ShowToken) => {
+                return match self.session_position().await {
+                    Ok(p) => self.one_value(seq, "token", encode_token(&p)).await,
+                    Err(e) => self.fail(seq, &e).await,
+                };
+            }
+            None => {}
+        }
         let Some(inner) = strip_explain_route(sql) else {
             let e = Error::Server(ServerError {
                 code: 1064,
                 sql_state: *b"42000",
-                message:
-                    "Causeway does not know this statement; it answers EXPLAIN ROUTE <statement>"
-                        .into(),
+                message: "Causeway does not know this statement; it answers EXPLAIN ROUTE \
+                     <statement>, SET CAUSEWAY CONSISTENCY = <level>, SHOW CAUSEWAY CONSISTENCY \
+                     and SHOW CAUSEWAY TOKEN"
+                    .into(),
             });
             return self.fail(seq, &e).await;
         };
@@ -30,7 +70,11 @@ impl Session {
             .config()
             .policy_for(&self.user, self.database.as_deref())
             .clone();
-        let view = self.view(inner);
+        let level = self.level_for(&class, &policy);
+        let by_position = level
+            .as_ref()
+            .is_ok_and(|l| *l != crate::consistency::Level::Eventual);
+        let view = self.view(inner, by_position);
         let target = match decision.target {
             Target::Local => "causeway".to_string(),
             t => topo
@@ -65,16 +109,43 @@ impl Session {
                 view.transaction_written.to_string(),
             ),
             ("isolation".into(), format!("{:?}", view.isolation)),
+            (
+                "consistency".into(),
+                match &level {
+                    Ok(l) => l.to_string(),
+                    Err(e) => e.to_string(),
+                },
+            ),
         ];
-        let qualifying = router::qualifying_replicas(&policy, &topo);
+        let mut outstanding = Vec::new();
+        let tick = self.ctx.cluster.loads(&mut outstanding);
+        let mut lags = Vec::new();
+        self.ctx.cluster.positions().lags_ms(&mut lags);
+        let loads = router::Loads {
+            outstanding: &outstanding,
+            tick,
+            lag_ms: &lags,
+        };
+        let qualifying = router::qualifying_replicas(&policy, &topo, loads, by_position);
         for (i, b) in topo.backends.iter().enumerate() {
             rows.push((
                 format!("backend.{}", b.name),
                 format!(
-                    "role={:?} up={} lag_s={} replicating={} qualifies={}",
+                    "role={:?} up={} lag_s={} position_lag_ms={} position={} replicating={} qualifies={}",
                     b.role,
                     b.up,
                     b.lag_s.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
+                    lags.get(i)
+                        .copied()
+                        .flatten()
+                        .map(|l| l.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    self.ctx
+                        .cluster
+                        .positions()
+                        .sample(i)
+                        .and_then(|s| s.pos.as_ref().map(|p| p.to_string()))
+                        .unwrap_or_else(|| "-".into()),
                     b.replicating
                         .map(|r| r.to_string())
                         .unwrap_or_else(|| "-".into()),
@@ -103,6 +174,71 @@ impl Session {
     }
 }
 
+impl Session {
+    /// A result set of one row and one column.
+    async fn one_value(&mut self, seq: u8, column: &str, value: String) -> Flow {
+        self.scratch.clear();
+        encode_text(
+            &mut self.scratch,
+            seq,
+            self.caps,
+            self.status,
+            &[column],
+            &[vec![Some(value)]],
+        );
+        match self.client.write_all(&self.scratch).await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Close,
+        }
+    }
+}
+
+/// Causeway's own session statements.
+#[derive(Debug, PartialEq, Eq)]
+enum Own {
+    /// `SET CAUSEWAY CONSISTENCY [=] <level>|DEFAULT` (quotes optional).
+    SetConsistency(String),
+    /// `SHOW CAUSEWAY CONSISTENCY`.
+    ShowConsistency,
+    /// `SHOW CAUSEWAY TOKEN`.
+    ShowToken,
+}
+
+fn own_statement(sql: &str) -> Option<Own> {
+    let mut rest = sql.trim_start();
+    while let Some(r) = rest.strip_prefix("/*") {
+        rest = r.split_once("*/")?.1.trim_start();
+    }
+    let rest = rest.trim_end().trim_end_matches(';').trim_end();
+    let mut words = rest.split_whitespace();
+    let w1 = words.next()?;
+    let w2 = words.next()?;
+    if !w2.eq_ignore_ascii_case("causeway") {
+        return None;
+    }
+    let tail: Vec<&str> = words.collect();
+    let tail = tail.join(" ");
+    if w1.eq_ignore_ascii_case("show") {
+        return match tail.to_ascii_lowercase().as_str() {
+            "consistency" => Some(Own::ShowConsistency),
+            "token" => Some(Own::ShowToken),
+            _ => None,
+        };
+    }
+    if !w1.eq_ignore_ascii_case("set") {
+        return None;
+    }
+    let (name, value) = match tail.split_once('=') {
+        Some((n, v)) => (n.trim(), v.trim()),
+        None => tail.split_once(' ')?,
+    };
+    if !name.eq_ignore_ascii_case("consistency") {
+        return None;
+    }
+    let value = value.trim().trim_matches(['\'', '"']).trim();
+    Some(Own::SetConsistency(value.to_string()))
+}
+
 /// The statement after `EXPLAIN ROUTE` (leading comments and case allowed).
 fn strip_explain_route(sql: &str) -> Option<&str> {
     let mut rest = sql.trim_start();
@@ -117,7 +253,31 @@ fn strip_explain_route(sql: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::strip_explain_route;
+    use super::{own_statement, strip_explain_route, Own};
+
+    #[test]
+    fn own_statements_parse() {
+        assert_eq!(
+            own_statement("SET CAUSEWAY CONSISTENCY = 'global'"),
+            Some(Own::SetConsistency("global".into()))
+        );
+        assert_eq!(
+            own_statement("/* x */ set causeway consistency bounded:200ms;"),
+            Some(Own::SetConsistency("bounded:200ms".into()))
+        );
+        assert_eq!(
+            own_statement("SET CAUSEWAY CONSISTENCY=DEFAULT"),
+            Some(Own::SetConsistency("DEFAULT".into()))
+        );
+        assert_eq!(
+            own_statement("show causeway consistency"),
+            Some(Own::ShowConsistency)
+        );
+        assert_eq!(own_statement("SHOW CAUSEWAY TOKEN;"), Some(Own::ShowToken));
+        assert_eq!(own_statement("SHOW CAUSEWAY STATUS"), None);
+        assert_eq!(own_statement("SET CAUSEWAY ROUTE = 'x'"), None);
+        assert_eq!(own_statement("EXPLAIN ROUTE SELECT 1"), None);
+    }
 
     #[test]
     fn strips_the_prefix() {

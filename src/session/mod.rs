@@ -5,6 +5,7 @@
 //! May import everything below it (`admin`, `pool`, `cluster`, `router`,
 //! `protocol`, `position`, `config`, `error`).
 
+mod consistency;
 mod explain;
 mod login;
 pub mod registry;
@@ -24,7 +25,7 @@ use crate::admin::metrics as m;
 use crate::cluster::Cluster;
 use crate::error::Error;
 use crate::pool::conn::{BackendConn, ConnectParams};
-use crate::position::MariaPosition;
+use crate::position::Position;
 use crate::protocol::auth::{new_salt, Credential};
 use crate::protocol::command::{ChangeUser, Command, CommandError};
 use crate::protocol::consts::{status, NATIVE_PASSWORD};
@@ -106,6 +107,10 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         database: ident.database,
         status: status::AUTOCOMMIT,
         last_write: None,
+        floor: None,
+        read_mark: None,
+        need_fresh: false,
+        level_override: None,
         scratch: BytesMut::with_capacity(256),
         state: SessionState::default(),
         synced: vec![Synced::default(); ctx.cluster.topology().backends.len()],
@@ -143,7 +148,16 @@ struct Session {
     /// for transaction state).
     status: u16,
     /// Position of the session's last write.
-    last_write: Option<MariaPosition>,
+    last_write: Option<Position>,
+    /// What the session has read is covered by this (monotonic reads).
+    floor: Option<Position>,
+    /// The last read, until an upper bound of what it saw is known.
+    read_mark: Option<consistency::ReadMark>,
+    /// A write's position was not reported: the next consistent read asks
+    /// the primary for its current position.
+    need_fresh: bool,
+    /// `SET CAUSEWAY CONSISTENCY`.
+    level_override: Option<crate::consistency::Level>,
     /// One connection per backend the session uses, by topology index.
     backends: Vec<Option<BackendConn>>,
     scratch: BytesMut,
@@ -166,6 +180,9 @@ struct Session {
 enum Flow {
     Continue,
     Close,
+    /// The command was not run (a replica did not reach the read's
+    /// position in time): run it on the primary instead.
+    Fallback,
 }
 
 impl Session {
@@ -277,7 +294,7 @@ impl Session {
     /// statements are not split yet).
     async fn forward(&mut self, raw: &[u8], expect: Expect) -> Flow {
         self.ctx.counters.route("primary", "command");
-        self.run(0, raw, expect, None, None).await
+        self.run(0, raw, expect, None, None, None).await
     }
 
     /// Runs a command on backend `index`: sync its state, send, relay the
@@ -289,6 +306,7 @@ impl Session {
         expect: Expect,
         stmt: Option<(&crate::classify::Class, &str)>,
         prepare_id: Option<u32>,
+        wait: Option<&consistency::Wait>,
     ) -> Flow {
         let in_trans = self.txn_backend.is_some();
         let mut index = index;
@@ -316,13 +334,41 @@ impl Session {
             status: self.status_override(index),
             stmt_id: prepare_id,
         };
-        let conn = match self.backend(index).await {
-            Ok(c) => c,
-            Err(e) => return self.fail(1, &e).await,
-        };
-        if let Err(e) = conn.send_command(raw).await {
-            self.backends[index] = None;
-            return self.backend_failed(index, e, 1, in_trans).await;
+        if let Some(w) = wait.filter(|_| index > 0) {
+            match self.send_with_wait(index, w, raw, expect).await {
+                Ok(consistency::Waited::Reached) => {
+                    self.count_consistent(w.level, "replica_after_wait");
+                }
+                Ok(consistency::Waited::TimedOut) => {
+                    return match w.on_timeout {
+                        crate::config::OnTimeout::Primary => {
+                            self.count_consistent(w.level, "primary_after_timeout");
+                            Flow::Fallback
+                        }
+                        crate::config::OnTimeout::Error => {
+                            self.count_consistent(w.level, "error");
+                            self.fail(1, &consistency::wait_timed_out(w)).await
+                        }
+                    };
+                }
+                Err(e) => {
+                    // The client has seen nothing yet: the primary serves it.
+                    tracing::warn!(session = self.id, backend = index, error = %e,
+                        "replica failed during a position wait; using the primary");
+                    self.backends[index] = None;
+                    self.count_consistent(w.level, "primary_after_timeout");
+                    return Flow::Fallback;
+                }
+            }
+        } else {
+            let conn = match self.backend(index).await {
+                Ok(c) => c,
+                Err(e) => return self.fail(1, &e).await,
+            };
+            if let Err(e) = conn.send_command(raw).await {
+                self.backends[index] = None;
+                return self.backend_failed(index, e, 1, in_trans).await;
+            }
         }
         let Some(conn) = self.backends[index].as_mut() else {
             return Flow::Close;
@@ -400,9 +446,10 @@ impl Session {
                 }
             }
         }
-        let flow = self.run(0, raw, expect, None, None).await;
+        let flow = self.run(0, raw, expect, None, None, None).await;
         // Every connection the session holds was reset: nothing to replay.
         self.state.reset();
+        self.level_override = None;
         self.stmts.clear();
         self.txn_backend = None;
         self.txn_written = false;
@@ -417,7 +464,8 @@ impl Session {
     }
 
     fn absorb(&mut self, info: ReplyInfo) {
-        if let Some(g) = info.last_gtid.and_then(|g| g.parse::<MariaPosition>().ok()) {
+        let flavor = self.ctx.cluster.positions().flavor();
+        if let Some(g) = info.last_gtid.and_then(|g| flavor.parse(&g)) {
             match &mut self.last_write {
                 Some(p) => p.merge(&g),
                 None => self.last_write = Some(g),
@@ -480,6 +528,10 @@ impl Session {
         }
         self.status = status::AUTOCOMMIT;
         self.last_write = None;
+        self.floor = None;
+        self.read_mark = None;
+        self.need_fresh = false;
+        self.level_override = None;
         self.state.reset();
         self.stmts.clear();
         self.txn_backend = None;

@@ -11,6 +11,7 @@ use crate::router::{self, Decision, Loads, SessionView, Target};
 
 use super::relay::ReplyInfo;
 use super::state::{replayable_user_var_set, temp_table_name};
+use super::consistency::Plan;
 use super::{drain_reply, Flow, Session};
 
 /// What a backend connection has been brought to.
@@ -31,13 +32,52 @@ impl Session {
             return self.local_statement(&text, next).await;
         }
         let index = decision.target.index().unwrap_or(0);
+        let plan = if index > 0 {
+            self.plan_read(index, &class).await
+        } else {
+            Plan::Run(0)
+        };
+        let (index, wait) = match plan {
+            Plan::Run(i) => (i, None),
+            Plan::Wait(i, w) => (i, Some(w)),
+            Plan::Primary => (0, None),
+            Plan::Fail(e) => return self.fail(next, &e).await,
+        };
         let label = if index == 0 { "primary" } else { "replica" };
         self.ctx.counters.route(label, decision.reason);
-        self.run(index, raw, Expect::ResultSets, Some((&class, &text)), None)
+        if wait.is_none() && decision.target.index().unwrap_or(0) > 0 {
+            self.count_plain(&class, index);
+        }
+        let stmt = Some((&class, &*text));
+        match self
+            .run(index, raw, Expect::ResultSets, stmt, None, wait.as_ref())
             .await
+        {
+            Flow::Fallback => {
+                self.ctx.counters.route("primary", "consistency_fallback");
+                self.run(0, raw, Expect::ResultSets, stmt, None, None).await
+            }
+            flow => flow,
+        }
     }
 
-    pub(super) fn view(&self, sql: &str) -> SessionView {
+    /// Counts a read the router sent to a replica that needed no wait, at
+    /// a level other than eventual.
+    pub(super) fn count_plain(&self, class: &Class, index: usize) {
+        let policy = self
+            .ctx
+            .cluster
+            .config()
+            .policy_for(&self.user, self.database.as_deref())
+            .clone();
+        if let Ok(level) = self.level_for(class, &policy) {
+            if level != crate::consistency::Level::Eventual {
+                self.count_consistent(level, if index == 0 { "primary" } else { "replica" });
+            }
+        }
+    }
+
+    pub(super) fn view(&self, sql: &str, by_position: bool) -> SessionView {
         let temp = !self.state.temp_tables.is_empty() && self.state.mentions_temp_table(sql);
         SessionView {
             in_transaction: self.txn_backend.is_some() || self.status & status::AUTOCOMMIT == 0,
@@ -47,6 +87,7 @@ impl Session {
             pin: self.state.pin(),
             uses_temporary_table: temp,
             user_vars_on_primary: self.state.user_vars_on_primary,
+            by_position,
         }
     }
 
@@ -59,7 +100,12 @@ impl Session {
             .clone();
         let mut loads = Vec::with_capacity(topo.backends.len());
         let tick = cluster.loads(&mut loads);
-        let view = self.view(sql);
+        let mut lags = Vec::with_capacity(topo.backends.len());
+        cluster.positions().lags_ms(&mut lags);
+        let level = self
+            .level_for(class, &policy)
+            .unwrap_or(policy.consistency.level);
+        let view = self.view(sql, level != crate::consistency::Level::Eventual);
         router::route(
             class,
             &view,
@@ -68,6 +114,7 @@ impl Session {
             Loads {
                 outstanding: &loads,
                 tick,
+                lag_ms: &lags,
             },
             sql,
             &|| router::digest(sql),
@@ -118,6 +165,7 @@ impl Session {
     /// Learns from a reply of backend `index` to a statement of class `class`.
     pub(super) fn learn(&mut self, index: usize, info: &ReplyInfo, stmt: Option<(&Class, &str)>) {
         let st = info.status.unwrap_or(self.status);
+        let was_written = self.txn_written;
         let owner = self.txn_backend.unwrap_or(0);
         if index == owner {
             self.status = st;
@@ -157,6 +205,13 @@ impl Session {
         if info.error {
             return;
         }
+        self.learn_positions(
+            index,
+            class,
+            was_written,
+            info.last_gtid.is_some(),
+            in_trans,
+        );
         match class.kind {
             Kind::TempTable { create } => {
                 if let Some(name) = temp_table_name(sql) {

@@ -13,6 +13,7 @@ use crate::error::{Error, ServerError};
 use crate::protocol::consts::com;
 use crate::protocol::reply::Expect;
 
+use super::consistency::Plan;
 use super::{Flow, Session};
 
 #[derive(Debug, Clone)]
@@ -55,7 +56,7 @@ impl Session {
     pub(super) async fn stmt_prepare(&mut self, sql: &[u8], raw: &[u8]) -> Flow {
         let id = self.next_stmt_id;
         self.last_prepared = None;
-        let flow = self.run(0, raw, Expect::Prepare, None, Some(id)).await;
+        let flow = self.run(0, raw, Expect::Prepare, None, Some(id), None).await;
         if let Some(p) = self.last_prepared.take() {
             self.next_stmt_id = self.next_stmt_id.wrapping_add(1).max(1);
             let n = self.backends.len();
@@ -94,11 +95,49 @@ impl Session {
         } else {
             self.decide(&e.class, &e.sql)
         };
-        let index = decision.target.index().unwrap_or(0);
+        let routed = decision.target.index().unwrap_or(0);
+        let plan = if routed > 0 {
+            self.plan_read(routed, &e.class).await
+        } else {
+            Plan::Run(0)
+        };
+        let (index, wait) = match plan {
+            Plan::Run(i) => (i, None),
+            Plan::Wait(i, w) => (i, Some(w)),
+            Plan::Primary => (0, None),
+            Plan::Fail(err) => return self.fail(seq, &err).await,
+        };
         self.ctx.counters.route(
             if index == 0 { "primary" } else { "replica" },
             decision.reason,
         );
+        if wait.is_none() && routed > 0 {
+            self.count_plain(&e.class, index);
+        }
+        let flow = self
+            .execute_on(id, index, flags, raw, seq, &e, wait.as_ref())
+            .await;
+        match flow {
+            Flow::Fallback => {
+                self.ctx.counters.route("primary", "consistency_fallback");
+                self.execute_on(id, 0, flags, raw, seq, &e, None).await
+            }
+            flow => flow,
+        }
+    }
+
+    /// Runs COM_STMT_EXECUTE on backend `index`, preparing it there first.
+    #[allow(clippy::too_many_arguments)]
+    async fn execute_on(
+        &mut self,
+        id: u32,
+        index: usize,
+        flags: u8,
+        raw: &[u8],
+        seq: u8,
+        e: &PsEntry,
+        wait: Option<&super::consistency::Wait>,
+    ) -> Flow {
         let backend_id = match self.ensure_prepared(id, index).await {
             Ok(b) => b,
             Err(err) => return self.fail(seq, &err).await,
@@ -115,6 +154,7 @@ impl Session {
             Expect::ResultSets,
             Some((&e.class, &e.sql)),
             None,
+            wait,
         )
         .await
     }
@@ -200,7 +240,7 @@ impl Session {
             return self.fail(seq, &unknown(id, "mysqld_stmt_fetch")).await;
         };
         let payload = with_id(raw, b);
-        self.run(index, &payload, Expect::Fetch, None, None).await
+        self.run(index, &payload, Expect::Fetch, None, None, None).await
     }
 
     pub(super) async fn stmt_reset(&mut self, id: u32, raw: &[u8], seq: u8) -> Flow {
@@ -221,7 +261,7 @@ impl Session {
         let Some(Some(b)) = ids.first() else {
             return self.fail(seq, &unknown(id, "mysqld_stmt_reset")).await;
         };
-        self.run(0, &with_id(raw, *b), Expect::Single, None, None)
+        self.run(0, &with_id(raw, *b), Expect::Single, None, None, None)
             .await
     }
 

@@ -158,8 +158,9 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
     out
 }
 
-/// A policy that keeps ordinary reads off the primary.
-pub const SPLIT: &str = "name = \"test\"\n[routing]\nprimary_accepts_reads = false\n";
+/// A policy that keeps ordinary reads off the primary, at eventual
+/// consistency: these tests are about where statements run.
+pub const SPLIT: &str = "name = \"test\"\n[consistency]\nlevel = \"eventual\"\n[routing]\nprimary_accepts_reads = false\n";
 
 /// The first column of the first row, as a server id.
 pub async fn server_id(c: &mut mysql_async::Conn, sql: &str) -> u32 {
@@ -177,5 +178,17 @@ pub async fn routable(env: &Env) {
             "replicas never took reads"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Env {
+    /// Like `start_with_policy`, also letting the test change the
+    /// configuration text (e.g. append per-user overrides).
+    pub async fn start_with_policy_and(
+        replicas: usize,
+        policy: &str,
+        edit: impl FnOnce(&mut String),
+    ) -> Env {
+        Self::start_full(replicas, Some(policy.to_string()), edit).await
     }
 }

@@ -1,0 +1,260 @@
+//! What Causeway knows about every backend's replication position.
+//!
+//! The monitor's position pollers record one [`Sample`] per backend per
+//! poll; sessions read them without locks (one `ArcSwap` per backend) and
+//! add what they learn from successful waits. The primary's samples also go
+//! into a short history (for bounded staleness and for replica lag in
+//! time). A read at global level asks for a *fresh* primary position: one
+//! whose poll started after the read arrived. At most one such poll is in
+//! flight; reads that arrive meanwhile share the next one.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::sync::{watch, Notify};
+
+use super::Flavor;
+use crate::position::Position;
+
+/// One backend's position as last learned.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// `None` until the first successful poll (and after a failed one).
+    pub pos: Option<Position>,
+    /// When the poll that produced `pos` was sent: the backend had at least
+    /// `pos` at that moment, and at most `pos` before it.
+    pub started: Instant,
+    /// Changes when the backend's history may have changed under us: a
+    /// reconnect (restart) or a position that does not cover the previous
+    /// one (re-pointed, reset). What was learned in an older epoch is void.
+    pub epoch: u64,
+    /// Replicas: how far behind the primary, in time, from the primary's
+    /// position history: the replica has everything the primary had this
+    /// long before the sample. `None` when history cannot tell.
+    pub lag_ms: Option<u64>,
+}
+
+/// The primary's position over a stretch of time: polls that returned the
+/// same position collapse into one entry.
+#[derive(Debug, Clone)]
+struct Entry {
+    /// Start of the last poll that returned `pos`.
+    last: Instant,
+    pos: Position,
+}
+
+/// How long the primary's history reaches back.
+const HISTORY: Duration = Duration::from_secs(120);
+const HISTORY_ENTRIES: usize = 8192;
+
+/// The result of a fresh primary position request, by poll generation.
+#[derive(Debug, Clone, Default)]
+struct Fresh {
+    generation: u64,
+    pos: Option<Position>,
+}
+
+pub struct Positions {
+    samples: Vec<ArcSwap<Sample>>,
+    history: Mutex<VecDeque<Entry>>,
+    /// Primary polls sent so far (the generation of the latest).
+    started: AtomicU64,
+    /// Readers waiting for a fresh primary position.
+    demand: Notify,
+    fresh: watch::Sender<Fresh>,
+    flavor: AtomicU8,
+}
+
+impl Positions {
+    pub fn new(backends: usize) -> Arc<Positions> {
+        let now = Instant::now();
+        Arc::new(Positions {
+            samples: (0..backends)
+                .map(|_| {
+                    ArcSwap::from_pointee(Sample {
+                        pos: None,
+                        started: now,
+                        epoch: 0,
+                        lag_ms: None,
+                    })
+                })
+                .collect(),
+            history: Mutex::new(VecDeque::new()),
+            started: AtomicU64::new(0),
+            demand: Notify::new(),
+            fresh: watch::channel(Fresh::default()).0,
+            flavor: AtomicU8::new(0),
+        })
+    }
+
+    pub fn flavor(&self) -> Flavor {
+        match self.flavor.load(Ordering::Relaxed) {
+            1 => Flavor::Mysql,
+            _ => Flavor::MariaDb,
+        }
+    }
+
+    pub fn set_flavor(&self, f: Flavor) {
+        self.flavor
+            .store(matches!(f, Flavor::Mysql) as u8, Ordering::Relaxed);
+    }
+
+    /// Backend `i`'s latest sample.
+    pub fn sample(&self, i: usize) -> Option<Arc<Sample>> {
+        self.samples.get(i).map(|s| s.load_full())
+    }
+
+    /// Position lag in milliseconds per backend (index 0, the primary, is
+    /// always `Some(0)` once known).
+    pub fn lags_ms(&self, out: &mut Vec<Option<u64>>) {
+        out.clear();
+        out.extend(self.samples.iter().map(|s| s.load().lag_ms));
+    }
+
+    /// The generation the next primary poll will carry; called by the
+    /// primary's poller just before it sends the query.
+    pub fn primary_poll_starting(&self) -> u64 {
+        self.started.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Waits until readers want a fresh primary position or `idle` passes.
+    /// Returns whether readers asked.
+    pub async fn primary_poll_due(&self, idle: Duration) -> bool {
+        tokio::select! {
+            _ = self.demand.notified() => true,
+            _ = tokio::time::sleep(idle) => false,
+        }
+    }
+
+    /// Records a poll of backend `i` sent at `started`. `reconnected` says
+    /// the poller had to open a new connection for it (the server may have
+    /// restarted). A failed poll (`None`) forgets the position.
+    pub fn record(
+        &self,
+        i: usize,
+        started: Instant,
+        pos: Option<Position>,
+        reconnected: bool,
+        generation: Option<u64>,
+    ) {
+        let Some(slot) = self.samples.get(i) else {
+            return;
+        };
+        let old = slot.load_full();
+        let moved_back = match (&old.pos, &pos) {
+            (Some(o), Some(n)) => !n.covers(o),
+            _ => false,
+        };
+        let epoch = if reconnected || moved_back || pos.is_none() != old.pos.is_none() {
+            old.epoch + 1
+        } else {
+            old.epoch
+        };
+        let lag_ms = match (&pos, i) {
+            (Some(_), 0) => Some(0),
+            (Some(p), _) => self.lag_of(p, started),
+            (None, _) => None,
+        };
+        if i == 0 {
+            if let Some(p) = &pos {
+                self.remember(started, p, moved_back || reconnected);
+            }
+        }
+        slot.store(Arc::new(Sample {
+            pos: pos.clone(),
+            started,
+            epoch,
+            lag_ms,
+        }));
+        if let Some(generation) = generation {
+            self.fresh.send_replace(Fresh { generation, pos });
+        }
+    }
+
+    /// A successful wait proved backend `i` has at least `pos` (in the
+    /// epoch the wait was planned in).
+    pub fn learn(&self, i: usize, epoch: u64, pos: &Position) {
+        let Some(slot) = self.samples.get(i) else {
+            return;
+        };
+        slot.rcu(|s| {
+            let mut s = Sample::clone(s);
+            if s.epoch == epoch {
+                match &mut s.pos {
+                    Some(p) if !p.covers(pos) => p.merge(pos),
+                    Some(_) => {}
+                    None => {}
+                }
+            }
+            s
+        });
+    }
+
+    fn remember(&self, at: Instant, pos: &Position, reset: bool) {
+        let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        if reset {
+            h.clear();
+        }
+        match h.back_mut() {
+            Some(e) if &e.pos == pos => e.last = at,
+            _ => h.push_back(Entry {
+                last: at,
+                pos: pos.clone(),
+            }),
+        }
+        while h.len() > HISTORY_ENTRIES
+            || h.front().is_some_and(|e| at.duration_since(e.last) > HISTORY)
+        {
+            h.pop_front();
+        }
+    }
+
+    /// A replica at `pos` (sampled at `at`) has everything the primary had
+    /// at the newest history entry it covers: its lag is the time since
+    /// then, or 0 when it covers the newest entry.
+    fn lag_of(&self, pos: &Position, at: Instant) -> Option<u64> {
+        let h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let newest = h.back()?;
+        if pos.covers(&newest.pos) {
+            return Some(0);
+        }
+        let covered = h.iter().rev().find(|e| pos.covers(&e.pos))?;
+        Some(at.saturating_duration_since(covered.last).as_millis() as u64)
+    }
+
+    /// The position a bounded-staleness read must see: the primary's
+    /// position at the earliest poll sent at or after `now - bound` (it holds
+    /// every write committed before then). `None` when no poll that recent
+    /// exists yet.
+    pub fn bounded_target(&self, bound: Duration, now: Instant) -> Option<Position> {
+        let since = now.checked_sub(bound)?;
+        let h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        h.iter().find(|e| e.last >= since).map(|e| e.pos.clone())
+    }
+
+    /// The primary's position from a poll sent after this call: what every
+    /// write committed before now is covered by. Concurrent callers share
+    /// one poll. `None` when the primary did not answer within `timeout`.
+    pub async fn fresh_primary(&self, timeout: Duration) -> Option<Position> {
+        let mut rx = self.fresh.subscribe();
+        let need = self.started.load(Ordering::SeqCst) + 1;
+        self.demand.notify_one();
+        let wait = async {
+            loop {
+                {
+                    let v = rx.borrow_and_update();
+                    if v.generation >= need {
+                        return v.pos.clone();
+                    }
+                }
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.ok().flatten()
+    }
+}

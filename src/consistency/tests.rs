@@ -1,0 +1,193 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+fn m(s: &str) -> Position {
+    Position::parse_maria(s).unwrap()
+}
+
+#[test]
+fn levels_parse_and_display() {
+    assert_eq!(Level::parse("eventual"), Some(Level::Eventual));
+    assert_eq!(Level::parse("'SESSION'"), Some(Level::Session));
+    assert_eq!(Level::parse(" Global "), Some(Level::Global));
+    assert_eq!(
+        Level::parse("bounded:200ms"),
+        Some(Level::Bounded(Duration::from_millis(200)))
+    );
+    assert_eq!(
+        Level::parse("bounded:2s"),
+        Some(Level::Bounded(Duration::from_secs(2)))
+    );
+    assert_eq!(
+        Level::parse("bounded:150"),
+        Some(Level::Bounded(Duration::from_millis(150)))
+    );
+    for bad in ["", "strong", "bounded", "bounded:", "bounded:1h", "bounded:-1ms"] {
+        assert_eq!(Level::parse(bad), None, "{bad}");
+    }
+    for l in ["eventual", "session", "global", "bounded:200ms"] {
+        assert_eq!(Level::parse(l).unwrap().to_string(), l);
+    }
+}
+
+#[test]
+fn flavours_speak_their_own_sql() {
+    let p = m("0-1-42,1-2-7");
+    assert_eq!(
+        Flavor::MariaDb.wait_statement(&p, Duration::from_millis(1500)),
+        "SELECT MASTER_GTID_WAIT('0-1-42,1-2-7', 1.500)"
+    );
+    let set = Position::parse_mysql("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5").unwrap();
+    assert_eq!(
+        Flavor::Mysql.wait_statement(&set, Duration::from_millis(250)),
+        "SELECT WAIT_FOR_EXECUTED_GTID_SET('3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5', 0.250)"
+    );
+    assert_eq!(Flavor::MariaDb.position_query(true), "SELECT @@gtid_binlog_pos");
+    assert_eq!(Flavor::MariaDb.position_query(false), "SELECT @@gtid_slave_pos");
+    assert_eq!(Flavor::Mysql.position_query(false), "SELECT @@GLOBAL.gtid_executed");
+    assert_eq!(
+        Flavor::Mysql.tracking_setup(),
+        Some("SET SESSION session_track_gtids = OWN_GTID")
+    );
+    assert!(Flavor::MariaDb.wait_reached(Some("0")));
+    assert!(!Flavor::MariaDb.wait_reached(Some("-1")));
+    assert!(!Flavor::Mysql.wait_reached(Some("1")));
+    assert!(!Flavor::Mysql.wait_reached(None));
+    assert_eq!(Flavor::from_version("10.11.6-MariaDB-0+deb12u1"), Flavor::MariaDb);
+    assert_eq!(Flavor::from_version("5.5.5-10.11.6-MariaDB"), Flavor::MariaDb);
+    assert_eq!(Flavor::from_version("8.0.36"), Flavor::Mysql);
+    assert_eq!(Flavor::Mysql.parse("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"), Some(set));
+    assert_eq!(Flavor::MariaDb.parse("0-1-5"), Some(m("0-1-5")));
+    assert_eq!(Flavor::MariaDb.parse("x"), None);
+}
+
+#[test]
+fn tokens_round_trip_and_reject_garbage() {
+    for p in [
+        m("0-1-42,1-2-7"),
+        m(""),
+        Position::parse_mysql("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7").unwrap(),
+    ] {
+        let t = encode_token(&p);
+        assert!(t.chars().all(|c| c.is_ascii_alphanumeric()), "{t}");
+        assert_eq!(decode_token(&t), Some(p));
+    }
+    for bad in ["", "cw1", "cw1m0", "cw1mzz", "cw2m3030", "cw1q3030", "cw1m2d2d2d"] {
+        assert_eq!(decode_token(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn distance_counts_missing_transactions() {
+    assert_eq!(distance(&m("0-1-10"), &m("0-1-10")), 0);
+    assert_eq!(distance(&m("0-1-10"), &m("0-1-7")), 0);
+    assert_eq!(distance(&m("0-1-7"), &m("0-1-10")), 3);
+    assert_eq!(distance(&m("0-1-7"), &m("0-1-10,1-2-4")), 7);
+    let a = Position::parse_mysql("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5").unwrap();
+    let b = Position::parse_mysql("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-9").unwrap();
+    assert_eq!(distance(&a, &b), 4);
+    assert_eq!(distance(&b, &a), 0);
+    assert_eq!(distance(&a, &m("0-1-1")), u64::MAX);
+}
+
+#[test]
+fn samples_keep_epochs_and_learned_positions() {
+    let p = Positions::new(2);
+    let t0 = Instant::now();
+    p.record(1, t0, Some(m("0-1-5")), true, None);
+    let e = p.sample(1).unwrap().epoch;
+    p.record(1, t0, Some(m("0-1-6")), false, None);
+    assert_eq!(p.sample(1).unwrap().epoch, e, "moving forward keeps the epoch");
+    p.learn(1, e, &m("0-1-9"));
+    assert_eq!(p.sample(1).unwrap().pos, Some(m("0-1-9")));
+    p.learn(1, e + 7, &m("0-1-20"));
+    assert_eq!(
+        p.sample(1).unwrap().pos,
+        Some(m("0-1-9")),
+        "a wait planned in another epoch teaches nothing"
+    );
+    p.record(1, t0, Some(m("0-1-3")), false, None);
+    let s = p.sample(1).unwrap();
+    assert_eq!(s.pos, Some(m("0-1-3")), "judged by its real position");
+    assert!(s.epoch > e, "moving back starts a new epoch");
+    p.record(1, t0, Some(m("0-1-3")), true, None);
+    assert!(p.sample(1).unwrap().epoch > s.epoch, "a reconnect starts one too");
+    p.record(1, t0, None, false, None);
+    assert_eq!(p.sample(1).unwrap().pos, None);
+}
+
+#[test]
+fn history_gives_bounded_targets_and_replica_lag() {
+    let p = Positions::new(2);
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    p.record(0, at(0), Some(m("0-1-1")), true, None);
+    p.record(0, at(100), Some(m("0-1-1")), false, None);
+    p.record(0, at(200), Some(m("0-1-5")), false, None);
+    p.record(0, at(300), Some(m("0-1-9")), false, None);
+    // Every write committed before now-T is in the first poll sent after it.
+    assert_eq!(p.bounded_target(Duration::from_millis(250), at(300)), Some(m("0-1-1")));
+    assert_eq!(p.bounded_target(Duration::from_millis(150), at(300)), Some(m("0-1-5")));
+    assert_eq!(p.bounded_target(Duration::from_millis(50), at(300)), Some(m("0-1-9")));
+    assert_eq!(p.bounded_target(Duration::from_millis(50), at(400)), None);
+    // A replica at 0-1-5 had what the primary had at 200 ms.
+    p.record(1, at(300), Some(m("0-1-5")), true, None);
+    assert_eq!(p.sample(1).unwrap().lag_ms, Some(100));
+    p.record(1, at(320), Some(m("0-1-1")), false, None);
+    assert_eq!(p.sample(1).unwrap().lag_ms, Some(220));
+    p.record(1, at(330), Some(m("0-1-9")), false, None);
+    assert_eq!(p.sample(1).unwrap().lag_ms, Some(0));
+    p.record(1, at(340), Some(m("5-1-9")), false, None);
+    assert_eq!(p.sample(1).unwrap().lag_ms, None, "history cannot tell");
+    let mut lags = Vec::new();
+    p.lags_ms(&mut lags);
+    assert_eq!(lags, vec![Some(0), None]);
+}
+
+/// Concurrent global reads share primary polls: each gets a position from a
+/// poll sent after it asked, and there are far fewer polls than reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_primary_positions_are_shared_and_never_older_than_the_request() {
+    let p = Positions::new(1);
+    let seq = Arc::new(AtomicU64::new(0));
+    let polls = Arc::new(AtomicU64::new(0));
+    let poller = {
+        let (p, seq, polls) = (p.clone(), seq.clone(), polls.clone());
+        tokio::spawn(async move {
+            loop {
+                p.primary_poll_due(Duration::from_secs(60)).await;
+                let g = p.primary_poll_starting();
+                let at = Instant::now();
+                // The "primary" position when the poll is sent.
+                let v = seq.load(Ordering::SeqCst);
+                polls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                p.record(0, at, Some(m(&format!("0-1-{v}"))), false, Some(g));
+            }
+        })
+    };
+    let mut readers = Vec::new();
+    for _ in 0..16 {
+        let (p, seq) = (p.clone(), seq.clone());
+        readers.push(tokio::spawn(async move {
+            for _ in 0..50 {
+                // A "write" committed before the read starts.
+                let committed = seq.fetch_add(1, Ordering::SeqCst) + 1;
+                let got = p.fresh_primary(Duration::from_secs(10)).await.unwrap();
+                assert!(
+                    got.covers(&m(&format!("0-1-{committed}"))),
+                    "{got} misses write {committed}"
+                );
+            }
+        }));
+    }
+    for r in readers {
+        r.await.unwrap();
+    }
+    poller.abort();
+    let polls = polls.load(Ordering::SeqCst);
+    assert!(polls < 16 * 50 / 2, "{polls} polls for 800 reads");
+}

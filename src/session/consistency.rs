@@ -1,0 +1,393 @@
+//! Consistency for one session's reads: the level that applies, the
+//! position a read must see, the replica that has it (or the one to wait
+//! on), the pipelined wait itself, and what the session learns for later
+//! reads (its writes' positions, and a floor from what it has read).
+//!
+//! Monotonic reads: after a read on backend `b` finishes at `t`, the session
+//! may move to another replica only once it knows an upper bound of what it
+//! read: a poll of `b` sent after `t`, or a fresh primary position. Until
+//! then it stays on `b` (a replica's position only moves forward within an
+//! epoch).
+
+use std::time::{Duration, Instant};
+
+use crate::admin::metrics as m;
+use crate::classify::{Class, Kind};
+use crate::config::{OnTimeout, Policy};
+use crate::consistency::{self, distance, Level};
+use crate::error::{Error, ServerError};
+use crate::position::Position;
+use crate::protocol::consts::com;
+use crate::protocol::reply::Expect;
+use crate::router::{self, Loads};
+
+use super::{drain_reply, Session};
+
+/// A read that finished on a backend: what it saw is bounded only by a
+/// position learned after `at`.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadMark {
+    pub backend: usize,
+    pub epoch: u64,
+    pub at: Instant,
+}
+
+/// A wait to run before a read on a replica, in the same write.
+#[derive(Debug, Clone)]
+pub struct Wait {
+    pub pos: Position,
+    /// The epoch of the replica's position the wait was planned in.
+    pub epoch: u64,
+    pub level: Level,
+    pub timeout: Duration,
+    pub on_timeout: OnTimeout,
+}
+
+/// Where a read runs, after consistency.
+#[derive(Debug)]
+pub enum Plan {
+    /// On this backend, without waiting.
+    Run(usize),
+    /// On this replica, after waiting for a position.
+    Wait(usize, Wait),
+    /// On the primary: no replica can serve it.
+    Primary,
+    Fail(Error),
+}
+
+/// The outcome of a pipelined wait.
+pub enum Waited {
+    /// The replica reached the position; the read's reply follows.
+    Reached,
+    /// It did not in time; the read's reply was read and dropped.
+    TimedOut,
+}
+
+impl Session {
+    /// The level for a statement: its hint, else the session's `SET CAUSEWAY
+    /// CONSISTENCY`, else the user's configured level, else the policy's.
+    pub(super) fn level_for(&self, class: &Class, policy: &Policy) -> Result<Level, Error> {
+        if let Some(h) = &class.hints.consistency {
+            return Level::parse(h).ok_or_else(|| bad_value("consistency", h));
+        }
+        Ok(self
+            .level_override
+            .or_else(|| self.ctx.cluster.config().consistency_for(&self.user))
+            .unwrap_or(policy.consistency.level))
+    }
+
+    /// Where a read that the router sent to replica `index` runs.
+    pub(super) async fn plan_read(&mut self, index: usize, class: &Class) -> Plan {
+        let cluster = self.ctx.cluster.clone();
+        let policy = cluster
+            .config()
+            .policy_for(&self.user, self.database.as_deref())
+            .clone();
+        let level = match self.level_for(class, &policy) {
+            Ok(l) => l,
+            Err(e) => return Plan::Fail(e),
+        };
+        let mut need: Option<Position> = match &class.hints.after {
+            Some(t) => match consistency::decode_token(t) {
+                Some(p) => Some(p),
+                None => return Plan::Fail(bad_value("after", t)),
+            },
+            None => None,
+        };
+        if level == Level::Eventual && need.is_none() {
+            return Plan::Run(index);
+        }
+        let cfg = &policy.consistency;
+        let positions = cluster.positions().clone();
+        let topo = cluster.topology();
+        let mut outstanding = Vec::with_capacity(topo.backends.len());
+        let tick = cluster.loads(&mut outstanding);
+        let mut lags = Vec::with_capacity(topo.backends.len());
+        positions.lags_ms(&mut lags);
+        let loads = Loads {
+            outstanding: &outstanding,
+            tick,
+            lag_ms: &lags,
+        };
+        let by_position = level != Level::Eventual;
+        let eligible = |i: usize| {
+            if by_position {
+                router::eligible_by_position(&policy, &topo, loads, i)
+            } else {
+                router::qualifying_replicas(&policy, &topo, loads, false).contains(&i)
+            }
+        };
+        let mut sticky = None;
+        match level {
+            Level::Eventual => {}
+            Level::Session => {
+                if self.need_fresh {
+                    match positions.fresh_primary(cfg.wait_timeout()).await {
+                        Some(p) => {
+                            merge(&mut self.last_write, &p);
+                            self.need_fresh = false;
+                        }
+                        None => return Plan::Primary,
+                    }
+                }
+                if let Some(mark) = self.read_mark {
+                    let s = positions.sample(mark.backend);
+                    let later = s.as_ref().filter(|s| s.epoch == mark.epoch && s.started > mark.at);
+                    if let Some(p) = later.and_then(|s| s.pos.clone()) {
+                        merge(&mut self.floor, &p);
+                        self.read_mark = None;
+                    } else if mark.backend > 0
+                        && s.is_some_and(|s| s.epoch == mark.epoch)
+                        && eligible(mark.backend)
+                    {
+                        sticky = Some(mark.backend);
+                    } else {
+                        match positions.fresh_primary(cfg.wait_timeout()).await {
+                            Some(p) => {
+                                merge(&mut self.floor, &p);
+                                self.read_mark = None;
+                            }
+                            None => return Plan::Primary,
+                        }
+                    }
+                }
+                for p in [&self.last_write, &self.floor].into_iter().flatten() {
+                    merge(&mut need, p);
+                }
+            }
+            Level::Global => match positions.fresh_primary(cfg.wait_timeout()).await {
+                Some(p) => merge(&mut need, &p),
+                None => return Plan::Primary,
+            },
+            Level::Bounded(bound) => {
+                let target = match positions.bounded_target(bound, Instant::now()) {
+                    Some(p) => Some(p),
+                    None => positions.fresh_primary(cfg.wait_timeout()).await,
+                };
+                match target {
+                    Some(p) => merge(&mut need, &p),
+                    None => return Plan::Primary,
+                }
+            }
+        }
+        let cands: Vec<usize> = match sticky {
+            Some(b) => vec![b],
+            None => (1..topo.backends.len()).filter(|&i| eligible(i)).collect(),
+        };
+        let known: Vec<(usize, consistency::Sample)> = cands
+            .iter()
+            .filter_map(|&i| {
+                let s = positions.sample(i)?;
+                s.pos.is_some().then(|| (i, consistency::Sample::clone(&s)))
+            })
+            .collect();
+        let need = match need {
+            Some(n) if !n.is_empty() => n,
+            _ => {
+                return match cands.contains(&index) {
+                    true => Plan::Run(index),
+                    false => router::pick_among(&policy, &topo, loads, &cands)
+                        .map_or(Plan::Primary, Plan::Run),
+                }
+            }
+        };
+        let covering: Vec<usize> = known
+            .iter()
+            .filter(|(_, s)| s.pos.as_ref().is_some_and(|p| p.covers(&need)))
+            .map(|(i, _)| *i)
+            .collect();
+        if covering.contains(&index) {
+            return Plan::Run(index);
+        }
+        if let Some(i) = router::pick_among(&policy, &topo, loads, &covering) {
+            return Plan::Run(i);
+        }
+        // None has it yet: wait on the one closest to it (the router's
+        // choice on a tie, then the least busy).
+        let best = known.iter().min_by_key(|(i, s)| {
+            (
+                s.pos.as_ref().map_or(u64::MAX, |p| distance(p, &need)),
+                *i != index,
+                outstanding.get(*i).copied().unwrap_or(0),
+            )
+        });
+        match best {
+            Some((i, s)) => Plan::Wait(
+                *i,
+                Wait {
+                    pos: need,
+                    epoch: s.epoch,
+                    level,
+                    timeout: cfg.wait_timeout(),
+                    on_timeout: cfg.on_timeout,
+                },
+            ),
+            None => Plan::Primary,
+        }
+    }
+
+    /// Counts a read under a level other than eventual by how it was served.
+    pub(super) fn count_consistent(&self, level: Level, served: &'static str) {
+        metrics::counter!(m::CONSISTENCY_READS, "level" => level.label(), "served" => served)
+            .increment(1);
+    }
+
+    /// Sends the wait and then the read to replica `index` in one write,
+    /// and reads the wait's reply. On a timeout the read's reply is read
+    /// and dropped, so the connection is ready for the next command.
+    pub(super) async fn send_with_wait(
+        &mut self,
+        index: usize,
+        w: &Wait,
+        raw: &[u8],
+        expect: Expect,
+    ) -> Result<Waited, Error> {
+        let positions = self.ctx.cluster.positions().clone();
+        let flavor = positions.flavor();
+        let sql = flavor.wait_statement(&w.pos, w.timeout);
+        let mut wait_cmd = Vec::with_capacity(sql.len() + 1);
+        wait_cmd.push(com::QUERY);
+        wait_cmd.extend_from_slice(sql.as_bytes());
+        let limit = w.timeout + self.ctx.cluster.config().timeouts.connect();
+        let conn = self.backend(index).await?;
+        conn.send_commands(&[&wait_cmd, raw]).await?;
+        let started = Instant::now();
+        let reply = match tokio::time::timeout(limit, conn.read_table()).await {
+            Ok(r) => r,
+            Err(_) => Err(conn.lost(format!("no answer to a position wait in {limit:?}"))),
+        };
+        metrics::histogram!(m::CONSISTENCY_WAIT, "level" => w.level.label())
+            .record(started.elapsed().as_secs_f64());
+        let reached = match reply {
+            Ok(t) => {
+                let v = t.rows.first().and_then(|r| r.first()).cloned().flatten();
+                flavor.wait_reached(v.as_deref())
+            }
+            Err(Error::Server(_)) => false,
+            Err(e) => return Err(e),
+        };
+        if reached {
+            positions.learn(index, w.epoch, &w.pos);
+            return Ok(Waited::Reached);
+        }
+        match drain_reply(conn, expect).await {
+            Ok(_) | Err(Error::Server(_)) => Ok(Waited::TimedOut),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What the session learns about positions from a statement's reply on
+    /// backend `index`: a read leaves a mark for monotonic reads; a write
+    /// whose position the server did not report makes the next read ask the
+    /// primary for its position instead of guessing.
+    pub(super) fn learn_positions(
+        &mut self,
+        index: usize,
+        class: &Class,
+        was_written: bool,
+        got_gtid: bool,
+        in_trans: bool,
+    ) {
+        match class.kind {
+            Kind::Read | Kind::LockingRead | Kind::Show => {
+                let epoch = self
+                    .ctx
+                    .cluster
+                    .positions()
+                    .sample(index)
+                    .map_or(0, |s| s.epoch);
+                self.read_mark = Some(ReadMark {
+                    backend: index,
+                    epoch,
+                    at: Instant::now(),
+                });
+            }
+            _ => {}
+        }
+        if got_gtid {
+            self.need_fresh = false;
+            return;
+        }
+        let may_write = match class.kind {
+            Kind::Write | Kind::Call | Kind::Unknown | Kind::Xa | Kind::Execute => true,
+            Kind::Commit => was_written,
+            _ => false,
+        };
+        if index == 0 && may_write && !in_trans {
+            self.need_fresh = true;
+        }
+    }
+
+    /// The session's position for a causal token: its writes and an upper
+    /// bound of what it has read.
+    pub(super) async fn session_position(&mut self) -> Result<Position, Error> {
+        let positions = self.ctx.cluster.positions().clone();
+        let timeout = self
+            .ctx
+            .cluster
+            .config()
+            .policy_for(&self.user, self.database.as_deref())
+            .consistency
+            .wait_timeout();
+        if let Some(mark) = self.read_mark {
+            let s = positions.sample(mark.backend);
+            let later = s.filter(|s| s.epoch == mark.epoch && s.started > mark.at);
+            match later.and_then(|s| s.pos.clone()) {
+                Some(p) => merge(&mut self.floor, &p),
+                None => self.need_fresh = true,
+            }
+            self.read_mark = None;
+        }
+        if self.need_fresh {
+            let p = positions
+                .fresh_primary(timeout)
+                .await
+                .ok_or_else(|| Error::BackendUnavailable {
+                    backend: "primary".into(),
+                    address: String::new(),
+                    reason: "no position from the primary".into(),
+                })?;
+            merge(&mut self.floor, &p);
+            self.need_fresh = false;
+        }
+        let mut pos = match positions.flavor() {
+            consistency::Flavor::MariaDb => Position::Maria(Default::default()),
+            consistency::Flavor::Mysql => Position::Mysql(Default::default()),
+        };
+        for p in [&self.last_write, &self.floor].into_iter().flatten() {
+            pos.merge(p);
+        }
+        Ok(pos)
+    }
+}
+
+fn merge(into: &mut Option<Position>, p: &Position) {
+    match into {
+        Some(q) => q.merge(p),
+        None => *into = Some(p.clone()),
+    }
+}
+
+/// ERROR 1231 (42000), as the server says for a bad variable value.
+pub fn bad_value(name: &str, value: &str) -> Error {
+    Error::Server(ServerError {
+        code: 1231,
+        sql_state: *b"42000",
+        message: format!("Variable '{name}' can't be set to the value of '{value}'"),
+    })
+}
+
+/// ERROR 1969 (70100): no replica reached the read's position in time and
+/// the policy says to fail rather than use the primary.
+pub fn wait_timed_out(w: &Wait) -> Error {
+    Error::Server(ServerError {
+        code: 1969,
+        sql_state: *b"70100",
+        message: format!(
+            "Causeway: no replica reached the position this read needs ({}) within {} ms (consistency={})",
+            w.pos,
+            w.timeout.as_millis(),
+            w.level
+        ),
+    })
+}
