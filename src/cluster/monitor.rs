@@ -183,7 +183,8 @@ async fn poll_positions(cluster: Arc<Cluster>, index: usize, mut shutdown: watch
     let name = cluster.topology().backends[index].name.clone();
     let polls = metrics::counter!(m::POSITION_POLLS, "backend" => name.clone());
     let requests = metrics::counter!(m::POSITION_REQUESTS);
-    let lag = metrics::gauge!(m::REPLICA_LAG, "backend" => name.clone(), "source" => "positions");
+    let lag = (index > 0)
+        .then(|| metrics::gauge!(m::REPLICA_LAG, "backend" => name.clone(), "source" => "positions"));
     let mut conn: Option<BackendConn> = None;
     let mut asked = false;
     loop {
@@ -222,10 +223,8 @@ async fn poll_positions(cluster: Arc<Cluster>, index: usize, mut shutdown: watch
                 conn = None;
             }
             positions.record(index, started, pos, reconnected, generation);
-            if let Some(ms) = positions.sample(index).and_then(|s| s.lag_ms) {
-                if index > 0 {
-                    lag.set(ms as f64 / 1000.0);
-                }
+            if let (Some(g), Some(ms)) = (&lag, positions.sample(index).and_then(|s| s.lag_ms)) {
+                g.set(ms as f64 / 1000.0);
             }
         }
         let wait = if conn.is_some() {
