@@ -76,8 +76,10 @@ impl Session {
             .unwrap_or(policy.consistency.level))
     }
 
-    /// Where a read that the router sent to replica `index` runs.
-    pub(super) async fn plan_read(&mut self, index: usize, class: &Class) -> Plan {
+    /// Where a read that the router sent to replica `index` runs. With
+    /// `fixed` (a hint or rule named the backend) it runs there, waiting if
+    /// needed, or on the primary.
+    pub(super) async fn plan_read(&mut self, index: usize, class: &Class, fixed: bool) -> Plan {
         let cluster = self.ctx.cluster.clone();
         let policy = cluster
             .config()
@@ -137,6 +139,7 @@ impl Session {
                         merge(&mut self.floor, &p);
                         self.read_mark = None;
                     } else if mark.backend > 0
+                        && (!fixed || mark.backend == index)
                         && s.is_some_and(|s| s.epoch == mark.epoch)
                         && eligible(mark.backend)
                     {
@@ -171,6 +174,7 @@ impl Session {
             }
         }
         let cands: Vec<usize> = match sticky {
+            _ if fixed => vec![index],
             Some(b) => vec![b],
             None => (1..topo.backends.len()).filter(|&i| eligible(i)).collect(),
         };
@@ -359,6 +363,12 @@ impl Session {
         }
         Ok(pos)
     }
+}
+
+/// Whether a decision named its backend (a hint or a rule): consistency
+/// may make the read wait there or use the primary, never another replica.
+pub fn fixed_backend(reason: &str) -> bool {
+    matches!(reason, "hint_backend" | "rule")
 }
 
 fn merge(into: &mut Option<Position>, p: &Position) {

@@ -11,7 +11,7 @@ use crate::router::{self, Decision, Loads, SessionView, Target};
 
 use super::relay::ReplyInfo;
 use super::state::{replayable_user_var_set, temp_table_name};
-use super::consistency::Plan;
+use super::consistency::{fixed_backend, Plan};
 use super::{drain_reply, Flow, Session};
 
 /// What a backend connection has been brought to.
@@ -32,8 +32,9 @@ impl Session {
             return self.local_statement(&text, next).await;
         }
         let index = decision.target.index().unwrap_or(0);
-        let plan = if index > 0 {
-            self.plan_read(index, &class).await
+        let plan = if index > 0 && decision.reason != "transaction_bound" {
+            self.plan_read(index, &class, fixed_backend(decision.reason))
+                .await
         } else {
             Plan::Run(0)
         };

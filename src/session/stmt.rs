@@ -96,8 +96,9 @@ impl Session {
             self.decide(&e.class, &e.sql)
         };
         let routed = decision.target.index().unwrap_or(0);
-        let plan = if routed > 0 {
-            self.plan_read(routed, &e.class).await
+        let plan = if routed > 0 && decision.reason != "transaction_bound" {
+            self.plan_read(routed, &e.class, super::consistency::fixed_backend(decision.reason))
+                .await
         } else {
             Plan::Run(0)
         };
