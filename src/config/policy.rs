@@ -70,7 +70,7 @@ impl Default for Routing {
     fn default() -> Self {
         Routing {
             read_write_split: true,
-            primary_accepts_reads: true,
+            primary_accepts_reads: false,
             load_balance: LoadBalance::LeastOutstanding,
             weights: BTreeMap::new(),
             max_replica_lag_ms: 10_000,
@@ -219,7 +219,7 @@ mod tests {
     fn defaults_split_reads() {
         let p = Policy::from_str("", "p.toml").unwrap();
         assert!(p.routing.read_write_split);
-        assert!(p.routing.primary_accepts_reads);
+        assert!(!p.routing.primary_accepts_reads);
         assert_eq!(p.routing.load_balance, LoadBalance::LeastOutstanding);
     }
 

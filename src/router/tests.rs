@@ -241,7 +241,7 @@ fn reads_spread_and_primary_takes_reads_only_when_allowed() {
         let dec = run(
             "SELECT 1",
             &SessionView::default(),
-            &policy(|_| {}),
+            &policy(|p| p.routing.primary_accepts_reads = true),
             &t,
             tick,
         );
