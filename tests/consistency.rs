@@ -1104,3 +1104,76 @@ async fn replica_positions_follow_restarts_and_repointing() {
     );
     env.stop().await;
 }
+
+/// Writes that report their position in unusual ways — several statements
+/// in one COM_QUERY, a stored procedure, and a write whose OK carries no
+/// position at all because the client turned tracking off — are still read
+/// back at session level. Both replicas stay eligible but behind (one
+/// applies 30 s late, one has stopped applying), so a read that trusted a
+/// missing or wrong position would return the old value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_statements_procedures_and_untracked_writes_are_read_back() {
+    let _serial = SERIAL.lock().await;
+    let env = Env::start_with_policy(2, &policy("session", 200, "primary")).await;
+    routable(&env).await;
+    let mut c = env.conn().await;
+    create_row_table(&env, &mut c, "mp").await;
+    c.query_drop("CREATE PROCEDURE bump(x INT) BEGIN UPDATE mp SET v = x WHERE id = 1; END")
+        .await
+        .unwrap();
+    wait_on_replicas(
+        &env,
+        "SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_NAME = 'bump'",
+        "1",
+    )
+    .await;
+    delay_replica(&env, 0, 30).await;
+    env.cluster
+        .root_sql(&env.cluster.replicas[1], "STOP SLAVE SQL_THREAD")
+        .await
+        .unwrap();
+    // A fresh session each time: it has read nothing, so only the write's
+    // own position can keep its read off the replicas that lack it.
+    let mut i = 0i64;
+    for _ in 0..3 {
+        i += 1;
+        let mut c = env.conn().await;
+        c.query_drop(format!(
+            "UPDATE mp SET v = {} WHERE id = 1; UPDATE mp SET v = {i} WHERE id = 1",
+            i * 1000
+        ))
+        .await
+        .unwrap();
+        assert_eq!(read_v(&mut c).await, i, "multi-statement write read back");
+        i += 1;
+        let mut c = env.conn().await;
+        c.query_drop(format!("CALL bump({i})")).await.unwrap();
+        assert_eq!(read_v(&mut c).await, i, "procedure write read back");
+    }
+    // No position in the OK packet: Causeway asks the primary for its own.
+    let before = metric_sum(&metrics_text(&env).await, POSITION_REQUESTS, &[]);
+    for _ in 0..3 {
+        i += 1;
+        let mut c = env.conn().await;
+        c.query_drop("SET SESSION session_track_system_variables = ''")
+            .await
+            .unwrap();
+        c.query_drop(format!("UPDATE mp SET v = {i} WHERE id = 1"))
+            .await
+            .unwrap();
+        assert_eq!(read_v(&mut c).await, i, "untracked write read back");
+    }
+    let after = metric_sum(&metrics_text(&env).await, POSITION_REQUESTS, &[]);
+    assert!(
+        after >= before + 3.0,
+        "each untracked write made the next read ask the primary: {before} -> {after}"
+    );
+    env.stop().await;
+}
+
+async fn read_v(c: &mut Conn) -> i64 {
+    c.query_first("SELECT v FROM mp WHERE id = 1")
+        .await
+        .unwrap()
+        .unwrap()
+}
