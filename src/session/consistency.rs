@@ -157,6 +157,32 @@ impl Session {
                 for p in [&self.last_write, &self.floor].into_iter().flatten() {
                     merge(&mut need, p);
                 }
+                // Staying on a replica that is further from what the session
+                // needs than another would mean a longer wait: learn an upper
+                // bound of what was read there instead, and choose freely.
+                if let (Some(b), Some(n)) = (sticky, need.as_ref()) {
+                    let dist = |i: usize| {
+                        positions
+                            .sample(i)
+                            .and_then(|s| s.pos.as_ref().map(|p| distance(p, n)))
+                            .unwrap_or(u64::MAX)
+                    };
+                    let mine = dist(b);
+                    let closer = mine > 0
+                        && (1..topo.backends.len())
+                            .any(|i| i != b && eligible(i) && dist(i) < mine);
+                    if closer {
+                        match positions.fresh_primary(cfg.wait_timeout()).await {
+                            Some(p) => {
+                                merge(&mut self.floor, &p);
+                                merge(&mut need, &p);
+                                self.read_mark = None;
+                                sticky = None;
+                            }
+                            None => return Plan::Primary,
+                        }
+                    }
+                }
             }
             Level::Global => match positions.fresh_primary(cfg.wait_timeout()).await {
                 Some(p) => merge(&mut need, &p),
