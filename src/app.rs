@@ -26,6 +26,20 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let prometheus = m::install();
+    {
+        // Summaries (consistency waits) take their samples in at upkeep;
+        // without it they would only do so when /metrics is scraped.
+        let handle = prometheus.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => handle.run_upkeep(),
+                    _ = stop.changed() => return,
+                }
+            }
+        });
+    }
     let cluster = Cluster::new(config.clone());
     let monitor = spawn_monitor(cluster.clone(), shutdown.clone());
     wait_first_check(&cluster, config.timeouts.connect() * 2).await;

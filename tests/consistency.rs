@@ -1177,3 +1177,87 @@ async fn read_v(c: &mut Conn) -> i64 {
         .unwrap()
         .unwrap()
 }
+
+/// A prepared read whose first execute ran on a replica and a later one
+/// falls back to the primary after a wait timeout: the primary gets the
+/// parameter types the client sent only with its first execute (as
+/// libmysqlclient does), and answers with the fresh row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_read_falling_back_to_the_primary_gets_its_parameter_types() {
+    use causeway::protocol::reply::Expect;
+    use common::raw::{err_of, Raw};
+    let _serial = SERIAL.lock().await;
+    let env = Env::start_with_policy(2, &policy("session", 200, "primary")).await;
+    routable(&env).await;
+    let mut c = env.conn().await;
+    create_row_table(&env, &mut c, "pt").await;
+    let mut raw = Raw::login(
+        env.proxy,
+        &env.cluster.app_user,
+        &env.cluster.app_password,
+        Some("app"),
+        0,
+    )
+    .await;
+    let mut prep = vec![0x16];
+    prep.extend_from_slice(b"SELECT v, @@server_id FROM pt WHERE id = ?");
+    raw.command(&prep).await;
+    let reply = raw.reply(Expect::Prepare).await;
+    assert_eq!(reply[0][0], 0, "prepare: {:?}", err_of(&reply[0]));
+    let id = u32::from_le_bytes(reply[0][1..5].try_into().unwrap());
+    // COM_STMT_EXECUTE: id, no cursor, 1 iteration, NULL bitmap, then the
+    // types only when `with_types`, then the BIGINT value 1.
+    let execute = |with_types: bool| {
+        let mut ex = vec![0x17];
+        ex.extend_from_slice(&id.to_le_bytes());
+        ex.push(0);
+        ex.extend_from_slice(&1u32.to_le_bytes());
+        ex.push(0);
+        if with_types {
+            ex.extend_from_slice(&[1, 0x08, 0x00]);
+        } else {
+            ex.push(0);
+        }
+        ex.extend_from_slice(&1i64.to_le_bytes());
+        ex
+    };
+    // Binary row: header, NULL bitmap (2 columns: 1 byte), INT v, BIGINT id.
+    let row = |reply: &[bytes::Bytes]| -> (i32, i64) {
+        assert!(
+            reply.iter().all(|p| p[0] != 0xFF),
+            "execute: {:?}",
+            err_of(reply.last().unwrap())
+        );
+        let p = reply
+            .iter()
+            .find(|p| p[0] == 0 && p.len() == 2 + 4 + 8)
+            .unwrap_or_else(|| panic!("no row in {reply:02x?}"));
+        (
+            i32::from_le_bytes(p[2..6].try_into().unwrap()),
+            i64::from_le_bytes(p[6..14].try_into().unwrap()),
+        )
+    };
+    raw.command(&execute(true)).await;
+    let (v, server) = row(&raw.reply(Expect::ResultSets).await);
+    assert_eq!(v, 0);
+    assert_ne!(server, 1, "the first execute ran on a replica");
+    on_replicas(&env, "STOP SLAVE SQL_THREAD").await;
+    c.query_drop("UPDATE pt SET v = 7 WHERE id = 1")
+        .await
+        .unwrap();
+    // The same session writes, then executes again without types.
+    let mut q = vec![0x03];
+    q.extend_from_slice(b"UPDATE pt SET v = 8 WHERE id = 1");
+    raw.command(&q).await;
+    let ok = raw.reply(Expect::ResultSets).await;
+    assert_eq!(ok[0][0], 0, "update: {:?}", err_of(&ok[0]));
+    raw.command(&execute(false)).await;
+    let (v, server) = row(&raw.reply(Expect::ResultSets).await);
+    assert_eq!(
+        (v, server),
+        (8, 1),
+        "fresh value, from the primary after the wait timed out"
+    );
+    on_replicas(&env, "START SLAVE SQL_THREAD").await;
+    env.stop().await;
+}

@@ -63,8 +63,9 @@ impl Session {
             let text = String::from_utf8_lossy(sql).into_owned();
             let mut ids = vec![None; n];
             ids[0] = Some(p.stmt_id);
-            let mut types_sent = vec![false; n];
-            types_sent[0] = true;
+            // The prepare carried no parameter types: the first execute on
+            // each backend, the primary included, must carry them.
+            let types_sent = vec![false; n];
             self.stmts.insert(
                 id,
                 PsEntry {
