@@ -154,6 +154,11 @@ pub struct MonitorConfig {
     /// milliseconds (the primary's also on demand for global reads).
     #[serde(default = "default_position_interval")]
     pub position_interval_ms: u64,
+    /// Under load, fresh primary positions asked for by global reads are
+    /// read at most once per this many microseconds; every read that
+    /// arrives before a poll starts shares it. 0: back to back.
+    #[serde(default = "default_position_request_spacing")]
+    pub position_request_spacing_us: u64,
     /// How often accounts are reloaded from the primary, in seconds.
     #[serde(default = "default_accounts_refresh")]
     pub accounts_refresh_s: u64,
@@ -165,6 +170,10 @@ fn default_monitor_interval() -> u64 {
 
 fn default_position_interval() -> u64 {
     20
+}
+
+fn default_position_request_spacing() -> u64 {
+    2000
 }
 
 fn default_accounts_refresh() -> u64 {

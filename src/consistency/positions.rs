@@ -64,6 +64,10 @@ pub struct Positions {
     started: AtomicU64,
     /// Readers waiting for a fresh primary position.
     demand: Notify,
+    /// Readers that asked since the last primary poll started, and how many
+    /// the last poll served.
+    askers: AtomicU64,
+    last_batch: AtomicU64,
     fresh: watch::Sender<Fresh>,
     flavor: AtomicU8,
 }
@@ -85,6 +89,8 @@ impl Positions {
             history: Mutex::new(VecDeque::new()),
             started: AtomicU64::new(0),
             demand: Notify::new(),
+            askers: AtomicU64::new(0),
+            last_batch: AtomicU64::new(0),
             fresh: watch::channel(Fresh::default()).0,
             flavor: AtomicU8::new(0),
         })
@@ -117,7 +123,16 @@ impl Positions {
     /// The generation the next primary poll will carry; called by the
     /// primary's poller just before it sends the query.
     pub fn primary_poll_starting(&self) -> u64 {
-        self.started.fetch_add(1, Ordering::SeqCst) + 1
+        let g = self.started.fetch_add(1, Ordering::SeqCst) + 1;
+        let n = self.askers.swap(0, Ordering::SeqCst);
+        self.last_batch.store(n, Ordering::Relaxed);
+        g
+    }
+
+    /// How many readers the last primary poll served (asked before it
+    /// started): more than one means reads are concurrent enough to share.
+    pub fn last_batch(&self) -> u64 {
+        self.last_batch.load(Ordering::Relaxed)
     }
 
     /// Waits until readers want a fresh primary position or `idle` passes.
@@ -241,6 +256,7 @@ impl Positions {
     pub async fn fresh_primary(&self, timeout: Duration) -> Option<Position> {
         let mut rx = self.fresh.subscribe();
         let need = self.started.load(Ordering::SeqCst) + 1;
+        self.askers.fetch_add(1, Ordering::SeqCst);
         self.demand.notify_one();
         let wait = async {
             loop {
