@@ -352,6 +352,36 @@ async fn fresh_pairs(c: &mut Conn, table: &str, next: &mut i64, n: usize, what: 
     by_replica
 }
 
+/// Writes each value to `app.g` row 1 on `writer`, then reads it on
+/// `reader`. Returns the stale reads (wrote, read, server) and how many
+/// reads a replica served.
+async fn cross_pairs(
+    writer: &mut Conn,
+    reader: &mut Conn,
+    values: std::ops::RangeInclusive<i64>,
+) -> (Vec<(i64, i64, u32)>, usize) {
+    let mut stale = Vec::new();
+    let mut by_replica = 0;
+    for i in values {
+        writer
+            .query_drop(format!("UPDATE g SET v = {i} WHERE id = 1"))
+            .await
+            .unwrap();
+        let (v, sid): (i64, u32) = reader
+            .query_first("SELECT v, @@server_id FROM g WHERE id = 1")
+            .await
+            .unwrap()
+            .unwrap();
+        if v != i {
+            stale.push((i, v, sid));
+        }
+        if sid != 1 {
+            by_replica += 1;
+        }
+    }
+    (stale, by_replica)
+}
+
 // ------------------------------------------------------------------ tests
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -608,24 +638,7 @@ async fn global_level_sees_writes_from_other_connections_and_from_the_primary_di
     delay_replica(&env, 0, 1).await;
 
     let before = metrics_text(&env).await;
-    let mut stale = Vec::new();
-    let mut by_replica = 0;
-    for i in 1..=1000i64 {
-        a.query_drop(format!("UPDATE g SET v = {i} WHERE id = 1"))
-            .await
-            .unwrap();
-        let (v, sid): (i64, u32) = b
-            .query_first("SELECT v, @@server_id FROM g WHERE id = 1")
-            .await
-            .unwrap()
-            .unwrap();
-        if v != i {
-            stale.push((i, v, sid));
-        }
-        if sid != 1 {
-            by_replica += 1;
-        }
-    }
+    let (stale, mut by_replica) = cross_pairs(&mut a, &mut b, 1..=1000).await;
     assert!(
         stale.is_empty(),
         "{} stale reads of another connection's writes (wrote, read, server): {:?}",
@@ -635,23 +648,8 @@ async fn global_level_sees_writes_from_other_connections_and_from_the_primary_di
 
     // Writes Causeway never saw: the primary's own position must be asked.
     let mut d = direct_primary(&env).await;
-    for i in 1..=300i64 {
-        let x = 1_000_000 + i;
-        d.query_drop(format!("UPDATE g SET v = {x} WHERE id = 1"))
-            .await
-            .unwrap();
-        let (v, sid): (i64, u32) = b
-            .query_first("SELECT v, @@server_id FROM g WHERE id = 1")
-            .await
-            .unwrap()
-            .unwrap();
-        if v != x {
-            stale.push((x, v, sid));
-        }
-        if sid != 1 {
-            by_replica += 1;
-        }
-    }
+    let (stale, n) = cross_pairs(&mut d, &mut b, 1_000_001..=1_000_300).await;
+    by_replica += n;
     assert!(
         stale.is_empty(),
         "{} stale reads of writes made directly on the primary (wrote, read, server): {:?}",

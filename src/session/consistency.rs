@@ -63,7 +63,28 @@ pub enum Waited {
     TimedOut,
 }
 
+impl Plan {
+    /// The backend the read runs on and the wait before it.
+    pub fn into_target(self) -> Result<(usize, Option<Wait>), Error> {
+        match self {
+            Plan::Run(i) => Ok((i, None)),
+            Plan::Wait(i, w) => Ok((i, Some(w))),
+            Plan::Primary => Ok((0, None)),
+            Plan::Fail(e) => Err(e),
+        }
+    }
+}
+
 impl Session {
+    /// The policy for the session's user and current database.
+    pub(super) fn policy(&self) -> std::sync::Arc<Policy> {
+        self.ctx
+            .cluster
+            .config()
+            .policy_for(&self.user, self.database.as_deref())
+            .clone()
+    }
+
     /// The level for a statement: its hint, else the session's `SET CAUSEWAY
     /// CONSISTENCY`, else the user's configured level, else the policy's.
     pub(super) fn level_for(&self, class: &Class, policy: &Policy) -> Result<Level, Error> {
@@ -81,10 +102,7 @@ impl Session {
     /// needed, or on the primary.
     pub(super) async fn plan_read(&mut self, index: usize, class: &Class, fixed: bool) -> Plan {
         let cluster = self.ctx.cluster.clone();
-        let policy = cluster
-            .config()
-            .policy_for(&self.user, self.database.as_deref())
-            .clone();
+        let policy = self.policy();
         let level = match self.level_for(class, &policy) {
             Ok(l) => l,
             Err(e) => return Plan::Fail(e),
@@ -352,13 +370,7 @@ impl Session {
     /// bound of what it has read.
     pub(super) async fn session_position(&mut self) -> Result<Position, Error> {
         let positions = self.ctx.cluster.positions().clone();
-        let timeout = self
-            .ctx
-            .cluster
-            .config()
-            .policy_for(&self.user, self.database.as_deref())
-            .consistency
-            .wait_timeout();
+        let timeout = self.policy().consistency.wait_timeout();
         if let Some(mark) = self.read_mark {
             let s = positions.sample(mark.backend);
             let later = s.filter(|s| s.epoch == mark.epoch && s.started > mark.at);

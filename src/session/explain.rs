@@ -28,12 +28,7 @@ impl Session {
                 return self.ok_or_close(seq).await;
             }
             Some(Own::ShowConsistency) => {
-                let policy = self
-                    .ctx
-                    .cluster
-                    .config()
-                    .policy_for(&self.user, self.database.as_deref())
-                    .clone();
+                let policy = self.policy();
                 let level = self
                     .level_override
                     .or_else(|| self.ctx.cluster.config().consistency_for(&self.user))
@@ -64,12 +59,7 @@ impl Session {
         let class = classify(inner);
         let decision = self.decide(&class, inner);
         let topo = self.ctx.cluster.topology();
-        let policy = self
-            .ctx
-            .cluster
-            .config()
-            .policy_for(&self.user, self.database.as_deref())
-            .clone();
+        let policy = self.policy();
         let level = self.level_for(&class, &policy);
         let by_position = level
             .as_ref()

@@ -38,11 +38,9 @@ impl Session {
         } else {
             Plan::Run(0)
         };
-        let (index, wait) = match plan {
-            Plan::Run(i) => (i, None),
-            Plan::Wait(i, w) => (i, Some(w)),
-            Plan::Primary => (0, None),
-            Plan::Fail(e) => return self.fail(next, &e).await,
+        let (index, wait) = match plan.into_target() {
+            Ok(t) => t,
+            Err(e) => return self.fail(next, &e).await,
         };
         let label = if index == 0 { "primary" } else { "replica" };
         self.ctx.counters.route(label, decision.reason);
@@ -65,12 +63,7 @@ impl Session {
     /// Counts a read the router sent to a replica that needed no wait, at
     /// a level other than eventual.
     pub(super) fn count_plain(&self, class: &Class, index: usize) {
-        let policy = self
-            .ctx
-            .cluster
-            .config()
-            .policy_for(&self.user, self.database.as_deref())
-            .clone();
+        let policy = self.policy();
         if let Ok(level) = self.level_for(class, &policy) {
             if level != crate::consistency::Level::Eventual {
                 self.count_consistent(level, if index == 0 { "primary" } else { "replica" });
@@ -95,10 +88,7 @@ impl Session {
     pub(super) fn decide(&self, class: &Class, sql: &str) -> Decision {
         let cluster = &self.ctx.cluster;
         let topo = cluster.topology();
-        let policy = cluster
-            .config()
-            .policy_for(&self.user, self.database.as_deref())
-            .clone();
+        let policy = self.policy();
         let mut loads = Vec::with_capacity(topo.backends.len());
         let tick = cluster.loads(&mut loads);
         let mut lags = Vec::with_capacity(topo.backends.len());

@@ -103,11 +103,9 @@ impl Session {
         } else {
             Plan::Run(0)
         };
-        let (index, wait) = match plan {
-            Plan::Run(i) => (i, None),
-            Plan::Wait(i, w) => (i, Some(w)),
-            Plan::Primary => (0, None),
-            Plan::Fail(err) => return self.fail(seq, &err).await,
+        let (index, wait) = match plan.into_target() {
+            Ok(t) => t,
+            Err(err) => return self.fail(seq, &err).await,
         };
         self.ctx.counters.route(
             if index == 0 { "primary" } else { "replica" },
