@@ -183,8 +183,9 @@ async fn poll_positions(cluster: Arc<Cluster>, index: usize, mut shutdown: watch
     let name = cluster.topology().backends[index].name.clone();
     let polls = metrics::counter!(m::POSITION_POLLS, "backend" => name.clone());
     let requests = metrics::counter!(m::POSITION_REQUESTS);
-    let lag = (index > 0)
-        .then(|| metrics::gauge!(m::REPLICA_LAG, "backend" => name.clone(), "source" => "positions"));
+    let lag = (index > 0).then(
+        || metrics::gauge!(m::REPLICA_LAG, "backend" => name.clone(), "source" => "positions"),
+    );
     let spacing = Duration::from_micros(cluster.config().monitor.position_request_spacing_us);
     let mut conn: Option<BackendConn> = None;
     let mut asked = false;

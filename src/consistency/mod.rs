@@ -45,7 +45,9 @@ impl Level {
             "session" => Level::Session,
             "global" => Level::Global,
             _ => {
-                let rest = t.strip_prefix("bounded:").or_else(|| t.strip_prefix("bounded="))?;
+                let rest = t
+                    .strip_prefix("bounded:")
+                    .or_else(|| t.strip_prefix("bounded="))?;
                 let rest = rest.trim();
                 let (num, unit) = match rest.find(|c: char| !c.is_ascii_digit()) {
                     Some(i) => rest.split_at(i),

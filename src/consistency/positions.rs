@@ -221,7 +221,8 @@ impl Positions {
             }),
         }
         while h.len() > HISTORY_ENTRIES
-            || h.front().is_some_and(|e| at.duration_since(e.last) > HISTORY)
+            || h.front()
+                .is_some_and(|e| at.duration_since(e.last) > HISTORY)
         {
             h.pop_front();
         }

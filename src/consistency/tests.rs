@@ -25,7 +25,14 @@ fn levels_parse_and_display() {
         Level::parse("bounded:150"),
         Some(Level::Bounded(Duration::from_millis(150)))
     );
-    for bad in ["", "strong", "bounded", "bounded:", "bounded:1h", "bounded:-1ms"] {
+    for bad in [
+        "",
+        "strong",
+        "bounded",
+        "bounded:",
+        "bounded:1h",
+        "bounded:-1ms",
+    ] {
         assert_eq!(Level::parse(bad), None, "{bad}");
     }
     for l in ["eventual", "session", "global", "bounded:200ms"] {
@@ -45,9 +52,18 @@ fn flavours_speak_their_own_sql() {
         Flavor::Mysql.wait_statement(&set, Duration::from_millis(250)),
         "SELECT WAIT_FOR_EXECUTED_GTID_SET('3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5', 0.250)"
     );
-    assert_eq!(Flavor::MariaDb.position_query(true), "SELECT @@gtid_binlog_pos");
-    assert_eq!(Flavor::MariaDb.position_query(false), "SELECT @@gtid_slave_pos");
-    assert_eq!(Flavor::Mysql.position_query(false), "SELECT @@GLOBAL.gtid_executed");
+    assert_eq!(
+        Flavor::MariaDb.position_query(true),
+        "SELECT @@gtid_binlog_pos"
+    );
+    assert_eq!(
+        Flavor::MariaDb.position_query(false),
+        "SELECT @@gtid_slave_pos"
+    );
+    assert_eq!(
+        Flavor::Mysql.position_query(false),
+        "SELECT @@GLOBAL.gtid_executed"
+    );
     assert_eq!(
         Flavor::Mysql.tracking_setup(),
         Some("SET SESSION session_track_gtids = OWN_GTID")
@@ -56,10 +72,19 @@ fn flavours_speak_their_own_sql() {
     assert!(!Flavor::MariaDb.wait_reached(Some("-1")));
     assert!(!Flavor::Mysql.wait_reached(Some("1")));
     assert!(!Flavor::Mysql.wait_reached(None));
-    assert_eq!(Flavor::from_version("10.11.6-MariaDB-0+deb12u1"), Flavor::MariaDb);
-    assert_eq!(Flavor::from_version("5.5.5-10.11.6-MariaDB"), Flavor::MariaDb);
+    assert_eq!(
+        Flavor::from_version("10.11.6-MariaDB-0+deb12u1"),
+        Flavor::MariaDb
+    );
+    assert_eq!(
+        Flavor::from_version("5.5.5-10.11.6-MariaDB"),
+        Flavor::MariaDb
+    );
     assert_eq!(Flavor::from_version("8.0.36"), Flavor::Mysql);
-    assert_eq!(Flavor::Mysql.parse("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"), Some(set));
+    assert_eq!(
+        Flavor::Mysql.parse("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"),
+        Some(set)
+    );
     assert_eq!(Flavor::MariaDb.parse("0-1-5"), Some(m("0-1-5")));
     assert_eq!(Flavor::MariaDb.parse("x"), None);
 }
@@ -75,7 +100,15 @@ fn tokens_round_trip_and_reject_garbage() {
         assert!(t.chars().all(|c| c.is_ascii_alphanumeric()), "{t}");
         assert_eq!(decode_token(&t), Some(p));
     }
-    for bad in ["", "cw1", "cw1m0", "cw1mzz", "cw2m3030", "cw1q3030", "cw1m2d2d2d"] {
+    for bad in [
+        "",
+        "cw1",
+        "cw1m0",
+        "cw1mzz",
+        "cw2m3030",
+        "cw1q3030",
+        "cw1m2d2d2d",
+    ] {
         assert_eq!(decode_token(bad), None, "{bad}");
     }
 }
@@ -100,7 +133,11 @@ fn samples_keep_epochs_and_learned_positions() {
     p.record(1, t0, Some(m("0-1-5")), true, None);
     let e = p.sample(1).unwrap().epoch;
     p.record(1, t0, Some(m("0-1-6")), false, None);
-    assert_eq!(p.sample(1).unwrap().epoch, e, "moving forward keeps the epoch");
+    assert_eq!(
+        p.sample(1).unwrap().epoch,
+        e,
+        "moving forward keeps the epoch"
+    );
     p.learn(1, e, &m("0-1-9"));
     assert_eq!(p.sample(1).unwrap().pos, Some(m("0-1-9")));
     p.learn(1, e + 7, &m("0-1-20"));
@@ -114,7 +151,10 @@ fn samples_keep_epochs_and_learned_positions() {
     assert_eq!(s.pos, Some(m("0-1-3")), "judged by its real position");
     assert!(s.epoch > e, "moving back starts a new epoch");
     p.record(1, t0, Some(m("0-1-3")), true, None);
-    assert!(p.sample(1).unwrap().epoch > s.epoch, "a reconnect starts one too");
+    assert!(
+        p.sample(1).unwrap().epoch > s.epoch,
+        "a reconnect starts one too"
+    );
     p.record(1, t0, None, false, None);
     assert_eq!(p.sample(1).unwrap().pos, None);
 }
@@ -129,9 +169,18 @@ fn history_gives_bounded_targets_and_replica_lag() {
     p.record(0, at(200), Some(m("0-1-5")), false, None);
     p.record(0, at(300), Some(m("0-1-9")), false, None);
     // Every write committed before now-T is in the first poll sent after it.
-    assert_eq!(p.bounded_target(Duration::from_millis(250), at(300)), Some(m("0-1-1")));
-    assert_eq!(p.bounded_target(Duration::from_millis(150), at(300)), Some(m("0-1-5")));
-    assert_eq!(p.bounded_target(Duration::from_millis(50), at(300)), Some(m("0-1-9")));
+    assert_eq!(
+        p.bounded_target(Duration::from_millis(250), at(300)),
+        Some(m("0-1-1"))
+    );
+    assert_eq!(
+        p.bounded_target(Duration::from_millis(150), at(300)),
+        Some(m("0-1-5"))
+    );
+    assert_eq!(
+        p.bounded_target(Duration::from_millis(50), at(300)),
+        Some(m("0-1-9"))
+    );
     assert_eq!(p.bounded_target(Duration::from_millis(50), at(400)), None);
     // A replica at 0-1-5 had what the primary had at 200 ms.
     p.record(1, at(300), Some(m("0-1-5")), true, None);

@@ -147,13 +147,15 @@ pub fn route(
     if let Some(h) = &class.hints.route {
         return match h {
             RouteHint::Primary => primary("hint_primary"),
-            RouteHint::Replica => match pick_replica(policy, topo, loads, false, view.by_position) {
-                Some(i) => Decision {
-                    target: Target::Backend(i),
-                    reason: "hint_replica",
-                },
-                None => primary("hint_replica_unavailable"),
-            },
+            RouteHint::Replica => {
+                match pick_replica(policy, topo, loads, false, view.by_position) {
+                    Some(i) => Decision {
+                        target: Target::Backend(i),
+                        reason: "hint_replica",
+                    },
+                    None => primary("hint_replica_unavailable"),
+                }
+            }
             RouteHint::Backend(name) => match topo.index_of(name) {
                 Some(0) => primary("hint_backend"),
                 Some(i) if usable(topo, i) => Decision {
@@ -315,7 +317,12 @@ fn qualifies(policy: &Policy, topo: &Topology, loads: Loads<'_>, i: usize) -> bo
         && b.up
         && b.replicating == Some(true)
         && b.lag_s.is_some_and(|l| l.saturating_mul(1000) <= max)
-        && loads.lag_ms.get(i).copied().flatten().is_none_or(|l| l <= max)
+        && loads
+            .lag_ms
+            .get(i)
+            .copied()
+            .flatten()
+            .is_none_or(|l| l <= max)
 }
 
 /// Whether replica `i` may take reads at a level judged by positions

@@ -152,7 +152,9 @@ impl Session {
                 }
                 if let Some(mark) = self.read_mark {
                     let s = positions.sample(mark.backend);
-                    let later = s.as_ref().filter(|s| s.epoch == mark.epoch && s.started > mark.at);
+                    let later = s
+                        .as_ref()
+                        .filter(|s| s.epoch == mark.epoch && s.started > mark.at);
                     if let Some(p) = later.and_then(|s| s.pos.clone()) {
                         merge(&mut self.floor, &p);
                         self.read_mark = None;
@@ -381,14 +383,13 @@ impl Session {
             self.read_mark = None;
         }
         if self.need_fresh {
-            let p = positions
-                .fresh_primary(timeout)
-                .await
-                .ok_or_else(|| Error::BackendUnavailable {
+            let p = positions.fresh_primary(timeout).await.ok_or_else(|| {
+                Error::BackendUnavailable {
                     backend: "primary".into(),
                     address: String::new(),
                     reason: "no position from the primary".into(),
-                })?;
+                }
+            })?;
             merge(&mut self.floor, &p);
             self.need_fresh = false;
         }

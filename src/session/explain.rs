@@ -33,9 +33,7 @@ impl Session {
                     .level_override
                     .or_else(|| self.ctx.cluster.config().consistency_for(&self.user))
                     .unwrap_or(policy.consistency.level);
-                return self
-                    .one_value(seq, "consistency", level.to_string())
-                    .await;
+                return self.one_value(seq, "consistency", level.to_string()).await;
             }
             Some(Own::ShowToken) => {
                 return match self.session_position().await {

@@ -9,9 +9,9 @@ use crate::protocol::consts::{com, status};
 use crate::protocol::reply::Expect;
 use crate::router::{self, Decision, Loads, SessionView, Target};
 
+use super::consistency::{fixed_backend, Plan};
 use super::relay::ReplyInfo;
 use super::state::{replayable_user_var_set, temp_table_name};
-use super::consistency::{fixed_backend, Plan};
 use super::{drain_reply, Flow, Session};
 
 /// What a backend connection has been brought to.
@@ -36,7 +36,7 @@ impl Session {
             self.plan_read(index, &class, fixed_backend(decision.reason))
                 .await
         } else {
-            Plan::Run(0)
+            Plan::Run(index)
         };
         let (index, wait) = match plan.into_target() {
             Ok(t) => t,

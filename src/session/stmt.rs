@@ -56,7 +56,9 @@ impl Session {
     pub(super) async fn stmt_prepare(&mut self, sql: &[u8], raw: &[u8]) -> Flow {
         let id = self.next_stmt_id;
         self.last_prepared = None;
-        let flow = self.run(0, raw, Expect::Prepare, None, Some(id), None).await;
+        let flow = self
+            .run(0, raw, Expect::Prepare, None, Some(id), None)
+            .await;
         if let Some(p) = self.last_prepared.take() {
             self.next_stmt_id = self.next_stmt_id.wrapping_add(1).max(1);
             let n = self.backends.len();
@@ -98,10 +100,14 @@ impl Session {
         };
         let routed = decision.target.index().unwrap_or(0);
         let plan = if routed > 0 && decision.reason != "transaction_bound" {
-            self.plan_read(routed, &e.class, super::consistency::fixed_backend(decision.reason))
-                .await
+            self.plan_read(
+                routed,
+                &e.class,
+                super::consistency::fixed_backend(decision.reason),
+            )
+            .await
         } else {
-            Plan::Run(0)
+            Plan::Run(routed)
         };
         let (index, wait) = match plan.into_target() {
             Ok(t) => t,
@@ -240,7 +246,8 @@ impl Session {
             return self.fail(seq, &unknown(id, "mysqld_stmt_fetch")).await;
         };
         let payload = with_id(raw, b);
-        self.run(index, &payload, Expect::Fetch, None, None, None).await
+        self.run(index, &payload, Expect::Fetch, None, None, None)
+            .await
     }
 
     pub(super) async fn stmt_reset(&mut self, id: u32, raw: &[u8], seq: u8) -> Flow {
