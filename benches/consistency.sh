@@ -27,6 +27,9 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+BENCH=consistency
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 
 DURATION=${DURATION:-10}
 THREADS=${THREADS:-16}
@@ -65,17 +68,7 @@ BGW_PIDS=""  # background writer (loop + mariadb client)
 WATCH_PID="" # metrics scraper during a run
 DB_PIDS=""
 
-log() { printf '[consistency %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
-# Waits up to $2 quarter-seconds for PID $1 to exit.
-wait_gone() {
-    local pid=$1 n=$2
-    while ((n-- > 0)); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.25
-    done
-    ! kill -0 "$pid" 2>/dev/null
-}
 
 stop_bg_writer() {
     local pid
@@ -148,33 +141,10 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# CPU time of a process in clock ticks (utime + stime, fields 14 and 15).
-# The command name (field 2) may hold spaces: split after its ')'.
-cpu_ticks() {
-    local stat
-    stat=$(<"/proc/$1/stat")
-    stat=${stat##*) }
-    awk '{ print $12 + $13 }' <<<"$stat"
-}
 
-wait_port() { # port pid
-    local port=$1 pid=$2 deadline=$((SECONDS + 20))
-    until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-        kill -0 "$pid" 2>/dev/null || { log "pid $pid exited before listening on $port"; return 1; }
-        ((SECONDS < deadline)) || { log "nothing listens on port $port"; return 1; }
-        sleep 0.1
-    done
-}
 
-json_field() { # file key
-    python3 -c 'import json, sys; v = json.load(open(sys.argv[1]))[sys.argv[2]]; print(" ".join(v) if isinstance(v, list) else v)' "$1" "$2"
-}
 
-port_of() { echo "${1##*:}"; }
 
-sql() { # port statement (as the application user)
-    MYSQL_PWD="$DB_PASS" mariadb --no-defaults --protocol=TCP -h127.0.0.1 -P"$1" -u"$DB_USER" -N -B -e "$2"
-}
 
 root_sql() { # port statement (the playground's root: no password, over TCP)
     env -u MYSQL_PWD mariadb --no-defaults --protocol=TCP -h127.0.0.1 -P"$1" -uroot -N -B -e "$2"
@@ -551,7 +521,6 @@ HEADER="level|replication|workload|qps|errors|replica share of reads|waits|wait 
 REPLICA_NAMES=$(printf ' / %s' "${NAMES[@]:1}")
 DETAIL_HEADER="level|replication|workload|reads|replica|replica_after_wait|primary|primary_after_timeout|error|routed to primary|executes on ${REPLICA_NAMES# / }|wait mean ms|client errors|causeway CPU µs/query"
 
-md_row() { echo "| ${1//|/ | } |"; }
 
 sorted() { # rows... -> rows without the order field, in level/state/workload order
     printf '%s\n' "$@" | sort -t'|' -k1,1 -s | cut -d'|' -f2-

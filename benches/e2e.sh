@@ -19,6 +19,9 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+BENCH=e2e
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 ROOT=$(pwd)
 
 DURATION=${DURATION:-10}
@@ -41,17 +44,7 @@ CW_PID=""
 HA_PID=""
 DB_PIDS=""
 
-log() { printf '[e2e %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
-# Waits up to $2 quarter-seconds for PID $1 to exit.
-wait_gone() {
-    local pid=$1 n=$2
-    while ((n-- > 0)); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.25
-    done
-    ! kill -0 "$pid" 2>/dev/null
-}
 
 cleanup() {
     local rc=$?
@@ -88,15 +81,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# CPU time of a process in clock ticks (utime + stime, fields 14 and 15).
-# The command name (field 2) may hold spaces: split after its ')'.
-cpu_ticks() {
-    local stat
-    stat=$(<"/proc/$1/stat")
-    stat=${stat##*) }
-    # Now field 3 (state) is $1, so utime/stime are $12/$13.
-    awk '{ print $12 + $13 }' <<<"$stat"
-}
 
 sum_ticks() {
     local total=0 pid
@@ -104,28 +88,10 @@ sum_ticks() {
     echo "$total"
 }
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
-wait_port() { # port pid
-    local port=$1 pid=$2 deadline=$((SECONDS + 20))
-    until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-        kill -0 "$pid" 2>/dev/null || { log "pid $pid exited before listening on $port"; return 1; }
-        ((SECONDS < deadline)) || { log "nothing listens on port $port"; return 1; }
-        sleep 0.1
-    done
-}
 
-json_field() { # file key
-    python3 -c 'import json, sys; v = json.load(open(sys.argv[1]))[sys.argv[2]]; print(" ".join(v) if isinstance(v, list) else v)' "$1" "$2"
-}
 
-port_of() { echo "${1##*:}"; }
 
-sql() { # port statement
-    mariadb --no-defaults --protocol=TCP -h127.0.0.1 -P"$1" -u"$DB_USER" -p"$DB_PASS" -N -B -e "$2"
-}
 
 # ---------------------------------------------------------------- start
 
@@ -314,7 +280,6 @@ print_text() {
     done <<<"$r"
 }
 
-md_row() { echo "| ${1//|/ | } |"; }
 
 print_markdown() {
     local model row r w tq tc
