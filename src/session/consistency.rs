@@ -107,6 +107,7 @@ impl Session {
             Ok(l) => l,
             Err(e) => return Plan::Fail(e),
         };
+        self.planned_level = Some(level);
         let mut need: Option<Position> = match &class.hints.after {
             Some(t) => match consistency::decode_token(t) {
                 Some(p) => Some(p),
@@ -224,13 +225,6 @@ impl Session {
             Some(b) => vec![b],
             None => (1..topo.backends.len()).filter(|&i| eligible(i)).collect(),
         };
-        let known: Vec<(usize, consistency::Sample)> = cands
-            .iter()
-            .filter_map(|&i| {
-                let s = positions.sample(i)?;
-                s.pos.is_some().then(|| (i, consistency::Sample::clone(&s)))
-            })
-            .collect();
         let need = match need {
             Some(n) if !n.is_empty() => n,
             _ => {
@@ -241,6 +235,13 @@ impl Session {
                 }
             }
         };
+        let known: Vec<(usize, std::sync::Arc<consistency::Sample>)> = cands
+            .iter()
+            .filter_map(|&i| {
+                let s = positions.sample(i)?;
+                s.pos.is_some().then_some((i, s))
+            })
+            .collect();
         let covering: Vec<usize> = known
             .iter()
             .filter(|(_, s)| s.pos.as_ref().is_some_and(|p| p.covers(&need)))

@@ -111,6 +111,7 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         read_mark: None,
         need_fresh: false,
         level_override: None,
+        planned_level: None,
         scratch: BytesMut::with_capacity(256),
         state: SessionState::default(),
         synced: vec![Synced::default(); ctx.cluster.topology().backends.len()],
@@ -158,6 +159,8 @@ struct Session {
     need_fresh: bool,
     /// `SET CAUSEWAY CONSISTENCY`.
     level_override: Option<crate::consistency::Level>,
+    /// The level the last planned read ran at (for its metric).
+    planned_level: Option<crate::consistency::Level>,
     /// One connection per backend the session uses, by topology index.
     backends: Vec<Option<BackendConn>>,
     scratch: BytesMut,

@@ -36,6 +36,7 @@ impl Session {
             self.plan_read(index, &class, fixed_backend(decision.reason))
                 .await
         } else {
+            self.planned_level = None;
             Plan::Run(index)
         };
         let (index, wait) = match plan.into_target() {
@@ -45,7 +46,7 @@ impl Session {
         let label = if index == 0 { "primary" } else { "replica" };
         self.ctx.counters.route(label, decision.reason);
         if wait.is_none() && decision.target.index().unwrap_or(0) > 0 {
-            self.count_plain(&class, index);
+            self.count_plain(index);
         }
         let stmt = Some((&class, &*text));
         match self
@@ -61,10 +62,9 @@ impl Session {
     }
 
     /// Counts a read the router sent to a replica that needed no wait, at
-    /// a level other than eventual.
-    pub(super) fn count_plain(&self, class: &Class, index: usize) {
-        let policy = self.policy();
-        if let Ok(level) = self.level_for(class, &policy) {
+    /// a level other than eventual (the level its plan found).
+    pub(super) fn count_plain(&mut self, index: usize) {
+        if let Some(level) = self.planned_level.take() {
             if level != crate::consistency::Level::Eventual {
                 self.count_consistent(level, if index == 0 { "primary" } else { "replica" });
             }

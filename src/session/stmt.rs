@@ -107,6 +107,7 @@ impl Session {
             )
             .await
         } else {
+            self.planned_level = None;
             Plan::Run(routed)
         };
         let (index, wait) = match plan.into_target() {
@@ -118,7 +119,7 @@ impl Session {
             decision.reason,
         );
         if wait.is_none() && routed > 0 {
-            self.count_plain(&e.class, index);
+            self.count_plain(index);
         }
         let flow = self
             .execute_on(id, index, flags, raw, seq, &e, wait.as_ref())
