@@ -117,31 +117,7 @@ async fn the_binary_serves_a_config_and_greets_with_the_primarys_version() {
 async fn playground_prints_json_serves_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let pg = dir.path().join("pg");
-    let mut child = tokio::process::Command::new(BIN)
-        .args([
-            "playground",
-            "--port",
-            "0",
-            "--admin-port",
-            "0",
-            "--replicas",
-            "1",
-            "--json",
-            "--dir",
-        ])
-        .arg(&pg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .expect("JSON line within a minute")
-        .unwrap()
-        .expect("a line");
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let (mut child, v, line) = playground(&["--dir", &pg.display().to_string()]).await;
     for k in ["proxy", "admin", "primary", "user", "password"] {
         assert!(v[k].is_string(), "{k} in {line}");
     }
@@ -197,4 +173,80 @@ async fn playground_prints_json_serves_and_leaves_nothing_behind() {
         .filter(|c| c.contains("mariadbd") && c.contains(&marker))
         .collect();
     assert!(left.is_empty(), "left running: {left:?}");
+}
+
+/// Starts `causeway playground --json` with one replica and `extra`
+/// arguments; returns the child, its JSON line parsed, and the line.
+async fn playground(extra: &[&str]) -> (tokio::process::Child, serde_json::Value, String) {
+    let mut child = tokio::process::Command::new(BIN)
+        .args([
+            "playground",
+            "--port",
+            "0",
+            "--admin-port",
+            "0",
+            "--replicas",
+            "1",
+            "--json",
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("JSON line within a minute")
+        .unwrap()
+        .expect("a line");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    (child, v, line)
+}
+
+/// `causeway playground --policy FILE` runs with each shipped consistency
+/// policy, and sessions get that policy's level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playground_runs_with_every_shipped_consistency_policy() {
+    for (file, level) in [
+        ("policies/eventual.toml", "eventual"),
+        ("policies/session.toml", "session"),
+        ("policies/global.toml", "global"),
+        ("policies/bounded.toml", "bounded:500ms"),
+    ] {
+        let (mut child, v, _) = playground(&["--policy", file]).await;
+        let proxy = v["proxy"].as_str().unwrap();
+        let (host, port) = proxy.rsplit_once(':').unwrap();
+        let out = tokio::process::Command::new("mariadb")
+            .args(["--no-defaults", "-h", host, "-P", port, "-u"])
+            .arg(v["user"].as_str().unwrap())
+            .arg(format!("-p{}", v["password"].as_str().unwrap()))
+            .args([
+                "-N",
+                "-B",
+                "-e",
+                "SHOW CAUSEWAY CONSISTENCY; SELECT 1",
+                "app",
+            ])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("{level}\n1"),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id().unwrap() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "{file}: {status:?}");
+    }
 }
