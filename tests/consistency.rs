@@ -249,6 +249,21 @@ async fn create_row_table(env: &Env, c: &mut Conn, table: &str) {
     .await;
 }
 
+/// A two-replica cluster at `level` (see [`policy`]), replicas taking
+/// reads, and a connection that created `app.<table>` with row (1, 0).
+async fn start_with_table(
+    level: &str,
+    wait_timeout_ms: u64,
+    on_timeout: &str,
+    table: &str,
+) -> (Env, Conn) {
+    let env = Env::start_with_policy(2, &policy(level, wait_timeout_ms, on_timeout)).await;
+    routable(&env).await;
+    let mut c = env.conn().await;
+    create_row_table(&env, &mut c, table).await;
+    (env, c)
+}
+
 // ------------------------------------------------------------ connections
 
 /// A connection straight to the primary as the application account.
@@ -512,10 +527,7 @@ async fn session_level_reads_your_writes_and_eventual_can_be_stale() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monotonic_reads_never_go_backwards() {
     let _serial = SERIAL.lock().await;
-    let env = Env::start_with_policy(2, &policy("session", 1000, "primary")).await;
-    routable(&env).await;
-    let mut c = env.conn().await;
-    create_row_table(&env, &mut c, "counter").await;
+    let (env, _c) = start_with_table("session", 1000, "primary", "counter").await;
     delay_replica(&env, 0, 1).await;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -792,10 +804,7 @@ async fn timeout_falls_back_to_primary_or_errors_and_the_connection_stays_usable
     let _serial = SERIAL.lock().await;
 
     // on_timeout = "primary": the read waits, then runs on the primary.
-    let env = Env::start_with_policy(2, &policy("session", 500, "primary")).await;
-    routable(&env).await;
-    let mut c = env.conn().await;
-    create_row_table(&env, &mut c, "tw").await;
+    let (env, mut c) = start_with_table("session", 500, "primary", "tw").await;
     on_replicas(&env, "STOP SLAVE SQL_THREAD").await;
     let before = metrics_text(&env).await;
     c.query_drop("UPDATE tw SET v = 1 WHERE id = 1")
@@ -848,10 +857,7 @@ async fn timeout_falls_back_to_primary_or_errors_and_the_connection_stays_usable
     env.stop().await;
 
     // on_timeout = "error": the read fails with 1969 / 70100 after the wait.
-    let env = Env::start_with_policy(2, &policy("session", 500, "error")).await;
-    routable(&env).await;
-    let mut c = env.conn().await;
-    create_row_table(&env, &mut c, "tw").await;
+    let (env, mut c) = start_with_table("session", 500, "error", "tw").await;
     on_replicas(&env, "STOP SLAVE SQL_THREAD").await;
     let before = metrics_text(&env).await;
     c.query_drop("UPDATE tw SET v = 2 WHERE id = 1")
@@ -1112,10 +1118,7 @@ async fn replica_positions_follow_restarts_and_repointing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_statements_procedures_and_untracked_writes_are_read_back() {
     let _serial = SERIAL.lock().await;
-    let env = Env::start_with_policy(2, &policy("session", 200, "primary")).await;
-    routable(&env).await;
-    let mut c = env.conn().await;
-    create_row_table(&env, &mut c, "mp").await;
+    let (env, mut c) = start_with_table("session", 200, "primary", "mp").await;
     c.query_drop("CREATE PROCEDURE bump(x INT) BEGIN UPDATE mp SET v = x WHERE id = 1; END")
         .await
         .unwrap();
@@ -1185,10 +1188,7 @@ async fn a_prepared_read_falling_back_to_the_primary_gets_its_parameter_types() 
     use causeway::protocol::reply::Expect;
     use common::raw::{err_of, Raw};
     let _serial = SERIAL.lock().await;
-    let env = Env::start_with_policy(2, &policy("session", 200, "primary")).await;
-    routable(&env).await;
-    let mut c = env.conn().await;
-    create_row_table(&env, &mut c, "pt").await;
+    let (env, mut c) = start_with_table("session", 200, "primary", "pt").await;
     let mut raw = Raw::login(
         env.proxy,
         &env.cluster.app_user,
