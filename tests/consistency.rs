@@ -660,7 +660,7 @@ async fn global_level_sees_writes_from_other_connections_and_from_the_primary_di
 
     // Writes Causeway never saw: the primary's own position must be asked.
     let mut d = direct_primary(&env).await;
-    let (stale, n) = cross_pairs(&mut d, &mut b, 1_000_001..=1_000_300).await;
+    let (stale, n) = cross_pairs(&mut d, &mut b, 1_000_001..=1_001_000).await;
     by_replica += n;
     assert!(
         stale.is_empty(),
