@@ -2,7 +2,8 @@
 //!
 //! Modules, top to bottom; imports point down only:
 //! `app` (wiring) → `session` → `admin` → `pool` → `cluster` →
-//! `router` → `position` / `protocol` → `config` → `error`.
+//! `router` → `consistency` → `position` / `protocol` → `config` → `error`
+//! (`config` reads `consistency::Level` from policy files).
 //! `protocol` and `position` import nothing from the crate; `playground`
 //! starts local MariaDB clusters for users and tests.
 #![forbid(unsafe_code)]
