@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::net::TcpStream;
 
+use crate::consistency::Flavor;
 use crate::error::{Error, ServerError};
 use crate::protocol::auth::Credential;
 use crate::protocol::buf::Reader;
@@ -191,6 +192,13 @@ impl BackendConn {
             Error::Server(s) => ConnectError::Server(s),
             other => ConnectError::Other(other.to_string()),
         })?;
+        // MySQL reports a write's GTID through `session_track_gtids`.
+        if let Some(extra) = Flavor::from_version(&conn.server_version).tracking_setup() {
+            conn.query_rows(extra).await.map_err(|e| match e {
+                Error::Server(s) => ConnectError::Server(s),
+                other => ConnectError::Other(other.to_string()),
+            })?;
+        }
         Ok(conn)
     }
 

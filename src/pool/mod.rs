@@ -1,7 +1,7 @@
 //! Backend connections: connect and log in ([`conn`]). The session-level
 //! and transaction-level pools build on this.
 //!
-//! May import `protocol`, `config`, `error`; never `session`.
+//! May import `protocol`, `consistency` (server flavours), `config`, `error`; never `session`.
 
 pub mod conn;
 
