@@ -41,6 +41,12 @@ pub const CONSISTENCY_READS: &str = "causeway_consistency_reads_total";
 /// `level` (summary, seconds).
 pub const CONSISTENCY_WAIT: &str = "causeway_consistency_wait_seconds";
 
+/// Backend connections kept by the session-level pool now (gauge).
+pub const SESSION_POOL_IDLE: &str = "causeway_session_pool_idle";
+/// Sessions that took a pooled backend connection instead of opening one,
+/// label `backend` (counter).
+pub const SESSION_POOL_REUSES: &str = "causeway_session_pool_reuses_total";
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide Prometheus recorder once (the `metrics` crate

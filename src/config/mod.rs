@@ -65,6 +65,8 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub timeouts: Timeouts,
+    #[serde(default)]
+    pub pool: PoolConfig,
     /// Path of the routing/consistency policy (TOML). Relative to the
     /// config file. Without it, the built-in default policy applies.
     #[serde(default)]
@@ -226,6 +228,29 @@ impl UserConfig {
             (None, Some(h)) => StoredHash::parse(h),
             (None, None) => Some(StoredHash::Empty),
             (Some(_), Some(_)) => None,
+        }
+    }
+}
+
+/// Backend connection pools.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    /// Keep a disconnected client's clean backend connections for the next
+    /// session of the same user (the session-level pool).
+    pub session_pool: bool,
+    /// How long a pooled connection is kept, in milliseconds.
+    pub session_pool_idle_ms: u64,
+    /// Most connections kept per (backend, user, database, charset).
+    pub session_pool_max_idle: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            session_pool: false,
+            session_pool_idle_ms: 30_000,
+            session_pool_max_idle: 64,
         }
     }
 }

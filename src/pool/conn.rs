@@ -227,6 +227,45 @@ impl BackendConn {
         r.map_err(|e| self.lost(e.to_string()))
     }
 
+    /// Resets the connection's session (`COM_RESET_CONNECTION`: variables,
+    /// user variables, temporary tables, prepared statements, locks),
+    /// turns session tracking back on, and selects `database`, all in one
+    /// round trip. Any failure means the connection must not be used.
+    pub async fn reset(&mut self, database: Option<&str>) -> Result<(), Error> {
+        let mut setup = vec![com::QUERY];
+        setup.extend_from_slice(TRACKING_SETUP.as_bytes());
+        let extra = Flavor::from_version(&self.server_version)
+            .tracking_setup()
+            .map(|sql| {
+                let mut p = vec![com::QUERY];
+                p.extend_from_slice(sql.as_bytes());
+                p
+            });
+        let init_db = database.map(|db| {
+            let mut p = vec![com::INIT_DB];
+            p.extend_from_slice(db.as_bytes());
+            p
+        });
+        let reset = [com::RESET_CONNECTION];
+        let mut cmds: Vec<&[u8]> = vec![&reset, &setup];
+        cmds.extend(extra.as_deref());
+        cmds.extend(init_db.as_deref());
+        self.send_commands(&cmds).await?;
+        let mut first_error = None;
+        for _ in 0..cmds.len() {
+            if let Err(e) = self.read_table().await {
+                if !matches!(e, Error::Server(_)) {
+                    return Err(e);
+                }
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     pub fn lost(&self, reason: String) -> Error {
         Error::BackendLost {
             backend: self.backend.clone(),

@@ -4,5 +4,7 @@
 //! May import `protocol`, `consistency` (server flavours), `config`, `error`; never `session`.
 
 pub mod conn;
+pub mod session_pool;
 
 pub use conn::{BackendConn, ConnectParams};
+pub use session_pool::SessionPool;

@@ -25,6 +25,7 @@ use crate::admin::metrics as m;
 use crate::cluster::Cluster;
 use crate::error::Error;
 use crate::pool::conn::{BackendConn, ConnectParams};
+use crate::pool::session_pool::{Key as PoolKey, SessionPool};
 use crate::position::Position;
 use crate::protocol::auth::{new_salt, Credential};
 use crate::protocol::command::{ChangeUser, Command, CommandError};
@@ -43,6 +44,8 @@ use state::SessionState;
 /// What every session shares.
 pub struct Ctx {
     pub cluster: Arc<Cluster>,
+    /// The session-level pool, when the configuration turns it on.
+    pub pool: Option<SessionPool>,
     pub counters: m::HotCounters,
     pub registry: Arc<Registry>,
     pub shutdown: watch::Receiver<bool>,
@@ -54,7 +57,14 @@ impl Ctx {
         registry: Arc<Registry>,
         shutdown: watch::Receiver<bool>,
     ) -> Ctx {
+        let cfg = cluster.config().pool.clone();
         Ctx {
+            pool: cfg.session_pool.then(|| {
+                SessionPool::new(
+                    std::time::Duration::from_millis(cfg.session_pool_idle_ms),
+                    cfg.session_pool_max_idle,
+                )
+            }),
             cluster,
             counters: m::HotCounters::new(
                 Command::LABELS,
@@ -131,6 +141,7 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         return;
     }
     s.command_loop(&reg.kill).await;
+    s.return_to_pool();
 }
 
 struct Session {
@@ -264,6 +275,18 @@ impl Session {
             });
         }
         if self.backends[index].is_none() {
+            if let Some(conn) = self.take_pooled(index).await {
+                self.backends[index] = Some(conn);
+                self.forget_backend_statements(index);
+                if let Some(s) = self.synced.get_mut(index) {
+                    *s = Synced {
+                        version: 0,
+                        database: self.database.clone(),
+                        user_vars: 0,
+                    };
+                }
+                return self.backends[index].as_mut().ok_or(Error::ShuttingDown);
+            }
             let topo = self.ctx.cluster.topology();
             let b = &topo.backends[index];
             let params = ConnectParams {
@@ -290,6 +313,45 @@ impl Session {
             }
         }
         self.backends[index].as_mut().ok_or(Error::ShuttingDown)
+    }
+
+    fn pool_key(&self, backend: usize, database: Option<String>) -> PoolKey {
+        PoolKey {
+            backend,
+            user: self.user.clone(),
+            database,
+            charset: self.charset,
+            capabilities: self.caps,
+        }
+    }
+
+    /// A pooled connection for backend `index`, reset and at the session's
+    /// database, if the pool has one.
+    async fn take_pooled(&mut self, index: usize) -> Option<BackendConn> {
+        let pool = self.ctx.pool.as_ref()?;
+        let key = self.pool_key(index, self.database.clone());
+        let conn = pool.take(&key).await?;
+        metrics::gauge!(m::SESSION_POOL_IDLE).set(pool.idle_count() as f64);
+        metrics::counter!(m::SESSION_POOL_REUSES, "backend" => conn.backend.clone()).increment(1);
+        Some(conn)
+    }
+
+    /// At the end of a session: its clean backend connections go to the
+    /// session-level pool (unless Causeway is shutting down).
+    fn return_to_pool(&mut self) {
+        let Some(pool) = self.ctx.pool.as_ref() else {
+            return;
+        };
+        if *self.ctx.shutdown.borrow() {
+            return;
+        }
+        for i in 0..self.backends.len() {
+            if let Some(conn) = self.backends[i].take() {
+                let db = self.synced.get(i).and_then(|s| s.database.clone());
+                pool.put(self.pool_key(i, db), conn);
+            }
+        }
+        metrics::gauge!(m::SESSION_POOL_IDLE).set(pool.idle_count() as f64);
     }
 
     /// Sends a command to its backend and relays the reply.
@@ -396,7 +458,11 @@ impl Session {
                 self.absorb(info);
                 Flow::Continue
             }
-            Err(RelayError::Client(_)) => Flow::Close,
+            Err(RelayError::Client(_)) => {
+                // The reply may not have been read to its end.
+                self.backends[index] = None;
+                Flow::Close
+            }
             Err(RelayError::Backend {
                 reason,
                 next_seq,
