@@ -116,3 +116,45 @@ async fn a_short_connection_reuses_a_reset_backend_connection() {
     c.disconnect().await.unwrap();
     env.stop().await;
 }
+
+/// The pool per user: off for the deployment, on for the application
+/// account, whose short connections reuse a backend connection; the monitor
+/// account's do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_pool_can_be_turned_on_per_user() {
+    let env = Env::start_with(1, |t| {
+        t.push_str("\n[users.app]\nsession_pool = true\n");
+    })
+    .await;
+    common::routable(&env).await;
+    let mut a = env.conn().await;
+    let first = backend_id(&mut a).await;
+    a.disconnect().await.unwrap();
+    wait_pooled(&env, 1.0).await;
+    let mut b = env.conn().await;
+    assert_eq!(backend_id(&mut b).await, first, "the app account reuses");
+    b.disconnect().await.unwrap();
+
+    let monitor = || {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname(env.proxy.ip().to_string())
+            .tcp_port(env.proxy.port())
+            .user(Some(env.cluster.monitor_user.clone()))
+            .pass(Some(env.cluster.monitor_password.clone()))
+            .prefer_socket(false)
+    };
+    let mut m = mysql_async::Conn::new(monitor()).await.unwrap();
+    let m1 = backend_id(&mut m).await;
+    m.disconnect().await.unwrap();
+    // The app account's connection went back to the pool: the monitor
+    // account's would have too by now, were it pooled.
+    wait_pooled(&env, 1.0).await;
+    let mut m = mysql_async::Conn::new(monitor()).await.unwrap();
+    assert_ne!(
+        backend_id(&mut m).await,
+        m1,
+        "the monitor account does not reuse"
+    );
+    m.disconnect().await.unwrap();
+    env.stop().await;
+}

@@ -97,6 +97,10 @@ pub struct Override {
     /// Consistency level instead of the policy's (users only).
     #[serde(default)]
     pub consistency: Option<crate::consistency::Level>,
+    /// Session-level pool on or off for this user, instead of
+    /// `pool.session_pool` (users only).
+    #[serde(default)]
+    pub session_pool: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -351,6 +355,14 @@ impl Config {
             .unwrap_or(&self.loaded_policy)
     }
 
+    /// Whether the session-level pool serves `user`.
+    pub fn session_pool_for(&self, user: &str) -> bool {
+        self.users
+            .get(user)
+            .and_then(|o| o.session_pool)
+            .unwrap_or(self.pool.session_pool)
+    }
+
     /// The user's consistency level override, if the config has one.
     pub fn consistency_for(&self, user: &str) -> Option<crate::consistency::Level> {
         self.users.get(user).and_then(|o| o.consistency)
@@ -430,6 +442,17 @@ impl Config {
                 file,
                 "monitor.position_interval_ms",
                 "must be at least 1",
+            ));
+        }
+        if let Some((db, _)) = self
+            .databases
+            .iter()
+            .find(|(_, o)| o.session_pool.is_some())
+        {
+            return Err(ConfigError::new(
+                file,
+                &format!("databases.{db}.session_pool"),
+                "the session pool can be set per user, not per database",
             ));
         }
         if let Some((db, _)) = self.databases.iter().find(|(_, o)| o.consistency.is_some()) {

@@ -44,8 +44,8 @@ use state::SessionState;
 /// What every session shares.
 pub struct Ctx {
     pub cluster: Arc<Cluster>,
-    /// The session-level pool, when the configuration turns it on.
-    pub pool: Option<SessionPool>,
+    /// The session-level pool (serves the users the configuration says).
+    pub pool: SessionPool,
     pub counters: m::HotCounters,
     pub registry: Arc<Registry>,
     pub shutdown: watch::Receiver<bool>,
@@ -59,12 +59,10 @@ impl Ctx {
     ) -> Ctx {
         let cfg = cluster.config().pool.clone();
         Ctx {
-            pool: cfg.session_pool.then(|| {
-                SessionPool::new(
-                    std::time::Duration::from_millis(cfg.session_pool_idle_ms),
-                    cfg.session_pool_max_idle,
-                )
-            }),
+            pool: SessionPool::new(
+                std::time::Duration::from_millis(cfg.session_pool_idle_ms),
+                cfg.session_pool_max_idle,
+            ),
             cluster,
             counters: m::HotCounters::new(
                 Command::LABELS,
@@ -315,6 +313,15 @@ impl Session {
         self.backends[index].as_mut().ok_or(Error::ShuttingDown)
     }
 
+    /// The session-level pool, if it serves this session's user.
+    fn pool(&self) -> Option<&SessionPool> {
+        self.ctx
+            .cluster
+            .config()
+            .session_pool_for(&self.user)
+            .then_some(&self.ctx.pool)
+    }
+
     fn pool_key(&self, backend: usize, database: Option<String>) -> PoolKey {
         PoolKey {
             backend,
@@ -328,7 +335,7 @@ impl Session {
     /// A pooled connection for backend `index`, reset and at the session's
     /// database, if the pool has one.
     async fn take_pooled(&mut self, index: usize) -> Option<BackendConn> {
-        let pool = self.ctx.pool.as_ref()?;
+        let pool = self.pool()?;
         let key = self.pool_key(index, self.database.clone());
         let conn = pool.take(&key).await?;
         metrics::gauge!(m::SESSION_POOL_IDLE).set(pool.idle_count() as f64);
@@ -339,9 +346,11 @@ impl Session {
     /// At the end of a session: its clean backend connections go to the
     /// session-level pool (unless Causeway is shutting down).
     fn return_to_pool(&mut self) {
-        let Some(pool) = self.ctx.pool.as_ref() else {
+        let ctx = self.ctx.clone();
+        let pool = &ctx.pool;
+        if !ctx.cluster.config().session_pool_for(&self.user) {
             return;
-        };
+        }
         if *self.ctx.shutdown.borrow() {
             return;
         }
