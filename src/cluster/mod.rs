@@ -161,6 +161,15 @@ impl Cluster {
         self.tick.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Like [`Cluster::loads`], for a second look within the same decision:
+    /// the current tick, not a fresh one (a fresh one would skew round
+    /// robin).
+    pub fn loads_now(&self, out: &mut Vec<u64>) -> u64 {
+        out.clear();
+        out.extend(self.loads.iter().map(|l| l.load(Ordering::Relaxed)));
+        self.tick.load(Ordering::Relaxed).wrapping_sub(1)
+    }
+
     /// Counts a statement in flight on backend `i` until the guard drops.
     pub fn in_flight(&self, i: usize) -> InFlight<'_> {
         if let Some(l) = self.loads.get(i) {

@@ -122,7 +122,7 @@ impl Session {
         let positions = cluster.positions().clone();
         let topo = cluster.topology();
         let mut outstanding = Vec::with_capacity(topo.backends.len());
-        let tick = cluster.loads(&mut outstanding);
+        let tick = cluster.loads_now(&mut outstanding);
         let mut lags = Vec::with_capacity(topo.backends.len());
         positions.lags_ms(&mut lags);
         let loads = Loads {

@@ -106,7 +106,7 @@ impl Session {
             ),
         ];
         let mut outstanding = Vec::new();
-        let tick = self.ctx.cluster.loads(&mut outstanding);
+        let tick = self.ctx.cluster.loads_now(&mut outstanding);
         let mut lags = Vec::new();
         self.ctx.cluster.positions().lags_ms(&mut lags);
         let loads = router::Loads {
