@@ -49,6 +49,28 @@ pub async fn run(
         registry.clone(),
         shutdown.clone(),
     ));
+    {
+        // The transaction-level pool: close connections idle too long and
+        // show how many are idle and busy.
+        let ctx = ctx.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    _ = stop.changed() => return,
+                }
+                let keep = Duration::from_millis(ctx.cluster.config().pool.transaction_pool_idle_ms);
+                ctx.txn_pool.sweep(keep);
+                for (backend, idle, busy) in ctx.txn_pool.usage() {
+                    metrics::gauge!(m::TXN_POOL_CONNECTIONS, "backend" => backend.clone(), "state" => "idle")
+                        .set(idle as f64);
+                    metrics::gauge!(m::TXN_POOL_CONNECTIONS, "backend" => backend, "state" => "busy")
+                        .set(busy as f64);
+                }
+            }
+        });
+    }
     if let Some(admin) = admin {
         let reg = registry.clone();
         let policy = config.loaded_policy.name.clone();

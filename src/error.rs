@@ -79,6 +79,13 @@ pub enum Error {
     NotOwnerOfThread(u32),
     #[error("Causeway is shutting down")]
     ShuttingDown,
+    #[error("Causeway: no connection to backend '{backend}' became free within {waited_ms} ms \
+             (transaction pool: at most {max} per backend, all in use)")]
+    PoolTimeout {
+        backend: String,
+        waited_ms: u64,
+        max: usize,
+    },
 }
 
 impl Error {
@@ -95,7 +102,9 @@ impl Error {
             | Error::BackendUnavailable { .. }
             | Error::BackendLost { .. }
             | Error::BackendProtocol { .. } => Side::Backend,
-            Error::TooManyConnections | Error::ShuttingDown => Side::Internal,
+            Error::TooManyConnections | Error::ShuttingDown | Error::PoolTimeout { .. } => {
+                Side::Internal
+            }
         }
     }
 
@@ -104,7 +113,7 @@ impl Error {
     pub fn retry_safe(&self) -> bool {
         matches!(
             self,
-            Error::BackendUnavailable { .. } | Error::TooManyConnections
+            Error::BackendUnavailable { .. } | Error::TooManyConnections | Error::PoolTimeout { .. }
         )
     }
 
@@ -124,6 +133,7 @@ impl Error {
             Error::NoSuchThread(_) => "no_such_thread",
             Error::NotOwnerOfThread(_) => "not_owner_of_thread",
             Error::ShuttingDown => "shutting_down",
+            Error::PoolTimeout { .. } => "pool_timeout",
         }
     }
 
@@ -144,6 +154,9 @@ impl Error {
             Error::NoSuchThread(_) => (1094, b"HY000"),
             Error::NotOwnerOfThread(_) => (1095, b"HY000"),
             Error::ShuttingDown => (1053, b"08S01"),
+            // The statement was not sent: a proxy-defined code, as other
+            // proxies use for a pool wait that ran out.
+            Error::PoolTimeout { .. } => (9001, b"HY000"),
         }
     }
 

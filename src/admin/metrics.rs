@@ -47,6 +47,19 @@ pub const SESSION_POOL_IDLE: &str = "causeway_session_pool_idle";
 /// label `backend` (counter).
 pub const SESSION_POOL_REUSES: &str = "causeway_session_pool_reuses_total";
 
+/// Backend connections of the transaction-level pool, labels `backend` and
+/// `state` (`idle`, `busy`) (gauge).
+pub const TXN_POOL_CONNECTIONS: &str = "causeway_txn_pool_connections";
+/// Statements that found every connection of a backend in use and queued,
+/// label `backend` (counter).
+pub const TXN_POOL_WAITS: &str = "causeway_txn_pool_waits_total";
+/// Queued statements that gave up (ERROR 9001), label `backend` (counter).
+pub const TXN_POOL_TIMEOUTS: &str = "causeway_txn_pool_timeouts_total";
+/// Sessions pinned to a backend connection, label `reason` (counter).
+pub const PINS: &str = "causeway_pins_total";
+/// Sessions pinned now (gauge).
+pub const PINNED_SESSIONS: &str = "causeway_pinned_sessions";
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide Prometheus recorder once (the `metrics` crate

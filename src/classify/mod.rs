@@ -46,12 +46,16 @@ mod hints;
 mod lexer;
 mod parse;
 mod scan;
+mod session_fns;
 mod set;
 
 #[cfg(test)]
 mod tests;
 
 use std::fmt;
+pub use session_fns::{
+    lock_calls, reads_last_insert_id, substitute_row_count, user_var_names, LockCalls,
+};
 use std::ops::{BitOr, BitOrAssign};
 
 use lexer::{Lexer, Reading, Tok};

@@ -101,6 +101,10 @@ pub struct Override {
     /// `pool.session_pool` (users only).
     #[serde(default)]
     pub session_pool: Option<bool>,
+    /// Transaction-level pool on or off for this user, instead of
+    /// `pool.transaction_pool` (users only).
+    #[serde(default)]
+    pub transaction_pool: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -247,6 +251,19 @@ pub struct PoolConfig {
     pub session_pool_idle_ms: u64,
     /// Most connections kept per (backend, user, database, charset).
     pub session_pool_max_idle: usize,
+    /// Sessions hold no backend connection between transactions: each
+    /// autocommit statement or transaction borrows one (the
+    /// transaction-level pool).
+    pub transaction_pool: bool,
+    /// Most backend connections the transaction-level pool opens to one
+    /// backend (all users together).
+    pub transaction_pool_max_per_backend: usize,
+    /// How long a statement waits for a free backend connection before it
+    /// fails with ERROR 9001, in milliseconds.
+    pub transaction_pool_queue_timeout_ms: u64,
+    /// How long an unused backend connection of the transaction-level pool
+    /// is kept open, in milliseconds.
+    pub transaction_pool_idle_ms: u64,
 }
 
 impl Default for PoolConfig {
@@ -255,6 +272,10 @@ impl Default for PoolConfig {
             session_pool: false,
             session_pool_idle_ms: 30_000,
             session_pool_max_idle: 64,
+            transaction_pool: false,
+            transaction_pool_max_per_backend: 50,
+            transaction_pool_queue_timeout_ms: 5_000,
+            transaction_pool_idle_ms: 60_000,
         }
     }
 }
@@ -363,6 +384,14 @@ impl Config {
             .unwrap_or(self.pool.session_pool)
     }
 
+    /// Whether the transaction-level pool serves `user`.
+    pub fn transaction_pool_for(&self, user: &str) -> bool {
+        self.users
+            .get(user)
+            .and_then(|o| o.transaction_pool)
+            .unwrap_or(self.pool.transaction_pool)
+    }
+
     /// The user's consistency level override, if the config has one.
     pub fn consistency_for(&self, user: &str) -> Option<crate::consistency::Level> {
         self.users.get(user).and_then(|o| o.consistency)
@@ -441,6 +470,24 @@ impl Config {
             return Err(ConfigError::new(
                 file,
                 "monitor.position_interval_ms",
+                "must be at least 1",
+            ));
+        }
+        if let Some((db, _)) = self
+            .databases
+            .iter()
+            .find(|(_, o)| o.transaction_pool.is_some())
+        {
+            return Err(ConfigError::new(
+                file,
+                &format!("databases.{db}.transaction_pool"),
+                "the transaction pool can be set per user, not per database",
+            ));
+        }
+        if self.pool.transaction_pool_max_per_backend == 0 {
+            return Err(ConfigError::new(
+                file,
+                "pool.transaction_pool_max_per_backend",
                 "must be at least 1",
             ));
         }

@@ -55,6 +55,8 @@ pub struct BackendConn {
     /// Scratch buffer for outgoing commands, reused to avoid an allocation
     /// per statement.
     wbuf: BytesMut,
+    /// Set for connections of the transaction-level pool.
+    pub pooled: Option<Box<super::txn_pool::Pooled>>,
 }
 
 /// Rows of a text-protocol result, each column `None` for SQL NULL.
@@ -64,6 +66,8 @@ pub type Rows = Vec<Vec<Option<String>>>;
 #[derive(Debug, Clone, Default)]
 pub struct Table {
     pub columns: Vec<String>,
+    /// Each column's type and character set (collation id).
+    pub types: Vec<(u8, u16)>,
     pub rows: Rows,
 }
 
@@ -78,14 +82,21 @@ impl Table {
     }
 }
 
-/// The `name` of a column definition (protocol 4.1: catalog, schema,
-/// table, org_table, name, ...).
-fn column_name(p: &[u8]) -> Option<String> {
+/// The `name`, type and character set of a column definition (protocol
+/// 4.1: catalog, schema, table, org_table, name, org_name, fixed-length
+/// fields: charset(2) length(4) type(1) ...).
+fn column_def(p: &[u8]) -> Option<(String, u8, u16)> {
     let mut r = Reader::new(p);
     for _ in 0..4 {
         r.lenenc_bytes()?;
     }
-    Some(String::from_utf8_lossy(r.lenenc_bytes()?).into_owned())
+    let name = String::from_utf8_lossy(r.lenenc_bytes()?).into_owned();
+    r.lenenc_bytes()?;
+    r.lenenc_int()?;
+    let charset = r.u16()?;
+    r.u32()?;
+    let ty = r.u8()?;
+    Some((name, ty, charset))
 }
 
 impl BackendConn {
@@ -187,6 +198,7 @@ impl BackendConn {
             server_version: hs.server_version,
             status,
             wbuf: BytesMut::with_capacity(1024),
+            pooled: None,
         };
         conn.query_rows(TRACKING_SETUP).await.map_err(|e| match e {
             Error::Server(s) => ConnectError::Server(s),
@@ -296,6 +308,7 @@ impl BackendConn {
         let mut columns = 0usize;
         let mut error = None;
         let mut names = Vec::new();
+        let mut types = Vec::new();
         while !scanner.is_done() {
             let (h, p) = self
                 .stream
@@ -314,7 +327,9 @@ impl BackendConn {
                         if columns == 0 {
                             columns = Reader::new(&p).lenenc_int().unwrap_or(0) as usize;
                         } else if names.len() < columns {
-                            names.push(column_name(&p).unwrap_or_default());
+                            let (name, ty, cs) = column_def(&p).unwrap_or_default();
+                            names.push(name);
+                            types.push((ty, cs));
                         }
                     }
                 },
@@ -324,6 +339,7 @@ impl BackendConn {
             Some(e) => Err(Error::Server(e)),
             None => Ok(Table {
                 columns: names,
+                types,
                 rows,
             }),
         }
@@ -333,6 +349,23 @@ impl BackendConn {
         Error::BackendProtocol {
             backend: self.backend.clone(),
         }
+    }
+
+    /// Whether the server still has the connection open and has sent
+    /// nothing unasked (a pooled connection closed by `wait_timeout` or
+    /// `KILL` reads as closed). Asks the kernel directly, without waiting.
+    pub fn still_open(&self) -> bool {
+        use nix::sys::socket::{recv, MsgFlags};
+        use std::os::fd::AsRawFd;
+        if self.stream.buffered() > 0 {
+            return false;
+        }
+        let fd = self.stream.get_ref().as_raw_fd();
+        let mut byte = [0u8; 1];
+        matches!(
+            recv(fd, &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT),
+            Err(nix::errno::Errno::EAGAIN)
+        )
     }
 
     pub fn in_transaction(&self) -> bool {

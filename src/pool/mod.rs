@@ -5,6 +5,8 @@
 
 pub mod conn;
 pub mod session_pool;
+pub mod txn_pool;
 
 pub use conn::{BackendConn, ConnectParams};
 pub use session_pool::SessionPool;
+pub use txn_pool::TxnPool;

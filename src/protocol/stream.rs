@@ -59,6 +59,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
         &self.io
     }
 
+    /// How many bytes are received and not yet consumed.
+    pub fn buffered(&self) -> usize {
+        self.rbuf.len()
+    }
+
     /// Bytes received and not yet consumed.
     pub fn buffer(&mut self) -> &mut BytesMut {
         &mut self.rbuf

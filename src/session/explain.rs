@@ -35,6 +35,7 @@ impl Session {
                     .unwrap_or(policy.consistency.level);
                 return self.one_value(seq, "consistency", level.to_string()).await;
             }
+            Some(Own::ShowProcesslist) => return self.processlist(seq).await,
             Some(Own::ShowToken) => {
                 return match self.session_position().await {
                     Ok(p) => self.one_value(seq, "token", encode_token(&p)).await,
@@ -48,8 +49,8 @@ impl Session {
                 code: 1064,
                 sql_state: *b"42000",
                 message: "Causeway does not know this statement; it answers EXPLAIN ROUTE \
-                     <statement>, SET CAUSEWAY CONSISTENCY = <level>, SHOW CAUSEWAY CONSISTENCY \
-                     and SHOW CAUSEWAY TOKEN"
+                     <statement>, SET CAUSEWAY CONSISTENCY = <level>, SHOW CAUSEWAY CONSISTENCY, \
+                     SHOW CAUSEWAY TOKEN and SHOW CAUSEWAY PROCESSLIST"
                     .into(),
             });
             return self.fail(seq, &e).await;
@@ -163,6 +164,42 @@ impl Session {
 }
 
 impl Session {
+    /// `SHOW CAUSEWAY PROCESSLIST`: every client session (of every user,
+    /// as Causeway sees them), its pool, its pin and the backend
+    /// connections it holds.
+    async fn processlist(&mut self, seq: u8) -> Flow {
+        let rows: Vec<Vec<Option<String>>> = self
+            .ctx
+            .registry
+            .rows()
+            .into_iter()
+            .map(|r| {
+                vec![
+                    Some(r.id.to_string()),
+                    Some(r.user),
+                    Some(r.host),
+                    r.status.database,
+                    Some(if r.status.pool.is_empty() { "none" } else { r.status.pool }.to_string()),
+                    r.status.pin.map(str::to_string),
+                    (!r.status.backends.is_empty()).then_some(r.status.backends),
+                ]
+            })
+            .collect();
+        self.scratch.clear();
+        encode_text(
+            &mut self.scratch,
+            seq,
+            self.caps,
+            self.status,
+            &["Id", "User", "Host", "db", "Pool", "Pin", "Backends"],
+            &rows,
+        );
+        match self.client.write_all(&self.scratch).await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Close,
+        }
+    }
+
     /// A result set of one row and one column.
     async fn one_value(&mut self, seq: u8, column: &str, value: String) -> Flow {
         self.scratch.clear();
@@ -190,6 +227,8 @@ enum Own {
     ShowConsistency,
     /// `SHOW CAUSEWAY TOKEN`.
     ShowToken,
+    /// `SHOW CAUSEWAY PROCESSLIST`.
+    ShowProcesslist,
 }
 
 fn own_statement(sql: &str) -> Option<Own> {
@@ -210,6 +249,7 @@ fn own_statement(sql: &str) -> Option<Own> {
         return match tail.to_ascii_lowercase().as_str() {
             "consistency" => Some(Own::ShowConsistency),
             "token" => Some(Own::ShowToken),
+            "processlist" => Some(Own::ShowProcesslist),
             _ => None,
         };
     }

@@ -14,6 +14,7 @@ mod relay;
 mod routing;
 pub mod state;
 mod stmt;
+mod txn;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use crate::cluster::Cluster;
 use crate::error::Error;
 use crate::pool::conn::{BackendConn, ConnectParams};
 use crate::pool::session_pool::SessionPool;
+use crate::pool::txn_pool::{Lease, TxnPool};
 use crate::position::Position;
 use crate::protocol::auth::{new_salt, Credential};
 use crate::protocol::command::{ChangeUser, Command, CommandError};
@@ -47,6 +49,8 @@ pub struct Ctx {
     pub cluster: Arc<Cluster>,
     /// The session-level pool (serves the users the configuration says).
     pub pool: SessionPool,
+    /// The transaction-level pool (likewise).
+    pub txn_pool: TxnPool,
     pub counters: m::HotCounters,
     pub registry: Arc<Registry>,
     pub shutdown: watch::Receiver<bool>,
@@ -64,6 +68,7 @@ impl Ctx {
                 std::time::Duration::from_millis(cfg.session_pool_idle_ms),
                 cfg.session_pool_max_idle,
             ),
+            txn_pool: TxnPool::new(),
             cluster,
             counters: m::HotCounters::new(
                 Command::LABELS,
@@ -99,10 +104,14 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
     let reg = ctx
         .registry
         .register(id, ident.user.clone(), peer.ip().to_string());
+    let n = ctx.cluster.topology().backends.len();
+    let tp = ctx.cluster.config().transaction_pool_for(&ident.user);
     let mut s = Session {
-        backends: (0..ctx.cluster.topology().backends.len())
-            .map(|_| None)
-            .collect(),
+        backends: (0..n).map(|_| None).collect(),
+        leases: (0..n).map(|_| None).collect(),
+        tp,
+        ps: txn::PoolSession::default(),
+        published: Default::default(),
         ctx: ctx.clone(),
         id,
         peer,
@@ -131,16 +140,27 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         last_prepared: None,
     };
     // Log in to the primary now, so a bad database or a refused account is
-    // reported at connect time, as a direct connection would.
-    if let Err(e) = s.backend(0).await {
+    // reported at connect time, as a direct connection would (with the
+    // transaction pool: a borrowed connection selects the database).
+    let checked = if s.tp { s.sync(0).await } else { s.backend(0).await.map(|_| ()) };
+    if let Err(e) = checked {
+        if s.tp {
+            s.end_pooled();
+        }
         send_error(&mut s.client, ident.next_seq, &e).await;
         return;
     }
     if s.send_ok(ident.next_seq).await.is_err() {
+        s.end_pooled();
         return;
     }
-    s.command_loop(&reg.kill).await;
-    s.return_to_pool();
+    s.after_command(&reg);
+    s.command_loop(&reg).await;
+    if s.tp {
+        s.end_pooled();
+    } else {
+        s.return_to_pool();
+    }
 }
 
 struct Session {
@@ -173,6 +193,15 @@ struct Session {
     planned_level: Option<crate::consistency::Level>,
     /// One connection per backend the session uses, by topology index.
     backends: Vec<Option<BackendConn>>,
+    /// The transaction-level pool serves this session: `backends` hold
+    /// borrowed connections, given back after each command unless pinned.
+    tp: bool,
+    /// The right to a connection of each backend's pool, while borrowed.
+    leases: Vec<Option<Lease>>,
+    /// What the transaction-level pool must carry for the session.
+    ps: txn::PoolSession,
+    /// What SHOW CAUSEWAY PROCESSLIST last showed of the session.
+    published: registry::Status,
     scratch: BytesMut,
     /// Session variables, user variables, temporary tables, locks.
     state: SessionState,
@@ -199,7 +228,8 @@ enum Flow {
 }
 
 impl Session {
-    async fn command_loop(&mut self, kill: &tokio::sync::Notify) {
+    async fn command_loop(&mut self, reg: &registry::Registration) {
+        let kill = &*reg.kill;
         let max = self.ctx.cluster.config().proxy.max_allowed_packet;
         let mut shutdown = self.ctx.shutdown.clone();
         loop {
@@ -229,7 +259,51 @@ impl Session {
             if let Flow::Close = flow {
                 return;
             }
+            self.after_command(reg);
         }
+    }
+
+    /// Gives unpinned borrowed connections back and publishes what
+    /// SHOW CAUSEWAY PROCESSLIST shows of the session, if it changed.
+    fn after_command(&mut self, reg: &registry::Registration) {
+        if self.tp {
+            self.release_unpinned();
+        }
+        let held = self.backends.iter().filter(|b| b.is_some()).count();
+        let p = &self.published;
+        let same = p.pin == self.ps.published_pin
+            && p.database == self.database
+            && p.backends.matches('#').count() == held
+            && !p.pool.is_empty();
+        if same {
+            return;
+        }
+        let topo = self.ctx.cluster.topology();
+        let backends = self
+            .backends
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| {
+                let b = b.as_ref()?;
+                let name = topo.backends.get(i).map(|t| t.name.as_str()).unwrap_or("?");
+                Some(format!("{name}#{}", b.thread_id))
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let pool = if self.tp {
+            "transaction"
+        } else if self.ctx.cluster.config().session_pool_for(&self.user) {
+            "session"
+        } else {
+            "none"
+        };
+        self.published = registry::Status {
+            database: self.database.clone(),
+            pool,
+            pin: self.ps.published_pin,
+            backends,
+        };
+        reg.publish(&self.published);
     }
 
     async fn dispatch(&mut self, cmd: Command<'_>, raw: &[u8], seq: u8) -> Flow {
@@ -250,6 +324,7 @@ impl Session {
                 self.query(&rewritten[1..], &rewritten, next).await
             }
             Command::Query(sql) => self.query(sql, raw, next).await,
+            Command::SetOption(o) if self.tp => self.set_option_pooled(o, raw).await,
             Command::InitDb(_) | Command::SetOption(_) => self.forward(raw, Expect::Single).await,
             Command::Statistics => self.forward(raw, Expect::Text).await,
             Command::FieldList { .. } => self.forward(raw, Expect::FieldList).await,
@@ -272,6 +347,10 @@ impl Session {
                 address: String::new(),
                 reason: "no such backend".into(),
             });
+        }
+        if self.tp && self.backends[index].is_none() {
+            self.borrow(index, false).await?;
+            return self.backends[index].as_mut().ok_or(Error::ShuttingDown);
         }
         if self.backends[index].is_none() {
             if let Some(conn) = self.take_pooled(index).await {
@@ -414,6 +493,12 @@ impl Session {
                     self.backends[index] = None;
                 }
                 self.learn(index, &info, stmt);
+                if self.tp {
+                    self.learn_pooled(&info, stmt);
+                    if let Some((class, sql)) = stmt.filter(|_| !info.error) {
+                        self.capture_user_vars(index, class, sql).await;
+                    }
+                }
                 self.last_prepared = info.prepared;
                 self.absorb(info);
                 Flow::Continue
@@ -466,6 +551,17 @@ impl Session {
     /// Sends a command to every backend connection the session holds; the
     /// client sees the primary's reply.
     async fn forward_all(&mut self, raw: &[u8], expect: Expect) -> Flow {
+        if self.tp {
+            let _ = self.reset_pooled_connections().await;
+            self.state.reset();
+            self.reset_pooled();
+            self.level_override = None;
+            self.stmts.clear();
+            self.txn_backend = None;
+            self.txn_written = false;
+            self.status = status::AUTOCOMMIT;
+            return self.ok_or_close(1).await;
+        }
         for i in 1..self.backends.len() {
             if let Some(conn) = self.backends[i].as_mut() {
                 let ok =
@@ -549,6 +645,9 @@ impl Session {
         };
         let database = String::from_utf8_lossy(cu.database).into_owned();
         self.backends.iter_mut().for_each(|b| *b = None);
+        self.leases.iter_mut().for_each(|l| *l = None);
+        self.reset_pooled();
+        self.tp = self.ctx.cluster.config().transaction_pool_for(&user);
         self.user = user;
         self.credential = credential;
         self.database = (!database.is_empty()).then_some(database);
@@ -565,7 +664,12 @@ impl Session {
         self.stmts.clear();
         self.txn_backend = None;
         self.txn_written = false;
-        if let Err(e) = self.backend(0).await {
+        let checked = if self.tp {
+            self.sync(0).await
+        } else {
+            self.backend(0).await.map(|_| ())
+        };
+        if let Err(e) = checked {
             send_error(&mut self.client, seq, &e).await;
             return Flow::Close;
         }

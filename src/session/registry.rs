@@ -13,6 +13,29 @@ pub struct Entry {
     pub host: String,
     /// Signalled to end the session.
     pub kill: Arc<Notify>,
+    /// What the session publishes about itself.
+    pub status: Arc<Mutex<Status>>,
+}
+
+/// What SHOW CAUSEWAY PROCESSLIST shows of a session beyond its user and host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    pub database: Option<String>,
+    /// `transaction`, `session` or `none`.
+    pub pool: &'static str,
+    /// Why the session is pinned to its backend connection, if it is.
+    pub pin: Option<&'static str>,
+    /// The backend connections it holds (`primary#1234`), comma-separated.
+    pub backends: String,
+}
+
+/// One row of SHOW CAUSEWAY PROCESSLIST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub id: u32,
+    pub user: String,
+    pub host: String,
+    pub status: Status,
 }
 
 #[derive(Debug, Default)]
@@ -26,6 +49,17 @@ pub struct Registration {
     registry: Arc<Registry>,
     pub id: u32,
     pub kill: Arc<Notify>,
+    pub status: Arc<Mutex<Status>>,
+}
+
+impl Registration {
+    /// Publishes the session's status if it changed.
+    pub fn publish(&self, status: &Status) {
+        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        if *s != *status {
+            *s = status.clone();
+        }
+    }
 }
 
 impl Drop for Registration {
@@ -56,6 +90,7 @@ impl Registry {
 
     pub fn register(self: &Arc<Self>, id: u32, user: String, host: String) -> Registration {
         let kill = Arc::new(Notify::new());
+        let status = Arc::new(Mutex::new(Status::default()));
         if let Ok(mut m) = self.sessions.lock() {
             m.insert(
                 id,
@@ -63,6 +98,7 @@ impl Registry {
                     user,
                     host,
                     kill: kill.clone(),
+                    status: status.clone(),
                 },
             );
         }
@@ -70,6 +106,7 @@ impl Registry {
             registry: self.clone(),
             id,
             kill,
+            status,
         }
     }
 
@@ -93,6 +130,26 @@ impl Registry {
         }
         e.kill.notify_one();
         Ok(())
+    }
+
+    /// Every session with its published status, sorted by id.
+    pub fn rows(&self) -> Vec<Row> {
+        let mut v: Vec<Row> = self
+            .sessions
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(id, e)| Row {
+                        id: *id,
+                        user: e.user.clone(),
+                        host: e.host.clone(),
+                        status: e.status.lock().map(|s| s.clone()).unwrap_or_default(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort_by_key(|r| r.id);
+        v
     }
 
     /// (id, user, host) of every session, sorted by id.

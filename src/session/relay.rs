@@ -27,6 +27,8 @@ pub struct ReplyInfo {
     /// Other session variables the server reported as changed.
     pub variables: Vec<(String, String)>,
     pub prepared: Option<Prepared>,
+    /// The last result of the reply was a result set (not a bare OK).
+    pub result_set: bool,
     /// The backend's own status flags when they were rewritten for the client.
     backend_status: Option<u16>,
 }
@@ -137,6 +139,7 @@ pub async fn relay(
     let backend_caps = backend.capabilities;
     let mut stream_left = 0usize;
     let mut next_seq = 1u8;
+    let mut in_result_set = false;
     loop {
         let mut local_infile = false;
         {
@@ -201,6 +204,14 @@ pub async fn relay(
                             }
                         }
                         let payload = &buf[pos + HEADER_LEN..end];
+                        match seen {
+                            Seen::Ok { .. } | Seen::Eof { .. } => {
+                                info.result_set = in_result_set;
+                                in_result_set = false;
+                            }
+                            Seen::Other => in_result_set = true,
+                            _ => {}
+                        }
                         match seen {
                             Seen::Ok { status } => {
                                 info.absorb_ok(payload, backend_caps);

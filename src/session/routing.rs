@@ -26,7 +26,21 @@ impl Session {
     /// A COM_QUERY: classify, route, run.
     pub(super) async fn query(&mut self, sql: &[u8], raw: &[u8], next: u8) -> Flow {
         let text = String::from_utf8_lossy(sql);
-        let class = classify(&text);
+        let mut class = classify(&text);
+        // With the transaction pool, the connection's own last insert id
+        // and row count are another session's: use the session's.
+        let rewritten;
+        let (text, raw) = match self.session_functions(&class, &text) {
+            Some(new) => {
+                class = classify(&new);
+                let mut payload = Vec::with_capacity(new.len() + 1);
+                payload.push(com::QUERY);
+                payload.extend_from_slice(new.as_bytes());
+                rewritten = payload;
+                (std::borrow::Cow::Owned(new), rewritten.as_slice())
+            }
+            None => (text, raw),
+        };
         let decision = self.decide(&class, &text);
         if decision.target == Target::Local {
             return self.local_statement(&text, next).await;
@@ -59,6 +73,17 @@ impl Session {
             }
             flow => flow,
         }
+    }
+
+    /// The statement with `ROW_COUNT()` answered from the session's last
+    /// statement, if it calls it and the transaction pool serves the
+    /// session; notes whether it reads the last insert id.
+    fn session_functions(&mut self, class: &Class, text: &str) -> Option<String> {
+        if !self.tp || !class.flags.contains(Flags::SIDE_EFFECT_FN) {
+            return None;
+        }
+        self.ps.wants_last_insert_id = crate::classify::reads_last_insert_id(text);
+        crate::classify::substitute_row_count(text, self.ps.row_count)
     }
 
     /// Counts a read the router sent to a replica that needed no wait, at
@@ -116,6 +141,9 @@ impl Session {
     /// replayable user variables. Several statements may be needed; each
     /// reply is read before the next is sent.
     pub(super) async fn sync(&mut self, index: usize) -> Result<(), Error> {
+        if self.tp {
+            return self.sync_pooled(index).await;
+        }
         let want_db = self.database.clone();
         let synced = self.synced.get(index).cloned().unwrap_or_default();
         let mut pre: Vec<Vec<u8>> = Vec::new();
@@ -214,6 +242,8 @@ impl Session {
             }
             Kind::LockTables => self.state.table_locks = true,
             Kind::UnlockTables | Kind::Begin { .. } => self.state.table_locks = false,
+            // The transaction pool reads assigned values back instead.
+            Kind::SetUserVar if self.tp => {}
             Kind::SetUserVar if replayable_user_var_set(sql) => {
                 self.state.user_var_sets.push(sql.to_string());
                 if let Some(s) = self.synced.get_mut(index) {
@@ -237,20 +267,16 @@ impl Session {
             }
             _ => {}
         }
-        if class
-            .flags
-            .intersects(Flags::USER_VAR_ASSIGN | Flags::SELECT_INTO)
+        if !self.tp
+            && class
+                .flags
+                .intersects(Flags::USER_VAR_ASSIGN | Flags::SELECT_INTO)
             && class.kind != Kind::SetUserVar
         {
             self.state.user_vars_on_primary = true;
         }
         if class.flags.contains(Flags::LOCK_FN) {
-            let lower = sql.to_ascii_lowercase();
-            if lower.contains("release_all_locks") {
-                self.state.user_locks = false;
-            } else if lower.contains("get_lock") {
-                self.state.user_locks = true;
-            }
+            self.learn_locks(sql);
         }
     }
 

@@ -15,14 +15,27 @@
 //! `@v := col`, `SET @v = (SELECT ...)`) run on the primary and send later
 //! reads of user variables there too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use crate::pool::txn_pool::Applied;
 use crate::router::Isolation;
+
+/// Variables the login itself sets (from the handshake's character set):
+/// `DEFAULT` would not bring them back, their login values do.
+pub const LOGIN_VARS: &[&str] = &[
+    "character_set_client",
+    "character_set_connection",
+    "character_set_results",
+    "collation_connection",
+];
 
 /// Variables that are not session state to copy: `last_gtid` is a
 /// position; the tracking settings are Causeway's own.
 const NOT_SYNCED: &[&str] = &[
     "last_gtid",
+    "last_insert_id",
+    "identity",
+    "insert_id",
     "session_track_system_variables",
     "session_track_schema",
     "session_track_state_change",
@@ -102,6 +115,67 @@ impl SessionState {
         (n > 0).then_some(s)
     }
 
+    /// The variables a connection of this role must have.
+    pub fn vars_for(&self, primary: bool) -> BTreeMap<String, String> {
+        self.vars
+            .iter()
+            .filter(|(k, _)| primary || !PRIMARY_ONLY.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// One `SET` that brings a pooled connection from what it has
+    /// (`applied`) to this session's variables and user variables (`user`,
+    /// SQL literals by name), and sets its last insert id; `None` when
+    /// there is nothing to do. Variables the connection has and the
+    /// session has not go back to their login values (`DEFAULT`, or the
+    /// handshake's character sets); user variables the session does not
+    /// have become NULL, which is what reading an unset one gives.
+    pub fn pooled_set(
+        &self,
+        applied: &Applied,
+        primary: bool,
+        user: &BTreeMap<String, String>,
+        last_insert_id: Option<u64>,
+    ) -> Option<String> {
+        let mine = |k: &str| {
+            if !primary && PRIMARY_ONLY.contains(&k) {
+                None
+            } else {
+                self.vars.get(k)
+            }
+        };
+        let mut items: Vec<String> = Vec::new();
+        let names: BTreeSet<&String> = self.vars.keys().chain(applied.vars.keys()).collect();
+        for k in names {
+            let have = applied.vars.get(k);
+            match (mine(k), have) {
+                (Some(v), h) if h != Some(v) => {
+                    items.push(format!("@@session.{k}={}", sql_value(k, v)))
+                }
+                (None, Some(_)) => items.push(match applied.baseline.get(k) {
+                    Some(b) => format!("@@session.{k}={}", sql_value(k, b)),
+                    None => format!("@@session.{k}=DEFAULT"),
+                }),
+                _ => {}
+            }
+        }
+        for (k, v) in user {
+            if applied.user_vars.get(k) != Some(v) {
+                items.push(format!("@{}={v}", quote_ident(k)));
+            }
+        }
+        for k in applied.user_vars.keys() {
+            if !user.contains_key(k) {
+                items.push(format!("@{}=NULL", quote_ident(k)));
+            }
+        }
+        if let Some(id) = last_insert_id {
+            items.push(format!("@@session.last_insert_id={id}"));
+        }
+        (!items.is_empty()).then(|| format!("SET {}", items.join(", ")))
+    }
+
     /// Forgets everything (COM_RESET_CONNECTION, COM_CHANGE_USER).
     pub fn reset(&mut self) {
         let version = self.version + 1;
@@ -124,6 +198,62 @@ impl SessionState {
         self.temp_tables
             .iter()
             .any(|t| crate::classify::mentions_table(sql, t))
+    }
+}
+
+/// `name` as a backquoted identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// A user variable's value as a SQL literal of the same type, from its
+/// text and the column type and character set it was read with; `None`
+/// when Causeway cannot write it so that it reads back the same.
+pub fn user_var_literal(value: Option<&str>, column_type: u8, charset: u16) -> Option<String> {
+    let Some(v) = value else {
+        return Some("NULL".into());
+    };
+    let hex = |v: &str| v.bytes().map(|b| format!("{b:02X}")).collect::<String>();
+    match column_type {
+        // TINY SHORT LONG LONGLONG INT24 YEAR, DECIMAL NEWDECIMAL
+        1 | 2 | 3 | 8 | 9 | 13 | 0 | 246 => {
+            let ok = !v.is_empty()
+                && v.bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'-' || b == b'.');
+            ok.then(|| v.to_string())
+        }
+        // FLOAT DOUBLE: an exponent makes the literal a double.
+        4 | 5 => {
+            let ok = !v.is_empty()
+                && v.bytes().all(|b| {
+                    b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E')
+                });
+            match (ok, v.contains(['e', 'E'])) {
+                (false, _) => None,
+                (true, true) => Some(v.to_string()),
+                (true, false) => Some(format!("{v}e0")),
+            }
+        }
+        6 => Some("NULL".into()),
+        _ => {
+            let introducer = charset_name(charset)?;
+            if v.is_empty() {
+                return Some(format!("_{introducer}''"));
+            }
+            Some(format!("_{introducer} X'{}'", hex(v)))
+        }
+    }
+}
+
+/// The character set of a collation id, for the common ones.
+fn charset_name(id: u16) -> Option<&'static str> {
+    match id {
+        63 => Some("binary"),
+        45 | 46 | 224..=247 | 255 | 305..=323 => Some("utf8mb4"),
+        33 | 83 | 192..=215 | 223 => Some("utf8mb3"),
+        5 | 8 | 15 | 31 | 47 | 48 | 49 | 94 => Some("latin1"),
+        11 | 65 => Some("ascii"),
+        _ => None,
     }
 }
 
@@ -205,6 +335,56 @@ mod tests {
             s.sync_statement(true).unwrap(),
             "SET SESSION autocommit='OFF', sort_buffer_size=1048576, sql_mode='ANSI_QUOTES', time_zone='+02:00'"
         );
+    }
+
+    #[test]
+    fn pooled_connections_are_brought_to_the_session() {
+        let mut s = SessionState::default();
+        s.record_vars(&[
+            ("time_zone".into(), "+03:00".into()),
+            ("autocommit".into(), "OFF".into()),
+        ]);
+        let mut applied = Applied::default();
+        applied.vars.insert("sql_mode".into(), "ANSI_QUOTES".into());
+        applied.vars.insert("character_set_client".into(), "latin1".into());
+        applied
+            .baseline
+            .insert("character_set_client".into(), "utf8mb4".into());
+        applied.user_vars.insert("old".into(), "1".into());
+        let mut user = BTreeMap::new();
+        user.insert("n".into(), "7".into());
+        assert_eq!(
+            s.pooled_set(&applied, true, &user, Some(5)).unwrap(),
+            "SET @@session.autocommit='OFF', @@session.character_set_client='utf8mb4', \
+             @@session.sql_mode=DEFAULT, @@session.time_zone='+03:00', @`n`=7, @`old`=NULL, \
+             @@session.last_insert_id=5"
+        );
+        // A replica connection never gets autocommit.
+        assert!(!s
+            .pooled_set(&applied, false, &user, None)
+            .unwrap()
+            .contains("autocommit"));
+        // In step: nothing to do.
+        let applied = Applied {
+            vars: s.vars_for(true),
+            user_vars: user.clone(),
+            ..Applied::default()
+        };
+        assert_eq!(s.pooled_set(&applied, true, &user, None), None);
+    }
+
+    #[test]
+    fn user_variable_literals_keep_their_type() {
+        assert_eq!(user_var_literal(Some("42"), 8, 63).as_deref(), Some("42"));
+        assert_eq!(user_var_literal(Some("2.50"), 246, 63).as_deref(), Some("2.50"));
+        assert_eq!(user_var_literal(Some("1.5"), 5, 63).as_deref(), Some("1.5e0"));
+        assert_eq!(user_var_literal(None, 253, 45).as_deref(), Some("NULL"));
+        assert_eq!(
+            user_var_literal(Some("é'"), 253, 45).as_deref(),
+            Some("_utf8mb4 X'C3A927'")
+        );
+        assert_eq!(user_var_literal(Some("x"), 253, 9999), None);
+        assert_eq!(user_var_literal(Some("1; DROP"), 8, 63), None);
     }
 
     #[test]

@@ -60,6 +60,9 @@ impl Session {
             .run(0, raw, Expect::Prepare, None, Some(id), None)
             .await;
         if let Some(p) = self.last_prepared.take() {
+            if self.tp {
+                self.cache_statement(0, raw.to_vec(), p.stmt_id).await;
+            }
             self.next_stmt_id = self.next_stmt_id.wrapping_add(1).max(1);
             let n = self.backends.len();
             let text = String::from_utf8_lossy(sql).into_owned();
@@ -155,15 +158,76 @@ impl Session {
                 e.cursor_backend = index;
             }
         }
-        self.run(
-            index,
-            &payload,
-            Expect::ResultSets,
-            Some((&e.class, &e.sql)),
-            None,
-            wait,
-        )
-        .await
+        let flow = self
+            .run(
+                index,
+                &payload,
+                Expect::ResultSets,
+                Some((&e.class, &e.sql)),
+                None,
+                wait,
+            )
+            .await;
+        if self.tp {
+            let cursor = self.backends[index]
+                .as_ref()
+                .is_some_and(|c| c.status & crate::protocol::consts::status::CURSOR_EXISTS != 0);
+            if cursor {
+                self.ps.cursor = Some((id, index));
+            } else if self.ps.cursor.is_some_and(|(c, _)| c == id) {
+                self.ps.cursor = None;
+            }
+            if self.ps.long_data == Some(id) {
+                self.ps.long_data = None;
+            }
+        }
+        flow
+    }
+
+    /// Records a statement prepared on the pooled connection for backend
+    /// `index`, closing any it displaces there.
+    async fn cache_statement(&mut self, index: usize, prepare: Vec<u8>, id: u32) {
+        let Some(conn) = self.backends.get_mut(index).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(p) = conn.pooled.as_mut() else {
+            return;
+        };
+        for old in p.applied.add_stmt(prepare, id) {
+            let mut close = vec![com::STMT_CLOSE];
+            close.extend_from_slice(&old.to_le_bytes());
+            if conn.send_command(&close).await.is_err() {
+                self.backends[index] = None;
+                return;
+            }
+        }
+    }
+
+    /// The statement's id on the pooled connection for backend `index`,
+    /// preparing it there if that connection has not seen it.
+    async fn ensure_prepared_pooled(&mut self, prepare: Vec<u8>, index: usize) -> Result<u32, Error> {
+        self.sync(index).await?;
+        let conn = self.backend(index).await?;
+        if let Some(id) = conn.pooled.as_mut().and_then(|p| p.applied.stmt(&prepare)) {
+            return Ok(id);
+        }
+        conn.send_command(&prepare).await?;
+        let id = super::drain_reply(conn, Expect::Prepare)
+            .await?
+            .stmt_id
+            .ok_or(Error::BackendProtocol {
+                backend: conn.backend.clone(),
+            })?;
+        self.cache_statement(index, prepare, id).await;
+        Ok(id)
+    }
+
+    /// The server id of client statement `id` on the connection the
+    /// session holds for backend `index` (transaction pool), if prepared there.
+    fn pooled_id(&mut self, id: u32, index: usize) -> Option<u32> {
+        let prepare = &self.stmts.get(&id)?.prepare;
+        let conn = self.backends.get_mut(index)?.as_mut()?;
+        conn.pooled.as_mut()?.applied.stmt(prepare)
     }
 
     /// The statement's id on backend `index`, preparing it there first if needed.
@@ -171,6 +235,10 @@ impl Session {
         let Some(e) = self.stmts.get(&id) else {
             return Err(unknown(id, "mysqld_stmt_execute"));
         };
+        if self.tp {
+            let prepare = e.prepare.clone();
+            return self.ensure_prepared_pooled(prepare, index).await;
+        }
         if let Some(b) = e.ids.get(index).copied().flatten() {
             if self.backends.get(index).is_some_and(Option::is_some) {
                 return Ok(b);
@@ -206,6 +274,10 @@ impl Session {
         };
         if e.params == 0 {
             return payload;
+        }
+        if self.tp {
+            // Another session may have sent the connection other types.
+            e.types_sent.iter_mut().for_each(|t| *t = false);
         }
         // command(1) id(4) flags(1) iterations(4) null-bitmap new-params-bound(1) [types]
         let nb = usize::from(e.params).div_ceil(8);
@@ -243,12 +315,22 @@ impl Session {
             return self.fail(seq, &unknown(id, "mysqld_stmt_fetch")).await;
         };
         let index = e.cursor_backend;
-        let Some(b) = e.ids.get(index).copied().flatten() else {
+        let b = if self.tp {
+            self.pooled_id(id, index)
+        } else {
+            e.ids.get(index).copied().flatten()
+        };
+        let Some(b) = b else {
             return self.fail(seq, &unknown(id, "mysqld_stmt_fetch")).await;
         };
         let payload = with_id(raw, b);
-        self.run(index, &payload, Expect::Fetch, None, None, None)
-            .await
+        let flow = self
+            .run(index, &payload, Expect::Fetch, None, None, None)
+            .await;
+        if self.tp {
+            self.learn_fetch(index);
+        }
+        flow
     }
 
     pub(super) async fn stmt_reset(&mut self, id: u32, raw: &[u8], seq: u8) -> Flow {
@@ -256,6 +338,9 @@ impl Session {
             return self.fail(seq, &unknown(id, "mysqld_stmt_reset")).await;
         };
         e.long_data = false;
+        if self.tp {
+            return self.stmt_reset_pooled(id, raw, seq).await;
+        }
         let ids = e.ids.clone();
         for (i, b) in ids.iter().enumerate().skip(1) {
             if let (Some(b), Some(Some(conn))) = (b, self.backends.get_mut(i)) {
@@ -273,8 +358,50 @@ impl Session {
             .await
     }
 
+    /// COM_STMT_RESET with the transaction pool: only a connection the
+    /// session holds (a cursor, long data) has anything to reset.
+    async fn stmt_reset_pooled(&mut self, id: u32, raw: &[u8], seq: u8) -> Flow {
+        let held = self.ps.cursor.filter(|(c, _)| *c == id).map(|(_, b)| b).or(
+            (self.ps.long_data == Some(id)).then_some(0),
+        );
+        if self.ps.cursor.is_some_and(|(c, _)| c == id) {
+            self.ps.cursor = None;
+        }
+        if self.ps.long_data == Some(id) {
+            self.ps.long_data = None;
+        }
+        if let Some(index) = held {
+            if let Some(b) = self.pooled_id(id, index) {
+                return self
+                    .run(index, &with_id(raw, b), Expect::Single, None, None, None)
+                    .await;
+            }
+        }
+        self.ok_or_close(seq).await
+    }
+
     pub(super) async fn stmt_long_data(&mut self, id: u32, raw: &[u8]) -> Flow {
         // No reply, even on error: the error surfaces at execute time.
+        if self.tp {
+            if !self.stmts.contains_key(&id) {
+                return Flow::Continue;
+            }
+            if let Some(e) = self.stmts.get_mut(&id) {
+                e.long_data = true;
+            }
+            self.ps.long_data = Some(id);
+            match self.ensure_prepared(id, 0).await {
+                Ok(b) => {
+                    if let Some(conn) = self.backends[0].as_mut() {
+                        if conn.send_command(&with_id(raw, b)).await.is_err() {
+                            self.backends[0] = None;
+                        }
+                    }
+                }
+                Err(_) => self.backends[0] = None,
+            }
+            return Flow::Continue;
+        }
         let Some(e) = self.stmts.get_mut(&id) else {
             return Flow::Continue;
         };
@@ -288,6 +415,32 @@ impl Session {
     }
 
     pub(super) async fn stmt_close(&mut self, id: u32) -> Flow {
+        if self.tp {
+            // Statements stay prepared on pooled connections for the next
+            // session; only an open cursor or long data is ended.
+            let held = self.ps.cursor.filter(|(c, _)| *c == id).map(|(_, b)| b).or(
+                (self.ps.long_data == Some(id)).then_some(0),
+            );
+            if let Some(index) = held {
+                if let Some(b) = self.pooled_id(id, index) {
+                    let mut p = vec![com::STMT_RESET];
+                    p.extend_from_slice(&b.to_le_bytes());
+                    if let Some(conn) = self.backends[index].as_mut() {
+                        let ok = conn.send_command(&p).await.is_ok()
+                            && super::drain_reply(conn, Expect::Single).await.is_ok();
+                        if !ok {
+                            self.backends[index] = None;
+                        }
+                    }
+                }
+                self.ps.cursor = self.ps.cursor.filter(|(c, _)| *c != id);
+                if self.ps.long_data == Some(id) {
+                    self.ps.long_data = None;
+                }
+            }
+            self.stmts.remove(&id);
+            return Flow::Continue;
+        }
         let Some(e) = self.stmts.remove(&id) else {
             return Flow::Continue;
         };

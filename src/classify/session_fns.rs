@@ -1,0 +1,220 @@
+//! What a statement does with state that belongs to a client connection
+//! rather than to the server: the user variables it names, whether it reads
+//! `LAST_INSERT_ID()`, the `ROW_COUNT()` calls to answer from the session's
+//! own last statement, and the user-level locks it takes and releases.
+//! The transaction-level pool needs these to move a session between
+//! backend connections. Pure and allocation-light, like the rest of
+//! `classify`.
+
+use super::lexer::{Lexer, Reading, Tok, Token};
+
+/// The user variables `sql` names (lower-case, each once, in order).
+pub fn user_var_names(sql: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut lx = Lexer::new(sql.as_bytes(), Reading::DEFAULT);
+    while let Some(t) = lx.next_token() {
+        if t.kind != Tok::UserVar || t.text.is_empty() {
+            continue;
+        }
+        let name = String::from_utf8_lossy(t.text).to_lowercase();
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// Whether `sql` reads the connection's last insert id:
+/// `LAST_INSERT_ID()` without an argument, `@@last_insert_id`, `@@identity`.
+pub fn reads_last_insert_id(sql: &str) -> bool {
+    let mut lx = Lexer::new(sql.as_bytes(), Reading::DEFAULT);
+    while let Some(t) = lx.next_token() {
+        match t.kind {
+            Tok::Word if t.is(b"LAST_INSERT_ID") => {
+                if is_empty_call(&mut lx).is_some() {
+                    return true;
+                }
+            }
+            Tok::SysVar => {
+                let name = t.text.rsplit(|&b| b == b'.').next().unwrap_or(t.text);
+                if name.eq_ignore_ascii_case(b"last_insert_id")
+                    || name.eq_ignore_ascii_case(b"identity")
+                {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// If the next tokens are `(` `)`, consumes them and returns the end of `)`.
+fn is_empty_call(lx: &mut Lexer<'_>) -> Option<usize> {
+    let open = lx.peek().filter(|t| t.is_punct(b'('))?;
+    let mut probe = lx.clone();
+    probe.next_token();
+    let close = probe.next_token().filter(|t| t.is_punct(b')'))?;
+    let _ = open;
+    *lx = probe;
+    Some(close.end)
+}
+
+/// `sql` with every `ROW_COUNT()` of its first statement replaced by
+/// `value`; `None` if there is none. A call that makes up a whole item of a
+/// select list keeps its column name (`3 AS `ROW_COUNT()``), so clients
+/// that read the column by name see no difference.
+pub fn substitute_row_count(sql: &str, value: i64) -> Option<String> {
+    let src = sql.as_bytes();
+    let mut lx = Lexer::new(src, Reading::DEFAULT);
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    let mut prev: Option<Token<'_>> = None;
+    let mut depth = 0i32;
+    while let Some(t) = lx.next_token() {
+        if t.is_punct(b';') && depth == 0 {
+            break;
+        }
+        if t.is_punct(b'(') {
+            depth += 1;
+        } else if t.is_punct(b')') {
+            depth -= 1;
+        }
+        if t.is(b"ROW_COUNT") {
+            if let Some(end) = is_empty_call(&mut lx) {
+                let item_start = prev.is_none_or(|p| p.is(b"SELECT") || p.is_punct(b','));
+                let item_end = lx.peek().is_none_or(|n| {
+                    n.is_punct(b',')
+                        || n.is_punct(b';')
+                        || n.is_punct(b')')
+                        || n.is(b"FROM")
+                        || n.is(b"WHERE")
+                        || n.is(b"UNION")
+                        || n.is(b"ORDER")
+                        || n.is(b"LIMIT")
+                        || n.is(b"INTO")
+                        || n.is(b"FOR")
+                });
+                let written = String::from_utf8_lossy(&src[t.start..end]).replace('`', "``");
+                let text = if item_start && item_end {
+                    format!("{value} AS `{written}`")
+                } else {
+                    value.to_string()
+                };
+                edits.push((t.start, end, text));
+                prev = None;
+                continue;
+            }
+        }
+        prev = Some(t);
+    }
+    if edits.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut at = 0;
+    for (s, e, text) in edits {
+        out.push_str(&sql[at..s]);
+        out.push_str(&text);
+        at = e;
+    }
+    out.push_str(&sql[at..]);
+    Some(out)
+}
+
+/// The user-level locks a statement takes and releases, by literal name.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LockCalls {
+    pub get: Vec<String>,
+    pub release: Vec<String>,
+    pub release_all: bool,
+    /// A lock named by something other than a string literal.
+    pub opaque: bool,
+}
+
+pub fn lock_calls(sql: &str) -> LockCalls {
+    let mut calls = LockCalls::default();
+    let mut lx = Lexer::new(sql.as_bytes(), Reading::DEFAULT);
+    while let Some(t) = lx.next_token() {
+        let get = t.is(b"GET_LOCK");
+        let release = t.is(b"RELEASE_LOCK");
+        if t.is(b"RELEASE_ALL_LOCKS") {
+            calls.release_all = true;
+            continue;
+        }
+        if !(get || release) || !lx.peek().is_some_and(|n| n.is_punct(b'(')) {
+            continue;
+        }
+        lx.next_token();
+        match lx.next_token() {
+            Some(arg) if arg.kind == Tok::Str => {
+                let name = String::from_utf8_lossy(arg.text).into_owned();
+                if get {
+                    calls.get.push(name);
+                } else {
+                    calls.release.push(name);
+                }
+            }
+            _ => calls.opaque = true,
+        }
+    }
+    calls
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_user_variables() {
+        assert_eq!(
+            user_var_names("SELECT @a := 1, @`B c`, @'d' INTO @A FROM t -- @e"),
+            vec!["a", "b c", "d"]
+        );
+        assert!(user_var_names("SELECT @@x, 'a@b'").is_empty());
+    }
+
+    #[test]
+    fn finds_last_insert_id_reads() {
+        assert!(reads_last_insert_id("SELECT LAST_INSERT_ID()"));
+        assert!(reads_last_insert_id("insert into t values (last_insert_id ( ))"));
+        assert!(reads_last_insert_id("SELECT @@identity"));
+        assert!(reads_last_insert_id("SELECT @@session.last_insert_id"));
+        assert!(!reads_last_insert_id("SELECT LAST_INSERT_ID(5)"));
+        assert!(!reads_last_insert_id("SELECT 'LAST_INSERT_ID()'"));
+    }
+
+    #[test]
+    fn row_count_keeps_column_names() {
+        assert_eq!(
+            substitute_row_count("SELECT ROW_COUNT()", 3).as_deref(),
+            Some("SELECT 3 AS `ROW_COUNT()`")
+        );
+        assert_eq!(
+            substitute_row_count("select row_count() as n, 1", -1).as_deref(),
+            Some("select -1 as n, 1")
+        );
+        assert_eq!(
+            substitute_row_count("SELECT x FROM t WHERE ROW_COUNT() > 0", 2).as_deref(),
+            Some("SELECT x FROM t WHERE 2 > 0")
+        );
+        assert_eq!(
+            substitute_row_count("SELECT 1, ROW_COUNT(), 2", 0).as_deref(),
+            Some("SELECT 1, 0 AS `ROW_COUNT()`, 2")
+        );
+        // Only the first statement: a later one follows its own predecessor.
+        assert_eq!(
+            substitute_row_count("UPDATE t SET a=1; SELECT ROW_COUNT()", 9),
+            None
+        );
+        assert_eq!(substitute_row_count("SELECT 'ROW_COUNT()'", 1), None);
+    }
+
+    #[test]
+    fn lock_names() {
+        let c = lock_calls("SELECT GET_LOCK('a', 1), RELEASE_LOCK(\"b\"), GET_LOCK(@n, 0)");
+        assert_eq!(c.get, vec!["a"]);
+        assert_eq!(c.release, vec!["b"]);
+        assert!(c.opaque);
+        assert!(lock_calls("DO RELEASE_ALL_LOCKS()").release_all);
+    }
+}
