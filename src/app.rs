@@ -202,3 +202,27 @@ fn toml_str(s: &str) -> String {
     // A TOML basic string; serde_json's escaping is valid TOML for these.
     serde_json::Value::String(s.to_string()).to_string()
 }
+
+/// Listens on `addr` with a backlog for bursts of thousands of clients
+/// connecting at once (the default of 128 drops connections in the kernel
+/// that then wait for a greeting that never comes).
+pub async fn bind_listener(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let sock = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        sock.set_reuseaddr(true)?;
+        match sock.bind(a).and_then(|_| sock.listen(LISTEN_BACKLOG)) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other(format!("{addr} resolves to no address"))))
+}
+
+/// Pending connections the kernel keeps for Causeway's listeners (capped
+/// by `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 4096;

@@ -130,7 +130,7 @@ fn runtime(threads: usize) -> tokio::runtime::Runtime {
 }
 
 async fn serve(config: Arc<Config>) -> ExitCode {
-    let listener = match TcpListener::bind(&config.proxy.listen).await {
+    let listener = match causeway::app::bind_listener(&config.proxy.listen).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("cannot listen on {}: {e}", config.proxy.listen);
@@ -202,7 +202,7 @@ async fn playground(a: PlaygroundArgs) -> ExitCode {
     let listen = format!("127.0.0.1:{}", a.port);
     let admin_listen = format!("127.0.0.1:{}", a.admin_port);
     let (listener, admin) = match (
-        TcpListener::bind(&listen).await,
+        causeway::app::bind_listener(&listen).await,
         TcpListener::bind(&admin_listen).await,
     ) {
         (Ok(l), Ok(ad)) => (l, ad),

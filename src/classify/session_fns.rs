@@ -95,10 +95,14 @@ pub fn substitute_row_count(sql: &str, value: i64) -> Option<String> {
                         || n.is(b"FOR")
                 });
                 let written = String::from_utf8_lossy(&src[t.start..end]).replace('`', "``");
+                // A BIGINT, as the function's own result is: the server
+                // types an integer literal by its digits, zeros included.
+                let sign = if value < 0 { "-" } else { "" };
+                let lit = format!("CAST({sign}{:020} AS SIGNED)", value.unsigned_abs());
                 let text = if item_start && item_end {
-                    format!("{value} AS `{written}`")
+                    format!("{lit} AS `{written}`")
                 } else {
-                    value.to_string()
+                    lit
                 };
                 edits.push((t.start, end, text));
                 prev = None;
@@ -187,19 +191,19 @@ mod tests {
     fn row_count_keeps_column_names() {
         assert_eq!(
             substitute_row_count("SELECT ROW_COUNT()", 3).as_deref(),
-            Some("SELECT 3 AS `ROW_COUNT()`")
+            Some("SELECT CAST(00000000000000000003 AS SIGNED) AS `ROW_COUNT()`")
         );
         assert_eq!(
             substitute_row_count("select row_count() as n, 1", -1).as_deref(),
-            Some("select -1 as n, 1")
+            Some("select CAST(-00000000000000000001 AS SIGNED) as n, 1")
         );
         assert_eq!(
             substitute_row_count("SELECT x FROM t WHERE ROW_COUNT() > 0", 2).as_deref(),
-            Some("SELECT x FROM t WHERE 2 > 0")
+            Some("SELECT x FROM t WHERE CAST(00000000000000000002 AS SIGNED) > 0")
         );
         assert_eq!(
             substitute_row_count("SELECT 1, ROW_COUNT(), 2", 0).as_deref(),
-            Some("SELECT 1, 0 AS `ROW_COUNT()`, 2")
+            Some("SELECT 1, CAST(00000000000000000000 AS SIGNED) AS `ROW_COUNT()`, 2")
         );
         // Only the first statement: a later one follows its own predecessor.
         assert_eq!(

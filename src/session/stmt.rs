@@ -150,6 +150,14 @@ impl Session {
     ) -> Flow {
         let backend_id = match self.ensure_prepared(id, index).await {
             Ok(b) => b,
+            // A replica that cannot be reached or brought to the session's
+            // state: the primary runs the statement instead.
+            Err(err) if index > 0 && !matches!(err, Error::Server(_)) => {
+                tracing::warn!(session = self.id, backend = index, error = %err,
+                    "could not prepare on a replica; using the primary");
+                self.backends[index] = None;
+                return Flow::Fallback;
+            }
             Err(err) => return self.fail(seq, &err).await,
         };
         let payload = self.execute_payload(id, index, backend_id, raw);

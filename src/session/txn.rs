@@ -40,7 +40,7 @@ use super::{drain_reply, Session};
 
 /// What the transaction-level pool needs to know about a session beyond
 /// its [`super::state::SessionState`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PoolSession {
     /// User variables by lower-case name, as SQL literals.
     pub user_values: BTreeMap<String, String>,
@@ -68,6 +68,27 @@ pub struct PoolSession {
     pub multi_statements: Option<bool>,
     /// The pin reason last published.
     pub published_pin: Option<&'static str>,
+}
+
+impl Default for PoolSession {
+    fn default() -> Self {
+        PoolSession {
+            user_values: BTreeMap::new(),
+            unreplayable: BTreeSet::new(),
+            text_prepares: BTreeSet::new(),
+            found_rows: false,
+            cursor: None,
+            long_data: None,
+            locks: BTreeMap::new(),
+            opaque_locks: false,
+            last_insert_id: None,
+            // What a new connection's first ROW_COUNT() gives.
+            row_count: -1,
+            wants_last_insert_id: false,
+            multi_statements: None,
+            published_pin: None,
+        }
+    }
 }
 
 impl Session {
@@ -178,11 +199,11 @@ impl Session {
 
     async fn bring_to_state(&mut self, index: usize) -> Result<(), Error> {
         let primary = index == 0;
-        let lid = if self.ps.wants_last_insert_id {
-            self.ps.last_insert_id
-        } else {
-            None
-        };
+        // A session that generated no id yet reads 0, as on a new connection.
+        let lid = self
+            .ps
+            .wants_last_insert_id
+            .then(|| self.ps.last_insert_id.unwrap_or(0));
         let Some(conn) = self.backends[index].as_mut() else {
             return Err(Error::ShuttingDown);
         };

@@ -50,7 +50,7 @@ impl Env {
         })
         .await
         .expect("playground cluster starts");
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = causeway::app::bind_listener("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = listener.local_addr().unwrap();
         let admin_addr = admin.local_addr().unwrap();
