@@ -6,6 +6,7 @@
 #   haproxy        -> HAProxy (TCP mode) -> primary
 #   causeway       -> Causeway, session pool off (the playground's own)
 #   causeway+pool  -> a second Causeway with `[pool] session_pool = true`
+#   causeway+txn   -> a third with `[pool] transaction_pool = true`
 #
 # Usage: benches/connect.sh
 # Env:   QUERIES (per path, default 4000), CONCURRENCY (8),
@@ -31,11 +32,12 @@ TMP=$(mktemp -d -t causeway-connect.XXXXXX)
 PG_PID=""
 HA_PID=""
 CW_PID=""
+TX_PID=""
 
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    for pid in $CW_PID $HA_PID; do
+    for pid in $TX_PID $CW_PID $HA_PID; do
         kill -TERM "$pid" 2>/dev/null || true
         wait_gone "$pid" 40 || kill -KILL "$pid" 2>/dev/null || true
     done
@@ -91,18 +93,27 @@ wait_port "$HA_PORT" "$HA_PID"
 # playground's configuration with new ports.
 POOL_PORT=$(free_port)
 POOL_ADMIN=$(free_port)
-python3 - "$TMP/pg/causeway.toml" "$TMP/pool.toml" "$POOL_PORT" "$POOL_ADMIN" <<'PY'
+second_config() { # src dst port admin pool-key
+    python3 - "$@" <<'PY'
 import re, sys
-src, dst, port, admin = sys.argv[1:]
+src, dst, port, admin, key = sys.argv[1:]
 text = open(src).read()
 text = re.sub(r'(?m)^listen = .*$', f'listen = "127.0.0.1:{port}"', text)
 text = re.sub(r'(?m)^admin_listen = .*$', f'admin_listen = "127.0.0.1:{admin}"', text)
-text += "\n[pool]\nsession_pool = true\n"
+text += f"\n[pool]\n{key} = true\n"
 open(dst, "w").write(text)
 PY
+}
+second_config "$TMP/pg/causeway.toml" "$TMP/pool.toml" "$POOL_PORT" "$POOL_ADMIN" session_pool
 target/release/causeway --config "$TMP/pool.toml" >"$TMP/pool.out" 2>"$TMP/pool.err" &
 CW_PID=$!
 wait_port "$POOL_PORT" "$CW_PID"
+TXN_PORT=$(free_port)
+TXN_ADMIN=$(free_port)
+second_config "$TMP/pg/causeway.toml" "$TMP/txn.toml" "$TXN_PORT" "$TXN_ADMIN" transaction_pool
+target/release/causeway --config "$TMP/txn.toml" >"$TMP/txn.out" 2>"$TMP/txn.err" &
+TX_PID=$!
+wait_port "$TXN_PORT" "$TX_PID"
 
 # Connections per second for one path: QUERIES connections of one SELECT.
 slap() { # port
@@ -116,12 +127,13 @@ slap() { # port
 }
 
 declare -A RATE
-for path in direct haproxy causeway causeway+pool; do
+for path in direct haproxy causeway causeway+pool causeway+txn; do
     case $path in
         direct) port=$PRIMARY_PORT ;;
         haproxy) port=$HA_PORT ;;
         causeway) port=$PROXY_PORT ;;
         causeway+pool) port=$POOL_PORT ;;
+        causeway+txn) port=$TXN_PORT ;;
     esac
     slap "$port" >/dev/null # warm-up (fills the pool)
     RATE[$path]=$(slap "$port")
@@ -137,7 +149,7 @@ done
     echo
     md_row "path|connections/s|vs direct"
     md_row "---|--:|--:"
-    for path in direct haproxy causeway causeway+pool; do
+    for path in direct haproxy causeway causeway+pool causeway+txn; do
         md_row "$path|${RATE[$path]}|$(python3 -c "import sys; print(f'{int(sys.argv[1]) / int(sys.argv[2]):.2f}x')" "${RATE[$path]}" "${RATE[direct]}")"
     done
 } | tee "$OUT"

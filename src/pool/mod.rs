@@ -4,9 +4,7 @@
 //! May import `protocol`, `consistency` (server flavours), `config`, `error`; never `session`.
 
 pub mod conn;
-pub mod session_pool;
 pub mod txn_pool;
 
 pub use conn::{BackendConn, ConnectParams};
-pub use session_pool::SessionPool;
 pub use txn_pool::TxnPool;

@@ -183,6 +183,12 @@ impl TxnPool {
             .collect()
     }
 
+    /// Idle connections over every backend.
+    pub fn idle_total(&self) -> usize {
+        let m = self.backends.lock().unwrap_or_else(|e| e.into_inner());
+        m.values().map(|p| p.idle_count()).sum()
+    }
+
     /// Closes idle connections unused for longer than `keep`.
     pub fn sweep(&self, keep: Duration) {
         let pools: Vec<_> = {
@@ -334,10 +340,33 @@ impl Lease {
     /// Gives `conn` back for others (unless it is in a transaction or not
     /// a pooled connection: then it is closed). The lease ends with it.
     pub fn give_back(self, conn: BackendConn) {
-        if conn.pooled.is_none() || conn.in_transaction() || conn.stream.buffered() > 0 {
+        self.give_back_capped(conn, None);
+    }
+
+    /// Like [`Lease::give_back`], keeping at most `max_idle` idle
+    /// connections of the same kind (the oldest goes).
+    pub fn give_back_capped(self, conn: BackendConn, max_idle: Option<usize>) {
+        let Some(key) = conn.pooled.as_ref().map(|p| p.key.clone()) else {
+            return;
+        };
+        if conn.in_transaction() || conn.stream.buffered() > 0 {
             return;
         }
         let mut idle = self.pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(max) = max_idle {
+            let same: Vec<usize> = (0..idle.len())
+                .filter(|&i| idle[i].conn.pooled.as_ref().is_some_and(|p| p.key == key))
+                .collect();
+            if same.len() >= max {
+                let gone = same.first().and_then(|&i| idle.remove(i));
+                drop(idle);
+                drop(gone);
+                if max == 0 {
+                    return;
+                }
+                idle = self.pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+            }
+        }
         idle.push_back(IdleConn {
             conn,
             since: Instant::now(),

@@ -8,7 +8,6 @@
 mod consistency;
 mod explain;
 mod login;
-mod pooling;
 pub mod registry;
 mod relay;
 mod routing;
@@ -27,7 +26,6 @@ use crate::admin::metrics as m;
 use crate::cluster::Cluster;
 use crate::error::Error;
 use crate::pool::conn::{BackendConn, ConnectParams};
-use crate::pool::session_pool::SessionPool;
 use crate::pool::txn_pool::{Lease, TxnPool};
 use crate::position::Position;
 use crate::protocol::auth::{new_salt, Credential};
@@ -47,9 +45,10 @@ use state::SessionState;
 /// What every session shares.
 pub struct Ctx {
     pub cluster: Arc<Cluster>,
-    /// The session-level pool (serves the users the configuration says).
-    pub pool: SessionPool,
-    /// The transaction-level pool (likewise).
+    /// Connections kept for the session-level pool: sessions hold them for
+    /// their lifetime and leave them for the next session.
+    pub session_conns: TxnPool,
+    /// The transaction-level pool: sessions hold them for a transaction.
     pub txn_pool: TxnPool,
     pub counters: m::HotCounters,
     pub registry: Arc<Registry>,
@@ -62,12 +61,8 @@ impl Ctx {
         registry: Arc<Registry>,
         shutdown: watch::Receiver<bool>,
     ) -> Ctx {
-        let cfg = cluster.config().pool.clone();
         Ctx {
-            pool: SessionPool::new(
-                std::time::Duration::from_millis(cfg.session_pool_idle_ms),
-                cfg.session_pool_max_idle,
-            ),
+            session_conns: TxnPool::new(),
             txn_pool: TxnPool::new(),
             cluster,
             counters: m::HotCounters::new(
@@ -105,8 +100,9 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         .registry
         .register(id, ident.user.clone(), peer.ip().to_string());
     let n = ctx.cluster.topology().backends.len();
-    let tp = ctx.cluster.config().transaction_pool_for(&ident.user);
+    let (tp, hold) = pooling(&ctx, &ident.user);
     let mut s = Session {
+        hold,
         backends: (0..n).map(|_| None).collect(),
         leases: (0..n).map(|_| None).collect(),
         tp,
@@ -144,23 +140,28 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
     // transaction pool: a borrowed connection selects the database).
     let checked = if s.tp { s.sync(0).await } else { s.backend(0).await.map(|_| ()) };
     if let Err(e) = checked {
-        if s.tp {
-            s.end_pooled();
-        }
+        s.end_pooled().await;
         send_error(&mut s.client, ident.next_seq, &e).await;
         return;
     }
     if s.send_ok(ident.next_seq).await.is_err() {
-        s.end_pooled();
+        s.end_pooled().await;
         return;
     }
     s.after_command(&reg);
     s.command_loop(&reg).await;
-    if s.tp {
-        s.end_pooled();
-    } else {
-        s.return_to_pool();
-    }
+    s.end_pooled().await;
+}
+
+/// Whether pooled connections serve `user`'s sessions, and whether a
+/// session holds them until it ends (the session-level pool) rather than
+/// for one transaction (the transaction-level pool, which wins when both
+/// are on).
+fn pooling(ctx: &Ctx, user: &str) -> (bool, bool) {
+    let cfg = ctx.cluster.config();
+    let txn = cfg.transaction_pool_for(user);
+    let session = cfg.session_pool_for(user);
+    (txn || session, session && !txn)
 }
 
 struct Session {
@@ -193,9 +194,12 @@ struct Session {
     planned_level: Option<crate::consistency::Level>,
     /// One connection per backend the session uses, by topology index.
     backends: Vec<Option<BackendConn>>,
-    /// The transaction-level pool serves this session: `backends` hold
-    /// borrowed connections, given back after each command unless pinned.
+    /// Pooled connections serve this session: `backends` hold borrowed
+    /// connections, brought to the session's state by difference.
     tp: bool,
+    /// ... and kept until the session ends (session-level pool), instead of
+    /// given back after each command unless pinned (transaction-level).
+    hold: bool,
     /// The right to a connection of each backend's pool, while borrowed.
     leases: Vec<Option<Lease>>,
     /// What the transaction-level pool must carry for the session.
@@ -266,7 +270,7 @@ impl Session {
     /// Gives unpinned borrowed connections back and publishes what
     /// SHOW CAUSEWAY PROCESSLIST shows of the session, if it changed.
     fn after_command(&mut self, reg: &registry::Registration) {
-        if self.tp {
+        if self.tp && !self.hold {
             self.release_unpinned();
         }
         let held = self.backends.iter().filter(|b| b.is_some()).count();
@@ -290,12 +294,10 @@ impl Session {
             })
             .collect::<Vec<_>>()
             .join(",");
-        let pool = if self.tp {
-            "transaction"
-        } else if self.ctx.cluster.config().session_pool_for(&self.user) {
-            "session"
-        } else {
-            "none"
+        let pool = match (self.tp, self.hold) {
+            (true, false) => "transaction",
+            (true, true) => "session",
+            _ => "none",
         };
         self.published = registry::Status {
             database: self.database.clone(),
@@ -353,18 +355,6 @@ impl Session {
             return self.backends[index].as_mut().ok_or(Error::ShuttingDown);
         }
         if self.backends[index].is_none() {
-            if let Some(conn) = self.take_pooled(index).await {
-                self.backends[index] = Some(conn);
-                self.forget_backend_statements(index);
-                if let Some(s) = self.synced.get_mut(index) {
-                    *s = Synced {
-                        version: 0,
-                        database: self.database.clone(),
-                        user_vars: 0,
-                    };
-                }
-                return self.backends[index].as_mut().ok_or(Error::ShuttingDown);
-            }
             let topo = self.ctx.cluster.topology();
             let b = &topo.backends[index];
             let params = ConnectParams {
@@ -647,7 +637,7 @@ impl Session {
         self.backends.iter_mut().for_each(|b| *b = None);
         self.leases.iter_mut().for_each(|l| *l = None);
         self.reset_pooled();
-        self.tp = self.ctx.cluster.config().transaction_pool_for(&user);
+        (self.tp, self.hold) = pooling(&self.ctx, &user);
         self.user = user;
         self.credential = credential;
         self.database = (!database.is_empty()).then_some(database);

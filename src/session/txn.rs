@@ -114,10 +114,15 @@ impl Session {
             });
         };
         let cfg = self.ctx.cluster.config();
-        let pool =
+        // The session-level pool has no maximum: each session holds its
+        // connections for as long as it is connected.
+        let pool = if self.hold {
+            self.ctx.session_conns.backend(&b.name, &b.address, UNLIMITED)
+        } else {
             self.ctx
                 .txn_pool
-                .backend(&b.name, &b.address, cfg.pool.transaction_pool_max_per_backend);
+                .backend(&b.name, &b.address, cfg.pool.transaction_pool_max_per_backend)
+        };
         let lease = match self.leases[index].take() {
             Some(l) => l,
             None => {
@@ -132,6 +137,13 @@ impl Session {
         } else {
             lease.take_idle(&key, self.database.as_deref())
         };
+        if self.hold {
+            if let Some(c) = &idle {
+                metrics::counter!(m::SESSION_POOL_REUSES, "backend" => c.backend.clone())
+                    .increment(1);
+            }
+            metrics::gauge!(m::SESSION_POOL_IDLE).set(self.ctx.session_conns.idle_total() as f64);
+        }
         let conn = match idle {
             Some(c) => c,
             None => {
@@ -255,13 +267,14 @@ impl Session {
             if let Some(e) = first {
                 return Err(e);
             }
-        }
-        if let Some(p) = conn.pooled.as_mut() {
-            p.applied.vars = self.state.vars_for(primary);
-            p.applied.user_vars = self.ps.user_values.clone();
-            p.applied.multi_statements = Some(want_multi);
-            if self.database.is_some() {
-                p.applied.database = self.database.clone();
+            // Nothing sent means the connection already matched.
+            if let Some(p) = conn.pooled.as_mut() {
+                p.applied.vars = self.state.vars_for(primary);
+                p.applied.user_vars = self.ps.user_values.clone();
+                p.applied.multi_statements = Some(want_multi);
+                if self.database.is_some() {
+                    p.applied.database = self.database.clone();
+                }
             }
         }
         Ok(())
@@ -361,11 +374,53 @@ impl Session {
         self.ps.published_pin = pin;
     }
 
-    /// At the end of the session: pinned connections hold state no one
-    /// else may see, so they are closed.
-    pub(super) fn end_pooled(&mut self) {
+    /// At the end of the session, its connections go back to the pool. One
+    /// that holds state a difference cannot undo (a transaction, temporary
+    /// tables, locks, text prepares, a cursor: anything that pins) is reset
+    /// first (`COM_RESET_CONNECTION`), or closed if that fails. Nothing goes
+    /// back while Causeway shuts down.
+    pub(super) async fn end_pooled(&mut self) {
+        let shutting_down = *self.ctx.shutdown.borrow();
+        let max_idle = self
+            .hold
+            .then(|| self.ctx.cluster.config().pool.session_pool_max_idle);
+        for i in 0..self.backends.len() {
+            let pinned = self.pin_for(i).is_some();
+            let (Some(mut conn), Some(lease)) = (self.backends[i].take(), self.leases[i].take())
+            else {
+                continue;
+            };
+            if !self.tp || shutting_down || conn.pooled.is_none() {
+                continue;
+            }
+            if pinned {
+                let db = self.database.clone();
+                if conn.reset(db.as_deref()).await.is_err() {
+                    continue;
+                }
+                if let Some(p) = conn.pooled.as_mut() {
+                    let baseline = std::mem::take(&mut p.applied.baseline);
+                    p.applied = Applied {
+                        database: db,
+                        baseline,
+                        multi_statements: p.applied.multi_statements,
+                        ..Applied::default()
+                    };
+                }
+            } else if let Some(p) = conn.pooled.as_mut() {
+                p.applied.vars = self.state.vars_for(i == 0);
+                p.applied.user_vars = self.ps.user_values.clone();
+                if self.database.is_some() {
+                    p.applied.database = self.database.clone();
+                }
+            }
+            lease.give_back_capped(conn, max_idle);
+        }
         self.backends.iter_mut().for_each(|b| *b = None);
         self.leases.iter_mut().for_each(|l| *l = None);
+        if self.hold {
+            metrics::gauge!(m::SESSION_POOL_IDLE).set(self.ctx.session_conns.idle_total() as f64);
+        }
         self.publish_pin(None);
     }
 
@@ -532,6 +587,9 @@ impl Session {
         }
     }
 }
+
+/// Permits of the session-level pool's queue: never the limit.
+const UNLIMITED: usize = 1 << 24;
 
 /// The values the login gave the variables that `DEFAULT` would not
 /// restore.
