@@ -438,6 +438,16 @@ async fn every_pin_pins_and_unpins() {
     a.query_drop("DEALLOCATE PREPARE pin_s").await.unwrap();
     wait_pin(&mut o, aid, None).await;
 
+    // handler: an open HANDLER lives in one server connection
+    let before = pins(&env, "handler").await;
+    a.query_drop("HANDLER pin_t OPEN AS h").await.unwrap();
+    pinned(&env, &mut o, aid, &mut b, "handler", before).await;
+    fails_with(&mut b, "HANDLER h READ FIRST", 1109).await;
+    let first: Option<(i64, i64)> = a.query_first("HANDLER h READ `PRIMARY` FIRST").await.unwrap();
+    assert_eq!(first, Some((1, 10)), "A reads through its own handler");
+    a.query_drop("HANDLER h CLOSE").await.unwrap();
+    wait_pin(&mut o, aid, None).await;
+
     // found_rows: pinned until the session's next statement
     let before = pins(&env, "found_rows").await;
     let ids: Vec<i64> = a

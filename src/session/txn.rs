@@ -16,6 +16,7 @@
 //! | `cursor`          | COM_STMT_EXECUTE opening a cursor         | last row fetched, reset, close    |
 //! | `long_data`       | COM_STMT_SEND_LONG_DATA                   | the execute, COM_STMT_RESET       |
 //! | `user_variable`   | a user variable Causeway cannot replay    | the variable set to a plain value |
+//! | `handler`         | `HANDLER t OPEN`                          | `HANDLER t CLOSE` of each         |
 //!
 //! Not pins: binary prepared statements (prepared again on the connection
 //! a session borrows, and kept prepared there for the next session), user
@@ -48,6 +49,8 @@ pub struct PoolSession {
     pub unreplayable: BTreeSet<String>,
     /// Names of text-protocol prepared statements.
     pub text_prepares: BTreeSet<String>,
+    /// Tables (or aliases) opened with `HANDLER ... OPEN`.
+    pub handlers: BTreeSet<String>,
     /// A `SQL_CALC_FOUND_ROWS` result awaits `FOUND_ROWS()`.
     pub found_rows: bool,
     /// The statement (client id) and backend holding an open cursor.
@@ -76,6 +79,7 @@ impl Default for PoolSession {
             user_values: BTreeMap::new(),
             unreplayable: BTreeSet::new(),
             text_prepares: BTreeSet::new(),
+            handlers: BTreeSet::new(),
             found_rows: false,
             cursor: None,
             long_data: None,
@@ -318,6 +322,8 @@ impl Session {
             Some("user_lock")
         } else if !self.ps.text_prepares.is_empty() {
             Some("text_prepare")
+        } else if !self.ps.handlers.is_empty() {
+            Some("handler")
         } else if self.ps.found_rows {
             Some("found_rows")
         } else if self.ps.long_data.is_some() {
@@ -454,6 +460,24 @@ impl Session {
                 }
             }
             _ => {}
+        }
+        if nth_word(sql, 0).as_deref() == Some("handler") {
+            // `HANDLER t OPEN [AS a]` is closed by its alias if it has one.
+            let words: Vec<String> = (1..6).map_while(|i| nth_word(sql, i)).collect();
+            match words.get(1).map(String::as_str) {
+                Some("open") => {
+                    let name = match (words.get(2).map(String::as_str), words.get(3)) {
+                        (Some("as"), Some(alias)) => alias.clone(),
+                        (Some(alias), _) => alias.to_string(),
+                        _ => words[0].clone(),
+                    };
+                    self.ps.handlers.insert(name);
+                }
+                Some("close") => {
+                    self.ps.handlers.remove(&words[0]);
+                }
+                _ => {}
+            }
         }
     }
 
