@@ -1180,3 +1180,70 @@ async fn a_full_pool_queues_then_times_out_with_a_clear_error() {
     drop(c);
     env.stop().await;
 }
+
+// ------------------------------------ 6. state the client's SQL does not show
+
+/// Variables changed where Causeway cannot see a `SET` (inside a stored
+/// procedure, in a multi-statement) still follow the session, because the
+/// server reports them; and a pooled connection the server closes on its
+/// own (`wait_timeout`) is never handed to a client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_reported_changes_follow_the_session_and_timed_out_connections_are_dropped() {
+    let _serial = SERIAL.lock().await;
+    let env = Env::start_with(0, |t| t.push_str(&txn_pool(1, 5000))).await;
+    let mut a = env.conn().await;
+    let mut b = env.conn().await;
+    a.query_drop(
+        "CREATE PROCEDURE set_zone() BEGIN SET SESSION time_zone = '+07:00'; \
+         SET SESSION group_concat_max_len = 4321; END",
+    )
+    .await
+    .unwrap();
+    a.query_drop("CALL set_zone()").await.unwrap();
+    // A multi-statement whose SET is not the statement's first.
+    a.query_drop("SELECT 1; SET SESSION div_precision_increment = 9")
+        .await
+        .unwrap();
+    let shared = backend_id(&mut a).await;
+    assert_eq!(backend_id(&mut b).await, shared, "B shares A's connection");
+    let theirs: (String, u64, u32) = b
+        .query_first("SELECT @@time_zone, @@group_concat_max_len, @@div_precision_increment")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(theirs.0, "SYSTEM", "B does not get A's procedure's time zone");
+    assert_ne!(theirs.1, 4321, "nor its group_concat_max_len");
+    assert_eq!(theirs.2, 4);
+    kill_backend(&env, shared).await;
+    let mine: (String, u64, u32) = a
+        .query_first("SELECT @@time_zone, @@group_concat_max_len, @@div_precision_increment")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        mine,
+        ("+07:00".to_string(), 4321, 9),
+        "A's changes moved to a new connection"
+    );
+
+    // B makes the shared connection time out on the server while idle.
+    b.query_drop("SET SESSION wait_timeout = 1").await.unwrap();
+    let short = backend_id(&mut b).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let gone = format!("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {short}");
+    while env.primary_sql(&gone).await.trim() != "0" {
+        assert!(Instant::now() < deadline, "wait_timeout never closed {short}");
+        tokio::time::sleep(POLL).await;
+    }
+    // A gets another connection (brought to A's state), with no error.
+    let after: (u64, String) = a
+        .query_first("SELECT CONNECTION_ID(), @@time_zone")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(after.0, short, "the timed-out connection is not handed out");
+    assert_eq!(after.1, "+07:00");
+    let wt: u32 = a.query_first("SELECT @@wait_timeout").await.unwrap().unwrap();
+    assert!(wt > 1, "B's wait_timeout is B's own");
+    env.stop().await;
+}
