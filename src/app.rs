@@ -61,8 +61,10 @@ pub async fn run(
                     _ = stop.changed() => return,
                 }
                 let cfg = ctx.cluster.config().pool.clone();
-                ctx.txn_pool.sweep(Duration::from_millis(cfg.transaction_pool_idle_ms));
-                ctx.session_conns.sweep(Duration::from_millis(cfg.session_pool_idle_ms));
+                ctx.txn_pool
+                    .sweep(Duration::from_millis(cfg.transaction_pool_idle_ms));
+                ctx.session_conns
+                    .sweep(Duration::from_millis(cfg.session_pool_idle_ms));
                 metrics::gauge!(m::SESSION_POOL_IDLE).set(ctx.session_conns.idle_total() as f64);
                 for (backend, idle, busy) in ctx.txn_pool.usage() {
                     metrics::gauge!(m::TXN_POOL_CONNECTIONS, "backend" => backend.clone(), "state" => "idle")

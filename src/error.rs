@@ -79,8 +79,10 @@ pub enum Error {
     NotOwnerOfThread(u32),
     #[error("Causeway is shutting down")]
     ShuttingDown,
-    #[error("Causeway: no connection to backend '{backend}' became free within {waited_ms} ms \
-             (transaction pool: at most {max} per backend, all in use)")]
+    #[error(
+        "Causeway: no connection to backend '{backend}' became free within {waited_ms} ms \
+             (transaction pool: at most {max} per backend, all in use)"
+    )]
     PoolTimeout {
         backend: String,
         waited_ms: u64,
@@ -113,7 +115,9 @@ impl Error {
     pub fn retry_safe(&self) -> bool {
         matches!(
             self,
-            Error::BackendUnavailable { .. } | Error::TooManyConnections | Error::PoolTimeout { .. }
+            Error::BackendUnavailable { .. }
+                | Error::TooManyConnections
+                | Error::PoolTimeout { .. }
         )
     }
 

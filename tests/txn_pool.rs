@@ -443,7 +443,10 @@ async fn every_pin_pins_and_unpins() {
     a.query_drop("HANDLER pin_t OPEN AS h").await.unwrap();
     pinned(&env, &mut o, aid, &mut b, "handler", before).await;
     fails_with(&mut b, "HANDLER h READ FIRST", 1109).await;
-    let first: Option<(i64, i64)> = a.query_first("HANDLER h READ `PRIMARY` FIRST").await.unwrap();
+    let first: Option<(i64, i64)> = a
+        .query_first("HANDLER h READ `PRIMARY` FIRST")
+        .await
+        .unwrap();
     assert_eq!(first, Some((1, 10)), "A reads through its own handler");
     a.query_drop("HANDLER h CLOSE").await.unwrap();
     wait_pin(&mut o, aid, None).await;
@@ -1211,7 +1214,10 @@ async fn server_reported_changes_follow_the_session_and_timed_out_connections_ar
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(theirs.0, "SYSTEM", "B does not get A's procedure's time zone");
+    assert_eq!(
+        theirs.0, "SYSTEM",
+        "B does not get A's procedure's time zone"
+    );
     assert_ne!(theirs.1, 4321, "nor its group_concat_max_len");
     assert_eq!(theirs.2, 4);
     kill_backend(&env, shared).await;
@@ -1232,7 +1238,10 @@ async fn server_reported_changes_follow_the_session_and_timed_out_connections_ar
     let deadline = Instant::now() + Duration::from_secs(15);
     let gone = format!("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {short}");
     while env.primary_sql(&gone).await.trim() != "0" {
-        assert!(Instant::now() < deadline, "wait_timeout never closed {short}");
+        assert!(
+            Instant::now() < deadline,
+            "wait_timeout never closed {short}"
+        );
         tokio::time::sleep(POLL).await;
     }
     // A gets another connection (brought to A's state), with no error.
@@ -1243,7 +1252,11 @@ async fn server_reported_changes_follow_the_session_and_timed_out_connections_ar
         .unwrap();
     assert_ne!(after.0, short, "the timed-out connection is not handed out");
     assert_eq!(after.1, "+07:00");
-    let wt: u32 = a.query_first("SELECT @@wait_timeout").await.unwrap().unwrap();
+    let wt: u32 = a
+        .query_first("SELECT @@wait_timeout")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(wt > 1, "B's wait_timeout is B's own");
     env.stop().await;
 }

@@ -52,10 +52,10 @@ mod set;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
 pub use session_fns::{
     lock_calls, reads_last_insert_id, substitute_row_count, user_var_names, LockCalls,
 };
+use std::fmt;
 use std::ops::{BitOr, BitOrAssign};
 
 use lexer::{Lexer, Reading, Tok};

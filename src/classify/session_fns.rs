@@ -30,10 +30,8 @@ pub fn reads_last_insert_id(sql: &str) -> bool {
     let mut lx = Lexer::new(sql.as_bytes(), Reading::DEFAULT);
     while let Some(t) = lx.next_token() {
         match t.kind {
-            Tok::Word if t.is(b"LAST_INSERT_ID") => {
-                if is_empty_call(&mut lx).is_some() {
-                    return true;
-                }
+            Tok::Word if t.is(b"LAST_INSERT_ID") && is_empty_call(&mut lx).is_some() => {
+                return true;
             }
             Tok::SysVar => {
                 let name = t.text.rsplit(|&b| b == b'.').next().unwrap_or(t.text);
@@ -180,7 +178,9 @@ mod tests {
     #[test]
     fn finds_last_insert_id_reads() {
         assert!(reads_last_insert_id("SELECT LAST_INSERT_ID()"));
-        assert!(reads_last_insert_id("insert into t values (last_insert_id ( ))"));
+        assert!(reads_last_insert_id(
+            "insert into t values (last_insert_id ( ))"
+        ));
         assert!(reads_last_insert_id("SELECT @@identity"));
         assert!(reads_last_insert_id("SELECT @@session.last_insert_id"));
         assert!(!reads_last_insert_id("SELECT LAST_INSERT_ID(5)"));

@@ -414,7 +414,10 @@ mod tests {
         assert!(pending(&mut w0).await);
         assert!(pending(&mut w1).await);
         drop(first);
-        assert!(pending(&mut w1).await, "the second waiter does not jump the queue");
+        assert!(
+            pending(&mut w1).await,
+            "the second waiter does not jump the queue"
+        );
         let l0 = w0.await.unwrap();
         drop(l0);
         assert!(w1.await.is_ok());

@@ -147,14 +147,19 @@ impl Session {
             .into_iter()
             .map(|(k, v)| vec![Some(k), Some(v)])
             .collect();
+        self.send_rows(seq, &["item", "value"], &cells).await
+    }
+
+    /// A text result set Causeway built itself.
+    async fn send_rows(&mut self, seq: u8, columns: &[&str], rows: &[Vec<Option<String>>]) -> Flow {
         self.scratch.clear();
         encode_text(
             &mut self.scratch,
             seq,
             self.caps,
             self.status,
-            &["item", "value"],
-            &cells,
+            columns,
+            rows,
         );
         match self.client.write_all(&self.scratch).await {
             Ok(()) => Flow::Continue,
@@ -179,42 +184,26 @@ impl Session {
                     Some(r.user),
                     Some(r.host),
                     r.status.database,
-                    Some(if r.status.pool.is_empty() { "none" } else { r.status.pool }.to_string()),
+                    Some(
+                        if r.status.pool.is_empty() {
+                            "none"
+                        } else {
+                            r.status.pool
+                        }
+                        .to_string(),
+                    ),
                     r.status.pin.map(str::to_string),
                     (!r.status.backends.is_empty()).then_some(r.status.backends),
                 ]
             })
             .collect();
-        self.scratch.clear();
-        encode_text(
-            &mut self.scratch,
-            seq,
-            self.caps,
-            self.status,
-            &["Id", "User", "Host", "db", "Pool", "Pin", "Backends"],
-            &rows,
-        );
-        match self.client.write_all(&self.scratch).await {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Close,
-        }
+        let columns = ["Id", "User", "Host", "db", "Pool", "Pin", "Backends"];
+        self.send_rows(seq, &columns, &rows).await
     }
 
     /// A result set of one row and one column.
     async fn one_value(&mut self, seq: u8, column: &str, value: String) -> Flow {
-        self.scratch.clear();
-        encode_text(
-            &mut self.scratch,
-            seq,
-            self.caps,
-            self.status,
-            &[column],
-            &[vec![Some(value)]],
-        );
-        match self.client.write_all(&self.scratch).await {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Close,
-        }
+        self.send_rows(seq, &[column], &[vec![Some(value)]]).await
     }
 }
 

@@ -138,7 +138,11 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
     // Log in to the primary now, so a bad database or a refused account is
     // reported at connect time, as a direct connection would (with the
     // transaction pool: a borrowed connection selects the database).
-    let checked = if s.tp { s.sync(0).await } else { s.backend(0).await.map(|_| ()) };
+    let checked = if s.tp {
+        s.sync(0).await
+    } else {
+        s.backend(0).await.map(|_| ())
+    };
     if let Err(e) = checked {
         s.end_pooled().await;
         send_error(&mut s.client, ident.next_seq, &e).await;
@@ -357,18 +361,7 @@ impl Session {
         if self.backends[index].is_none() {
             let topo = self.ctx.cluster.topology();
             let b = &topo.backends[index];
-            let params = ConnectParams {
-                backend: b.name.clone(),
-                address: b.address.clone(),
-                user: self.user.clone(),
-                credential: self.credential.clone(),
-                database: self.database.clone(),
-                client_capabilities: self.caps,
-                charset: self.charset,
-                attributes: self.attributes.clone(),
-                timeout: self.ctx.cluster.config().timeouts.connect(),
-            };
-            let conn = BackendConn::connect(&params).await?;
+            let conn = BackendConn::connect(&self.connect_params(b)).await?;
             metrics::counter!(m::BACKEND_CONNECTS, "backend" => b.name.clone()).increment(1);
             self.backends[index] = Some(conn);
             self.forget_backend_statements(index);
@@ -381,6 +374,21 @@ impl Session {
             }
         }
         self.backends[index].as_mut().ok_or(Error::ShuttingDown)
+    }
+
+    /// How to log in to backend `b` as this session's account.
+    fn connect_params(&self, b: &crate::cluster::BackendState) -> ConnectParams {
+        ConnectParams {
+            backend: b.name.clone(),
+            address: b.address.clone(),
+            user: self.user.clone(),
+            credential: self.credential.clone(),
+            database: self.database.clone(),
+            client_capabilities: self.caps,
+            charset: self.charset,
+            attributes: self.attributes.clone(),
+            timeout: self.ctx.cluster.config().timeouts.connect(),
+        }
     }
 
     /// Sends a command to its backend and relays the reply.

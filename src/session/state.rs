@@ -225,9 +225,8 @@ pub fn user_var_literal(value: Option<&str>, column_type: u8, charset: u16) -> O
         // FLOAT DOUBLE: an exponent makes the literal a double.
         4 | 5 => {
             let ok = !v.is_empty()
-                && v.bytes().all(|b| {
-                    b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E')
-                });
+                && v.bytes()
+                    .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'));
             match (ok, v.contains(['e', 'E'])) {
                 (false, _) => None,
                 (true, true) => Some(v.to_string()),
@@ -346,7 +345,9 @@ mod tests {
         ]);
         let mut applied = Applied::default();
         applied.vars.insert("sql_mode".into(), "ANSI_QUOTES".into());
-        applied.vars.insert("character_set_client".into(), "latin1".into());
+        applied
+            .vars
+            .insert("character_set_client".into(), "latin1".into());
         applied
             .baseline
             .insert("character_set_client".into(), "utf8mb4".into());
@@ -376,8 +377,14 @@ mod tests {
     #[test]
     fn user_variable_literals_keep_their_type() {
         assert_eq!(user_var_literal(Some("42"), 8, 63).as_deref(), Some("42"));
-        assert_eq!(user_var_literal(Some("2.50"), 246, 63).as_deref(), Some("2.50"));
-        assert_eq!(user_var_literal(Some("1.5"), 5, 63).as_deref(), Some("1.5e0"));
+        assert_eq!(
+            user_var_literal(Some("2.50"), 246, 63).as_deref(),
+            Some("2.50")
+        );
+        assert_eq!(
+            user_var_literal(Some("1.5"), 5, 63).as_deref(),
+            Some("1.5e0")
+        );
         assert_eq!(user_var_literal(None, 253, 45).as_deref(), Some("NULL"));
         assert_eq!(
             user_var_literal(Some("é'"), 253, 45).as_deref(),

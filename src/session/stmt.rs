@@ -213,7 +213,11 @@ impl Session {
 
     /// The statement's id on the pooled connection for backend `index`,
     /// preparing it there if that connection has not seen it.
-    async fn ensure_prepared_pooled(&mut self, prepare: Vec<u8>, index: usize) -> Result<u32, Error> {
+    async fn ensure_prepared_pooled(
+        &mut self,
+        prepare: Vec<u8>,
+        index: usize,
+    ) -> Result<u32, Error> {
         self.sync(index).await?;
         let conn = self.backend(index).await?;
         if let Some(id) = conn.pooled.as_mut().and_then(|p| p.applied.stmt(&prepare)) {
@@ -369,9 +373,12 @@ impl Session {
     /// COM_STMT_RESET with the transaction pool: only a connection the
     /// session holds (a cursor, long data) has anything to reset.
     async fn stmt_reset_pooled(&mut self, id: u32, raw: &[u8], seq: u8) -> Flow {
-        let held = self.ps.cursor.filter(|(c, _)| *c == id).map(|(_, b)| b).or(
-            (self.ps.long_data == Some(id)).then_some(0),
-        );
+        let held = self
+            .ps
+            .cursor
+            .filter(|(c, _)| *c == id)
+            .map(|(_, b)| b)
+            .or((self.ps.long_data == Some(id)).then_some(0));
         if self.ps.cursor.is_some_and(|(c, _)| c == id) {
             self.ps.cursor = None;
         }
@@ -426,9 +433,12 @@ impl Session {
         if self.tp {
             // Statements stay prepared on pooled connections for the next
             // session; only an open cursor or long data is ended.
-            let held = self.ps.cursor.filter(|(c, _)| *c == id).map(|(_, b)| b).or(
-                (self.ps.long_data == Some(id)).then_some(0),
-            );
+            let held = self
+                .ps
+                .cursor
+                .filter(|(c, _)| *c == id)
+                .map(|(_, b)| b)
+                .or((self.ps.long_data == Some(id)).then_some(0));
             if let Some(index) = held {
                 if let Some(b) = self.pooled_id(id, index) {
                     let mut p = vec![com::STMT_RESET];

@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::admin::metrics as m;
 use crate::classify::{lock_calls, user_var_names, Class, Flags, Kind};
 use crate::error::Error;
-use crate::pool::conn::{BackendConn, ConnectParams};
+use crate::pool::conn::BackendConn;
 use crate::pool::txn_pool::{Applied, GroupKey};
 use crate::protocol::consts::{com, status};
 use crate::protocol::reply::Expect;
@@ -121,11 +121,15 @@ impl Session {
         // The session-level pool has no maximum: each session holds its
         // connections for as long as it is connected.
         let pool = if self.hold {
-            self.ctx.session_conns.backend(&b.name, &b.address, UNLIMITED)
-        } else {
             self.ctx
-                .txn_pool
-                .backend(&b.name, &b.address, cfg.pool.transaction_pool_max_per_backend)
+                .session_conns
+                .backend(&b.name, &b.address, UNLIMITED)
+        } else {
+            self.ctx.txn_pool.backend(
+                &b.name,
+                &b.address,
+                cfg.pool.transaction_pool_max_per_backend,
+            )
         };
         let lease = match self.leases[index].take() {
             Some(l) => l,
@@ -152,17 +156,7 @@ impl Session {
             Some(c) => c,
             None => {
                 let ticket = lease.new_ticket();
-                let params = ConnectParams {
-                    backend: b.name.clone(),
-                    address: b.address.clone(),
-                    user: self.user.clone(),
-                    credential: self.credential.clone(),
-                    database: self.database.clone(),
-                    client_capabilities: self.caps,
-                    charset: self.charset,
-                    attributes: self.attributes.clone(),
-                    timeout: cfg.timeouts.connect(),
-                };
+                let params = self.connect_params(b);
                 // The lease stays with the session until the command ends,
                 // so a retry does not queue again.
                 self.leases[index] = Some(lease);
@@ -287,9 +281,7 @@ impl Session {
     /// COM_SET_OPTION with the transaction pool: run on a borrowed primary
     /// connection, then remembered and repeated on any other.
     pub(super) async fn set_option_pooled(&mut self, option: u16, raw: &[u8]) -> super::Flow {
-        let flow = self
-            .run(0, raw, Expect::Single, None, None, None)
-            .await;
+        let flow = self.run(0, raw, Expect::Single, None, None, None).await;
         let ok = self.backends[0].is_some();
         if ok && option <= 1 {
             let multi = option == 0;
