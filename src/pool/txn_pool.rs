@@ -56,9 +56,11 @@ pub struct Applied {
     pub stmts: VecDeque<(Vec<u8>, u32)>,
 }
 
-/// Most statements kept prepared on one pooled connection; the oldest is
-/// closed when another is needed.
-pub const MAX_STMTS_PER_CONN: usize = 256;
+/// Most statements kept prepared on one pooled connection; the least
+/// recently used is closed when another is needed. Kept small so that many
+/// pooled connections stay well under the server's
+/// `max_prepared_stmt_count` (16,382 by default).
+pub const MAX_STMTS_PER_CONN: usize = 64;
 
 impl Applied {
     /// The server id of a statement prepared with this payload.
