@@ -1,7 +1,11 @@
-//! Backend connections: connect and log in ([`conn`]). The session-level
-//! and transaction-level pools build on this.
+//! Backend connections: connect and log in ([`conn`]), and the pools of
+//! them ([`txn_pool`]: per-backend fair queues, idle connections with the
+//! state each was brought to). The session-level pool (a session keeps its
+//! connections until it ends) and the transaction-level pool (one statement
+//! or transaction) both draw from it.
 //!
-//! May import `protocol`, `consistency` (server flavours), `config`, `error`; never `session`.
+//! May import `protocol`, `consistency` (server flavours), `config`,
+//! `error`, `admin::metrics` (metric names); never `session`.
 
 pub mod conn;
 pub mod txn_pool;
