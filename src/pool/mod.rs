@@ -5,7 +5,7 @@
 //! or transaction) both draw from it.
 //!
 //! May import `protocol`, `consistency` (server flavours), `config`,
-//! `error`, `admin::metrics` (metric names); never `session`.
+//! `error`; never `session` or `admin` (sessions count the pool's metrics).
 
 pub mod conn;
 pub mod txn_pool;

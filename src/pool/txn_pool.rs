@@ -132,6 +132,8 @@ pub struct BackendPool {
 /// borrower waits for in the queue.
 pub struct Lease {
     pool: Arc<BackendPool>,
+    /// The queue was full when it was asked for.
+    pub waited: bool,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -241,21 +243,17 @@ impl BackendPool {
     }
 
     /// Waits in the queue, at most `timeout`, for the right to use a
-    /// connection.
+    /// connection. The lease says whether it had to wait.
     pub async fn lease(self: &Arc<Self>, timeout: Duration) -> Result<Lease, Error> {
-        let permit = match self.queue.clone().try_acquire_owned() {
-            Ok(p) => Ok(p),
+        let (permit, waited) = match self.queue.clone().try_acquire_owned() {
+            Ok(p) => (p, false),
             Err(_) => {
                 let acquire = self.queue.clone().acquire_owned();
-                metrics::counter!(crate::admin::metrics::TXN_POOL_WAITS, "backend" => self.name.clone())
-                    .increment(1);
                 match tokio::time::timeout(timeout, acquire).await {
-                    Ok(Ok(p)) => Ok(p),
-                    Ok(Err(_)) => Err(Error::ShuttingDown),
+                    Ok(Ok(p)) => (p, true),
+                    Ok(Err(_)) => return Err(Error::ShuttingDown),
                     Err(_) => {
-                        metrics::counter!(crate::admin::metrics::TXN_POOL_TIMEOUTS, "backend" => self.name.clone())
-                            .increment(1);
-                        Err(Error::PoolTimeout {
+                        return Err(Error::PoolTimeout {
                             backend: self.name.clone(),
                             waited_ms: timeout.as_millis() as u64,
                             max: self.max(),
@@ -263,9 +261,10 @@ impl BackendPool {
                     }
                 }
             }
-        }?;
+        };
         Ok(Lease {
             pool: self.clone(),
+            waited,
             _permit: permit,
         })
     }

@@ -136,7 +136,22 @@ impl Session {
             None => {
                 let timeout =
                     std::time::Duration::from_millis(cfg.pool.transaction_pool_queue_timeout_ms);
-                pool.lease(timeout).await?
+                match pool.lease(timeout).await {
+                    Ok(l) => {
+                        if l.waited {
+                            metrics::counter!(m::TXN_POOL_WAITS, "backend" => b.name.clone())
+                                .increment(1);
+                        }
+                        l
+                    }
+                    Err(e) => {
+                        if matches!(e, Error::PoolTimeout { .. }) {
+                            metrics::counter!(m::TXN_POOL_TIMEOUTS, "backend" => b.name.clone())
+                                .increment(1);
+                        }
+                        return Err(e);
+                    }
+                }
             }
         };
         let key = self.group_key();
