@@ -146,9 +146,6 @@ trap 'exit 143' TERM
 
 
 
-root_sql() { # port statement (the playground's root: no password, over TCP)
-    env -u MYSQL_PWD mariadb --no-defaults --protocol=TCP -h127.0.0.1 -P"$1" -uroot -N -B -e "$2"
-}
 
 # ---------------------------------------------------------------- helper
 # Prometheus text -> {(name, frozenset(labels)): value}, and the rest of the

@@ -47,4 +47,8 @@ sql() { # port statement (as the application user)
     MYSQL_PWD="$DB_PASS" mariadb --no-defaults --protocol=TCP -h127.0.0.1 -P"$1" -u"$DB_USER" -N -B -e "$2"
 }
 
+root_sql() { # port statement (the playground's root: no password, over TCP)
+    env -u MYSQL_PWD mariadb --no-defaults --protocol=TCP -h127.0.0.1 -P"$1" -uroot -N -B -e "$2"
+}
+
 md_row() { echo "| ${1//|/ | } |"; }

@@ -116,9 +116,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-root_sql() { # port statement (the playground's root: no password, over TCP)
-    env -u MYSQL_PWD mariadb --no-defaults --protocol=TCP -h127.0.0.1 -P"$1" -uroot -N -B -e "$2"
-}
 
 # ---------------------------------------------------------------- start
 

@@ -266,20 +266,6 @@ async fn start_with_table(
 
 // ------------------------------------------------------------ connections
 
-/// A connection straight to the primary as the application account.
-async fn direct_primary(env: &Env) -> Conn {
-    let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(env.cluster.primary.addr.ip().to_string())
-        .tcp_port(env.cluster.primary.addr.port())
-        .user(Some(env.cluster.app_user.clone()))
-        .pass(Some(env.cluster.app_password.clone()))
-        .db_name(Some("app"))
-        .prefer_socket(false);
-    Conn::new(opts)
-        .await
-        .expect("direct connection to the primary")
-}
-
 async fn set_level(c: &mut Conn, level: &str) {
     c.query_drop(format!("SET CAUSEWAY CONSISTENCY = '{level}'"))
         .await
@@ -533,7 +519,7 @@ async fn monotonic_reads_never_go_backwards() {
     let stop = Arc::new(AtomicBool::new(false));
     // The writer bypasses Causeway: the sessions never write, so only their
     // own reads tell Causeway how far they have seen.
-    let mut w = direct_primary(&env).await;
+    let mut w = env.direct_primary().await;
     let writer = {
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -659,7 +645,7 @@ async fn global_level_sees_writes_from_other_connections_and_from_the_primary_di
     );
 
     // Writes Causeway never saw: the primary's own position must be asked.
-    let mut d = direct_primary(&env).await;
+    let mut d = env.direct_primary().await;
     let (stale, n) = cross_pairs(&mut d, &mut b, 1_000_001..=1_001_000).await;
     by_replica += n;
     assert!(
@@ -712,7 +698,7 @@ async fn bounded_staleness_is_never_older_than_t() {
 
     let before = metrics_text(&env).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let mut w = direct_primary(&env).await;
+    let mut w = env.direct_primary().await;
     let writer = {
         let stop = stop.clone();
         tokio::spawn(async move {

@@ -66,20 +66,6 @@ async fn backend_id(c: &mut Conn) -> u64 {
         .expect("one row")
 }
 
-/// A connection straight to the primary as the application account.
-async fn direct_primary(env: &Env) -> Conn {
-    let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(env.cluster.primary.addr.ip().to_string())
-        .tcp_port(env.cluster.primary.addr.port())
-        .user(Some(env.cluster.app_user.clone()))
-        .pass(Some(env.cluster.app_password.clone()))
-        .db_name(Some("app"))
-        .prefer_socket(false);
-    Conn::new(opts)
-        .await
-        .expect("direct connection to the primary")
-}
-
 /// Kills a backend connection on the primary and waits until it is gone.
 async fn kill_backend(env: &Env, id: u64) {
     env.primary_sql(&format!("KILL {id}")).await;
@@ -265,7 +251,7 @@ async fn state(c: &mut Conn) -> Vec<Option<String>> {
 async fn clients_sharing_a_backend_connection_see_only_their_own_state() {
     let _serial = SERIAL.lock().await;
     let env = Env::start_with(0, |t| t.push_str(&txn_pool(1, 5000))).await;
-    let mut fresh = direct_primary(&env).await;
+    let mut fresh = env.direct_primary().await;
     let defaults = state(&mut fresh).await;
     fresh.disconnect().await.unwrap();
     assert_eq!(defaults[0].as_deref(), Some("app"));
@@ -849,7 +835,7 @@ async fn prepared_statements_last_insert_id_row_count_and_user_variables_match_a
     drop(setup);
 
     // The reference: the same script on a direct connection.
-    let mut d = direct_primary(&env).await;
+    let mut d = env.direct_primary().await;
     d.query_drop(format!("CREATE TABLE ps_d {table}"))
         .await
         .unwrap();

@@ -2,7 +2,9 @@
 //! without running the statement, how it was classified and where it would
 //! run and why, with every backend's state. `SET CAUSEWAY CONSISTENCY = ...`,
 //! `SHOW CAUSEWAY CONSISTENCY` and `SHOW CAUSEWAY TOKEN` set and show the
-//! session's consistency level and its causal token.
+//! session's consistency level and its causal token. `SHOW CAUSEWAY
+//! PROCESSLIST` lists every session, from what each publishes after its
+//! commands.
 
 use crate::classify::classify;
 use crate::consistency::{encode_token, Level};
@@ -169,6 +171,47 @@ impl Session {
 }
 
 impl Session {
+    /// Gives unpinned borrowed connections back and publishes what
+    /// SHOW CAUSEWAY PROCESSLIST shows of the session, if it changed.
+    pub(super) fn after_command(&mut self, reg: &super::registry::Registration) {
+        if self.tp && !self.hold {
+            self.release_unpinned();
+        }
+        let held = self.backends.iter().filter(|b| b.is_some()).count();
+        let p = &self.published;
+        let same = p.pin == self.ps.published_pin
+            && p.database == self.database
+            && p.backends.matches('#').count() == held
+            && !p.pool.is_empty();
+        if same {
+            return;
+        }
+        let topo = self.ctx.cluster.topology();
+        let backends = self
+            .backends
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| {
+                let b = b.as_ref()?;
+                let name = topo.backends.get(i).map(|t| t.name.as_str()).unwrap_or("?");
+                Some(format!("{name}#{}", b.thread_id))
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let pool = match (self.tp, self.hold) {
+            (true, false) => "transaction",
+            (true, true) => "session",
+            _ => "none",
+        };
+        self.published = super::registry::Status {
+            database: self.database.clone(),
+            pool,
+            pin: self.ps.published_pin,
+            backends,
+        };
+        reg.publish(&self.published);
+    }
+
     /// `SHOW CAUSEWAY PROCESSLIST`: every client session (of every user,
     /// as Causeway sees them), its pool, its pin and the backend
     /// connections it holds.

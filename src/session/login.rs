@@ -1,15 +1,17 @@
 //! The client's connection phase: greeting, TLS refusal, auth switch to
 //! `mysql_native_password`, password check against the account's stored
-//! hash, and the first backend login as that account.
+//! hash, and the first backend login as that account; COM_CHANGE_USER,
+//! which goes through the same check.
 
 use std::net::IpAddr;
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
 
-use super::Ctx;
+use super::{pooling, send_error, Ctx, Flow};
 use crate::error::Error;
 use crate::protocol::auth::{new_salt, verify, Credential};
+use crate::protocol::command::ChangeUser;
 use crate::protocol::consts::{cap, status, NATIVE_PASSWORD};
 use crate::protocol::handshake::{AuthSwitch, ClientHello, Handshake, HandshakeResponse};
 use crate::protocol::packet::{begin_packet, finish_packet, write_packets};
@@ -142,4 +144,77 @@ pub async fn check_password(
             .increment(1);
         denied()
     })
+}
+
+impl super::Session {
+    /// COM_CHANGE_USER: Causeway checks the new account itself, then logs
+    /// in to the primary as it; the old backend connections are closed so
+    /// nothing of the previous user's session survives.
+    pub(super) async fn change_user(&mut self, cu: ChangeUser<'_>, mut seq: u8) -> Flow {
+        let user = String::from_utf8_lossy(cu.user).into_owned();
+        let mut answer = cu.auth_response.to_vec();
+        let native = cu
+            .auth_plugin
+            .is_none_or(|p| p == NATIVE_PASSWORD.as_bytes() || p.is_empty());
+        if !native {
+            self.salt = new_salt();
+            let mut body = BytesMut::new();
+            AuthSwitch {
+                plugin: NATIVE_PASSWORD.into(),
+                data: self.salt.to_vec(),
+            }
+            .encode(&mut body);
+            self.scratch.clear();
+            write_packets(&mut self.scratch, seq, &body);
+            if self.client.write_all(&self.scratch).await.is_err() {
+                return Flow::Close;
+            }
+            match self.client.read_payload(64 * 1024).await {
+                Ok(p) => {
+                    answer = p.data.to_vec();
+                    seq = p.last_seq.wrapping_add(1);
+                }
+                Err(_) => return Flow::Close,
+            }
+        }
+        let credential =
+            match check_password(&self.ctx, &user, self.peer.ip(), &self.salt, &answer).await {
+                Ok(c) => c,
+                Err(e) => {
+                    send_error(&mut self.client, seq, &e).await;
+                    return Flow::Close;
+                }
+            };
+        let database = String::from_utf8_lossy(cu.database).into_owned();
+        self.backends.iter_mut().for_each(|b| *b = None);
+        self.leases.iter_mut().for_each(|l| *l = None);
+        self.reset_pooled();
+        (self.tp, self.hold) = pooling(&self.ctx, &user);
+        self.user = user;
+        self.credential = credential;
+        self.database = (!database.is_empty()).then_some(database);
+        if let Some(cs) = cu.charset {
+            self.charset = cs as u8;
+        }
+        self.status = status::AUTOCOMMIT;
+        self.last_write = None;
+        self.floor = None;
+        self.read_mark = None;
+        self.need_fresh = false;
+        self.level_override = None;
+        self.state.reset();
+        self.stmts.clear();
+        self.txn_backend = None;
+        self.txn_written = false;
+        let checked = if self.tp {
+            self.sync(0).await
+        } else {
+            self.backend(0).await.map(|_| ())
+        };
+        if let Err(e) = checked {
+            send_error(&mut self.client, seq, &e).await;
+            return Flow::Close;
+        }
+        self.ok_or_close(seq).await
+    }
 }

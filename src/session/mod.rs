@@ -28,11 +28,10 @@ use crate::error::Error;
 use crate::pool::conn::{BackendConn, ConnectParams};
 use crate::pool::txn_pool::{Lease, TxnPool};
 use crate::position::Position;
-use crate::protocol::auth::{new_salt, Credential};
-use crate::protocol::command::{ChangeUser, Command, CommandError};
-use crate::protocol::consts::{status, NATIVE_PASSWORD};
-use crate::protocol::handshake::AuthSwitch;
-use crate::protocol::packet::{begin_packet, finish_packet, write_packets};
+use crate::protocol::auth::Credential;
+use crate::protocol::command::{Command, CommandError};
+use crate::protocol::consts::status;
+use crate::protocol::packet::{begin_packet, finish_packet};
 use crate::protocol::reply::Expect;
 use crate::protocol::response::Ok as OkPacket;
 use crate::protocol::stream::{PacketStream, ReadError};
@@ -269,47 +268,6 @@ impl Session {
             }
             self.after_command(reg);
         }
-    }
-
-    /// Gives unpinned borrowed connections back and publishes what
-    /// SHOW CAUSEWAY PROCESSLIST shows of the session, if it changed.
-    fn after_command(&mut self, reg: &registry::Registration) {
-        if self.tp && !self.hold {
-            self.release_unpinned();
-        }
-        let held = self.backends.iter().filter(|b| b.is_some()).count();
-        let p = &self.published;
-        let same = p.pin == self.ps.published_pin
-            && p.database == self.database
-            && p.backends.matches('#').count() == held
-            && !p.pool.is_empty();
-        if same {
-            return;
-        }
-        let topo = self.ctx.cluster.topology();
-        let backends = self
-            .backends
-            .iter()
-            .enumerate()
-            .filter_map(|(i, b)| {
-                let b = b.as_ref()?;
-                let name = topo.backends.get(i).map(|t| t.name.as_str()).unwrap_or("?");
-                Some(format!("{name}#{}", b.thread_id))
-            })
-            .collect::<Vec<_>>()
-            .join(",");
-        let pool = match (self.tp, self.hold) {
-            (true, false) => "transaction",
-            (true, true) => "session",
-            _ => "none",
-        };
-        self.published = registry::Status {
-            database: self.database.clone(),
-            pool,
-            pin: self.ps.published_pin,
-            backends,
-        };
-        reg.publish(&self.published);
     }
 
     async fn dispatch(&mut self, cmd: Command<'_>, raw: &[u8], seq: u8) -> Flow {
@@ -594,84 +552,6 @@ impl Session {
                 None => self.last_write = Some(g),
             }
         }
-    }
-
-    /// COM_CHANGE_USER: Causeway checks the new account itself, then logs
-    /// in to the primary as it; the old backend connections are closed so
-    /// nothing of the previous user's session survives.
-    async fn change_user(&mut self, cu: ChangeUser<'_>, mut seq: u8) -> Flow {
-        let user = String::from_utf8_lossy(cu.user).into_owned();
-        let mut answer = cu.auth_response.to_vec();
-        let native = cu
-            .auth_plugin
-            .is_none_or(|p| p == NATIVE_PASSWORD.as_bytes() || p.is_empty());
-        if !native {
-            self.salt = new_salt();
-            let mut body = BytesMut::new();
-            AuthSwitch {
-                plugin: NATIVE_PASSWORD.into(),
-                data: self.salt.to_vec(),
-            }
-            .encode(&mut body);
-            self.scratch.clear();
-            write_packets(&mut self.scratch, seq, &body);
-            if self.client.write_all(&self.scratch).await.is_err() {
-                return Flow::Close;
-            }
-            match self.client.read_payload(64 * 1024).await {
-                Ok(p) => {
-                    answer = p.data.to_vec();
-                    seq = p.last_seq.wrapping_add(1);
-                }
-                Err(_) => return Flow::Close,
-            }
-        }
-        let credential = match login::check_password(
-            &self.ctx,
-            &user,
-            self.peer.ip(),
-            &self.salt,
-            &answer,
-        )
-        .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                send_error(&mut self.client, seq, &e).await;
-                return Flow::Close;
-            }
-        };
-        let database = String::from_utf8_lossy(cu.database).into_owned();
-        self.backends.iter_mut().for_each(|b| *b = None);
-        self.leases.iter_mut().for_each(|l| *l = None);
-        self.reset_pooled();
-        (self.tp, self.hold) = pooling(&self.ctx, &user);
-        self.user = user;
-        self.credential = credential;
-        self.database = (!database.is_empty()).then_some(database);
-        if let Some(cs) = cu.charset {
-            self.charset = cs as u8;
-        }
-        self.status = status::AUTOCOMMIT;
-        self.last_write = None;
-        self.floor = None;
-        self.read_mark = None;
-        self.need_fresh = false;
-        self.level_override = None;
-        self.state.reset();
-        self.stmts.clear();
-        self.txn_backend = None;
-        self.txn_written = false;
-        let checked = if self.tp {
-            self.sync(0).await
-        } else {
-            self.backend(0).await.map(|_| ())
-        };
-        if let Err(e) = checked {
-            send_error(&mut self.client, seq, &e).await;
-            return Flow::Close;
-        }
-        self.ok_or_close(seq).await
     }
 
     async fn send_ok(&mut self, seq: u8) -> std::io::Result<()> {

@@ -130,6 +130,21 @@ impl Env {
             .expect("mariadb CLI runs")
     }
 
+    /// A connection straight to the primary as the application account
+    /// (what a client without Causeway would see).
+    pub async fn direct_primary(&self) -> mysql_async::Conn {
+        let opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname(self.cluster.primary.addr.ip().to_string())
+            .tcp_port(self.cluster.primary.addr.port())
+            .user(Some(self.cluster.app_user.clone()))
+            .pass(Some(self.cluster.app_password.clone()))
+            .db_name(Some("app"))
+            .prefer_socket(false);
+        mysql_async::Conn::new(opts)
+            .await
+            .expect("direct connection to the primary")
+    }
+
     /// SQL as root directly on the primary, bypassing Causeway.
     pub async fn primary_sql(&self, sql: &str) -> String {
         self.cluster
