@@ -9,7 +9,8 @@
 #   causeway+txn   -> a third with `[pool] transaction_pool = true`
 #
 # Usage: benches/connect.sh
-# Env:   QUERIES (per path, default 4000), CONCURRENCY (8),
+# Env:   QUERIES (per path and round, default 4000), ROUNDS (3),
+#        CONCURRENCY (8),
 #        OUT (Markdown, default target/connect-results.md)
 # Needs: mariadb-slap, haproxy, mariadb client, MariaDB server, python3.
 set -euo pipefail
@@ -20,9 +21,10 @@ BENCH=connect
 source benches/lib.sh
 
 QUERIES=${QUERIES:-4000}
+ROUNDS=${ROUNDS:-3}
 CONCURRENCY=${CONCURRENCY:-8}
 OUT=${OUT:-target/connect-results.md}
-COMMAND="QUERIES=$QUERIES CONCURRENCY=$CONCURRENCY OUT=$OUT benches/connect.sh"
+COMMAND="QUERIES=$QUERIES ROUNDS=$ROUNDS CONCURRENCY=$CONCURRENCY OUT=$OUT benches/connect.sh"
 
 for tool in mariadb-slap haproxy mariadb python3; do
     command -v "$tool" >/dev/null || { echo "connect: $tool not found" >&2; exit 1; }
@@ -115,29 +117,76 @@ target/release/causeway --config "$TMP/txn.toml" >"$TMP/txn.out" 2>"$TMP/txn.err
 TX_PID=$!
 wait_port "$TXN_PORT" "$TX_PID"
 
-# Connections per second for one path: QUERIES connections of one SELECT.
+PRIMARY_PID=$(<"$TMP/pg/primary/mariadbd.pid")
+REPLICA_PID=$(<"$TMP/pg/replica1/mariadbd.pid")
+TICK=$(getconf CLK_TCK)
+
+# One path's run: "connections/s client-µs" (the client's CPU per
+# connection, from getrusage of mariadb-slap).
 slap() { # port
-    local out secs
-    out=$(MYSQL_PWD="$DB_PASS" mariadb-slap --no-defaults --protocol=TCP -h127.0.0.1 -P"$1" \
-        -u"$DB_USER" --create-schema=app --no-drop --concurrency="$CONCURRENCY" \
-        --number-of-queries="$QUERIES" --detach=1 --query="SELECT 1" --iterations=1 2>&1) \
-        || { log "mariadb-slap on port $1 failed: $out"; return 1; }
-    secs=$(sed -n 's/.*Average number of seconds to run all queries: \([0-9.]*\) seconds.*/\1/p' <<<"$out")
-    python3 -c "import sys; print(round(int(sys.argv[1]) / max(float(sys.argv[2]), 1e-3)))" "$QUERIES" "$secs"
+    MYSQL_PWD="$DB_PASS" python3 - "$1" "$QUERIES" "$CONCURRENCY" "$DB_USER" <<'PY'
+import re, resource, subprocess, sys
+port, n, conc, user = sys.argv[1:]
+before = resource.getrusage(resource.RUSAGE_CHILDREN)
+r = subprocess.run(["mariadb-slap", "--no-defaults", "--protocol=TCP", "-h127.0.0.1", f"-P{port}",
+                    f"-u{user}", "--create-schema=app", "--no-drop", f"--concurrency={conc}",
+                    f"--number-of-queries={n}", "--detach=1", "--query=SELECT 1", "--iterations=1"],
+                   capture_output=True, text=True)
+after = resource.getrusage(resource.RUSAGE_CHILDREN)
+m = re.search(r"Average number of seconds to run all queries: ([0-9.]+) seconds", r.stdout)
+if r.returncode != 0 or not m:
+    sys.exit(f"mariadb-slap on port {port} failed: {r.stdout}{r.stderr}")
+cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+print(round(int(n) / max(float(m.group(1)), 1e-3)), round(cpu * 1e6 / int(n)))
+PY
 }
 
-declare -A RATE
-for path in direct haproxy causeway causeway+pool causeway+txn; do
-    case $path in
-        direct) port=$PRIMARY_PORT ;;
-        haproxy) port=$HA_PORT ;;
-        causeway) port=$PROXY_PORT ;;
-        causeway+pool) port=$POOL_PORT ;;
-        causeway+txn) port=$TXN_PORT ;;
-    esac
-    slap "$port" >/dev/null # warm-up (fills the pool)
-    RATE[$path]=$(slap "$port")
-    log "$path: ${RATE[$path]} connections/s"
+# CPU per connection of a process over all rounds, in µs.
+per_conn() { # ticks
+    python3 -c "import sys; print(round(int(sys.argv[1]) * 1e6 / int(sys.argv[2]) / int(sys.argv[3])))" \
+        "$1" "$TICK" "$((QUERIES * ROUNDS))"
+}
+
+PATHS=(direct haproxy causeway causeway+pool causeway+txn)
+declare -A PORT PROXYPID RATES CLIENT_US PTICKS RTICKS XTICKS
+PORT=([direct]=$PRIMARY_PORT [haproxy]=$HA_PORT [causeway]=$PROXY_PORT [causeway+pool]=$POOL_PORT [causeway+txn]=$TXN_PORT)
+PROXYPID=([direct]="" [haproxy]=$HA_PID [causeway]=$PG_PID [causeway+pool]=$CW_PID [causeway+txn]=$TX_PID)
+for path in "${PATHS[@]}"; do
+    slap "${PORT[$path]}" >/dev/null # warm-up (fills the pools)
+    RATES[$path]="" CLIENT_US[$path]=0 PTICKS[$path]=0 RTICKS[$path]=0 XTICKS[$path]=0
+done
+# Rounds rotate the order of the paths, so that no path always runs after
+# the same ones (the TIME_WAIT sockets each run leaves slow later connects).
+for ((round = 0; round < ROUNDS; round++)); do
+    for ((i = 0; i < ${#PATHS[@]}; i++)); do
+        path=${PATHS[$(((i + round) % ${#PATHS[@]}))]}
+        proxy=${PROXYPID[$path]}
+        p0=$(cpu_ticks "$PRIMARY_PID") r0=$(cpu_ticks "$REPLICA_PID") x0=0
+        [[ -n $proxy ]] && x0=$(cpu_ticks "$proxy")
+        out=$(slap "${PORT[$path]}")
+        read -r rate client <<<"$out"
+        p1=$(cpu_ticks "$PRIMARY_PID") r1=$(cpu_ticks "$REPLICA_PID") x1=0
+        [[ -n $proxy ]] && x1=$(cpu_ticks "$proxy")
+        RATES[$path]+="$rate "
+        CLIENT_US[$path]=$((CLIENT_US[$path] + client))
+        PTICKS[$path]=$((PTICKS[$path] + p1 - p0))
+        RTICKS[$path]=$((RTICKS[$path] + r1 - r0))
+        XTICKS[$path]=$((XTICKS[$path] + x1 - x0))
+        log "round $((round + 1)): $path: $rate connections/s"
+    done
+done
+
+median() { python3 -c 'import statistics, sys; print(round(statistics.median(map(int, sys.argv[1:]))))' "$@"; }
+declare -A RATE CLIENT PRIMARY REPLICA PROXY SPREAD
+for path in "${PATHS[@]}"; do
+    # shellcheck disable=SC2086 # the rates are a space-separated list
+    RATE[$path]=$(median ${RATES[$path]})
+    # shellcheck disable=SC2086
+    SPREAD[$path]=$(python3 -c 'import sys; v = list(map(int, sys.argv[1:])); print(f"{min(v)}–{max(v)}")' ${RATES[$path]})
+    CLIENT[$path]=$((CLIENT_US[$path] / ROUNDS))
+    PRIMARY[$path]=$(per_conn "${PTICKS[$path]}")
+    REPLICA[$path]=$(per_conn "${RTICKS[$path]}")
+    PROXY[$path]=$(per_conn "${XTICKS[$path]}")
 done
 
 {
@@ -145,11 +194,20 @@ done
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); machine: $(nproc) CPUs; causeway: $(git rev-parse --short HEAD)"
     echo "- command: \`$COMMAND\`"
-    echo "- each connection: connect, \`SELECT 1\`, disconnect (\`mariadb-slap --detach=1\`), $CONCURRENCY concurrent, $QUERIES connections per path after one warm-up round"
+    echo "- each connection: connect, \`SELECT 1\`, disconnect (\`mariadb-slap --detach=1\`), $CONCURRENCY concurrent; per path one warm-up run, then $ROUNDS runs of $QUERIES connections, in rotating order; the median run and the range"
     echo
-    md_row "path|connections/s|vs direct"
-    md_row "---|--:|--:"
-    for path in direct haproxy causeway causeway+pool causeway+txn; do
-        md_row "$path|${RATE[$path]}|$(python3 -c "import sys; print(f'{int(sys.argv[1]) / int(sys.argv[2]):.2f}x')" "${RATE[$path]}" "${RATE[direct]}")"
+    echo "- CPU: µs per connection of the client (mariadb-slap), each server and the proxy, from getrusage and /proc/PID/stat"
+    echo
+    md_row "path|connections/s|range|vs direct|client µs|primary µs|replica µs|proxy µs|total µs"
+    md_row "---|--:|--:|--:|--:|--:|--:|--:|--:"
+    for path in "${PATHS[@]}"; do
+        total=$((CLIENT[$path] + PRIMARY[$path] + REPLICA[$path] + PROXY[$path]))
+        md_row "$path|${RATE[$path]}|${SPREAD[$path]}|$(python3 -c "import sys; print(f'{int(sys.argv[1]) / int(sys.argv[2]):.2f}x')" "${RATE[$path]}" "${RATE[direct]}")|${CLIENT[$path]}|${PRIMARY[$path]}|${REPLICA[$path]}|${PROXY[$path]}|$total"
     done
+    # With every process on the same cores, connections/s follow total CPU
+    # per connection: the proxy's share that 1.5x direct leaves.
+    direct_total=$((CLIENT[direct] + PRIMARY[direct] + REPLICA[direct]))
+    rest=$((CLIENT[causeway+pool] + PRIMARY[causeway+pool] + REPLICA[causeway+pool]))
+    echo
+    echo "- CPU budget: direct costs $direct_total µs per connection in all; at 1.5x direct on the same cores a pooled connection may cost $((direct_total * 2 / 3)) µs, of which the client and servers already take $rest µs, leaving $((direct_total * 2 / 3 - rest)) µs for the proxy (measured: ${PROXY[causeway+pool]} µs)."
 } | tee "$OUT"

@@ -81,8 +81,8 @@ impl Ctx {
 
 /// Handles one client connection until it ends. Never panics on client or
 /// backend input; every failure ends in an ERR packet or a closed socket.
+/// The socket comes with `TCP_NODELAY` set.
 pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
-    let _ = sock.set_nodelay(true);
     let id = ctx.registry.next_id();
     let mut client = PacketStream::new(sock);
     let timeout = ctx.cluster.config().timeouts.client_handshake();
