@@ -88,6 +88,10 @@ pub enum Error {
         waited_ms: u64,
         max: usize,
     },
+    /// A data change inside `START TRANSACTION READ ONLY` (which a replica
+    /// serves): the server's own error for it.
+    #[error("Cannot execute statement in a READ ONLY transaction")]
+    ReadOnlyTransaction,
 }
 
 impl Error {
@@ -99,7 +103,8 @@ impl Error {
             | Error::PacketTooLarge
             | Error::TlsUnsupported
             | Error::NoSuchThread(_)
-            | Error::NotOwnerOfThread(_) => Side::Client,
+            | Error::NotOwnerOfThread(_)
+            | Error::ReadOnlyTransaction => Side::Client,
             Error::Server(_)
             | Error::BackendUnavailable { .. }
             | Error::BackendLost { .. }
@@ -138,6 +143,7 @@ impl Error {
             Error::NotOwnerOfThread(_) => "not_owner_of_thread",
             Error::ShuttingDown => "shutting_down",
             Error::PoolTimeout { .. } => "pool_timeout",
+            Error::ReadOnlyTransaction => "read_only_transaction",
         }
     }
 
@@ -161,6 +167,7 @@ impl Error {
             // The statement was not sent: a proxy-defined code, as other
             // proxies use for a pool wait that ran out.
             Error::PoolTimeout { .. } => (9001, b"HY000"),
+            Error::ReadOnlyTransaction => (1792, b"25006"),
         }
     }
 

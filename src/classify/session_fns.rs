@@ -222,3 +222,35 @@ mod tests {
         assert!(lock_calls("DO RELEASE_ALL_LOCKS()").release_all);
     }
 }
+
+/// What a write does to an open `READ ONLY` transaction, by its first
+/// keyword: data changes fail in it (`ERROR 1792`), DDL commits it first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InReadOnly {
+    /// `INSERT`, `UPDATE`, `DELETE`, `REPLACE`, `LOAD`.
+    DataChange,
+    /// `CREATE`, `ALTER`, `DROP`, `RENAME`, `TRUNCATE` (not of temporary
+    /// tables, which are their own kind).
+    ImplicitCommit,
+    Other,
+}
+
+pub fn in_read_only(sql: &str) -> InReadOnly {
+    let mut lx = Lexer::new(sql.as_bytes(), Reading::DEFAULT);
+    let first = loop {
+        match lx.next_token() {
+            Some(t) if t.is_punct(b'(') => continue,
+            Some(t) if t.kind == Tok::Word => break t,
+            _ => return InReadOnly::Other,
+        }
+    };
+    const DATA: [&[u8]; 5] = [b"INSERT", b"UPDATE", b"DELETE", b"REPLACE", b"LOAD"];
+    const DDL: [&[u8]; 5] = [b"CREATE", b"ALTER", b"DROP", b"RENAME", b"TRUNCATE"];
+    if DATA.iter().any(|k| first.is(k)) {
+        InReadOnly::DataChange
+    } else if DDL.iter().any(|k| first.is(k)) {
+        InReadOnly::ImplicitCommit
+    } else {
+        InReadOnly::Other
+    }
+}

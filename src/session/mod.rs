@@ -449,8 +449,10 @@ impl Session {
                     self.backends[index] = None;
                 }
                 self.learn(index, &info, stmt);
+                self.learn_row_count(&info);
                 if self.tp {
                     self.learn_pooled(&info, stmt);
+                    self.mark_applied(index);
                     if let Some((class, sql)) = stmt.filter(|_| !info.error) {
                         self.capture_user_vars(index, class, sql).await;
                     }

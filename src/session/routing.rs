@@ -3,7 +3,7 @@
 //! reply (session variables, database, transaction, temporary tables,
 //! locks, user variables).
 
-use crate::classify::{classify, Class, Flags, Kind};
+use crate::classify::{classify, Class, Flags, InReadOnly, Kind};
 use crate::error::Error;
 use crate::protocol::consts::{com, status};
 use crate::protocol::reply::Expect;
@@ -27,8 +27,8 @@ impl Session {
     pub(super) async fn query(&mut self, sql: &[u8], raw: &[u8], next: u8) -> Flow {
         let text = String::from_utf8_lossy(sql);
         let mut class = classify(&text);
-        // With the transaction pool, the connection's own last insert id
-        // and row count are another session's: use the session's.
+        // The connection's own row count (and, pooled, last insert id) may
+        // be another statement's or session's: use the session's.
         let rewritten;
         let (text, raw) = match self.session_functions(&class, &text) {
             Some(new) => {
@@ -41,7 +41,12 @@ impl Session {
             }
             None => (text, raw),
         };
-        let decision = self.decide(&class, &text);
+        let mut decision = self.decide(&class, &text);
+        match self.read_only_guard(&decision, &class, &text).await {
+            Ok(Some(d)) => decision = d,
+            Ok(None) => {}
+            Err(e) => return self.fail(next, &e).await,
+        }
         if decision.target == Target::Local {
             return self.local_statement(&text, next).await;
         }
@@ -75,14 +80,87 @@ impl Session {
         }
     }
 
+    /// A `READ ONLY` transaction runs on a replica; what a direct
+    /// connection does with a statement there that is not a read, Causeway
+    /// must do too:
+    /// - a data change fails with the server's error for it (1792), not the
+    ///   replica's `read_only` error;
+    /// - `BEGIN`, DDL and `LOCK TABLES` commit the transaction first, then
+    ///   run where they belong (the primary, for a read-write transaction);
+    /// - statements on the session's temporary tables run on the primary,
+    ///   where those tables live.
+    ///
+    /// Gives the new decision, if it changes.
+    pub(super) async fn read_only_guard(
+        &mut self,
+        decision: &Decision,
+        class: &Class,
+        text: &str,
+    ) -> Result<Option<Decision>, Error> {
+        let Some(index) = decision.target.index().filter(|&i| i > 0) else {
+            return Ok(None);
+        };
+        if decision.reason != "transaction_bound" {
+            return Ok(None);
+        }
+        let temp = !self.state.temp_tables.is_empty() && self.state.mentions_temp_table(text);
+        let primary = Decision {
+            target: Target::Primary,
+            reason: "temporary_table",
+        };
+        let on_primary = |reason| {
+            Ok(Some(Decision {
+                target: Target::Primary,
+                reason,
+            }))
+        };
+        let commit_first = match class.kind {
+            Kind::Begin { .. } | Kind::LockTables | Kind::SetAutocommit(true) => true,
+            Kind::TempTable { .. } => return Ok(Some(primary)),
+            // Session state that lives on the primary connection: text
+            // prepares, and autocommit (replica connections keep it on).
+            Kind::Prepare | Kind::Execute | Kind::Deallocate => return on_primary("text_prepare"),
+            Kind::SetAutocommit(false) => return on_primary("session_state"),
+            // Without a pool, user variables assigned from data exist on
+            // the primary only.
+            _ if !self.tp
+                && class.flags.contains(Flags::USER_VAR_READ)
+                && self.state.user_vars_on_primary =>
+            {
+                return on_primary("user_variable")
+            }
+            // Writes, and multi-statements, by their first statement.
+            Kind::Write | Kind::Unknown => match crate::classify::in_read_only(text) {
+                InReadOnly::DataChange if temp => return Ok(Some(primary)),
+                InReadOnly::DataChange => return Err(Error::ReadOnlyTransaction),
+                InReadOnly::ImplicitCommit => true,
+                InReadOnly::Other => false,
+            },
+            _ if temp => return Ok(Some(primary)),
+            _ => false,
+        };
+        if !commit_first {
+            return Ok(None);
+        }
+        let conn = self.backend(index).await?;
+        conn.send_command(b"\x03COMMIT").await?;
+        drain_reply(conn, Expect::Single).await?;
+        self.txn_backend = None;
+        self.txn_written = false;
+        self.status &= !status::IN_TRANS;
+        Ok(Some(self.decide(class, text)))
+    }
+
     /// The statement with `ROW_COUNT()` answered from the session's last
-    /// statement, if it calls it and the transaction pool serves the
-    /// session; notes whether it reads the last insert id.
+    /// statement (which may have run on another backend), if it calls it;
+    /// with a pool, notes whether it reads the last insert id.
     fn session_functions(&mut self, class: &Class, text: &str) -> Option<String> {
-        if !self.tp || !class.flags.contains(Flags::SIDE_EFFECT_FN) {
+        if !class.flags.contains(Flags::SIDE_EFFECT_FN) {
             return None;
         }
-        self.ps.wants_last_insert_id = crate::classify::reads_last_insert_id(text);
+        if self.tp {
+            self.ps.wants_last_insert_id = crate::classify::reads_last_insert_id(text);
+        }
         crate::classify::substitute_row_count(text, self.ps.row_count)
     }
 
@@ -251,6 +329,15 @@ impl Session {
                 }
             }
             Kind::SetUserVar => self.state.user_vars_on_primary = true,
+            Kind::SetSession => {
+                if let Some(c) = super::state::names_collation(sql) {
+                    if self.state.set_collation(&c) {
+                        if let Some(s) = self.synced.get_mut(index) {
+                            s.version = self.state.version;
+                        }
+                    }
+                }
+            }
             Kind::SetTransaction if !class.flags.contains(Flags::GLOBAL) => {
                 // The server does not report `SET SESSION TRANSACTION
                 // ISOLATION LEVEL` as a variable change; record it.

@@ -77,10 +77,31 @@ impl SessionState {
                 changed = true;
             }
         }
+        // A new connection character set brings its default collation: a
+        // collation recorded before (`SET NAMES .. COLLATE`) no longer holds.
+        let reported = |name: &str| changes.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+        if reported("character_set_connection")
+            && !reported("collation_connection")
+            && self.vars.remove("collation_connection").is_some()
+        {
+            changed = true;
+        }
         if changed {
             self.version += 1;
         }
         changed
+    }
+
+    /// `SET NAMES .. COLLATE c`: the server does not report the collation
+    /// as changed, only the character sets.
+    pub fn set_collation(&mut self, collation: &str) -> bool {
+        if self.var("collation_connection") == Some(collation) {
+            return false;
+        }
+        self.vars
+            .insert("collation_connection".into(), collation.to_string());
+        self.version += 1;
+        true
     }
 
     pub fn var(&self, name: &str) -> Option<&str> {
@@ -153,6 +174,18 @@ impl SessionState {
                 (Some(v), h) if h != Some(v) => {
                     items.push(format!("@@session.{k}={}", sql_value(k, v)))
                 }
+                // Setting the character set (above, in name order) already
+                // brought its default collation back.
+                (None, Some(_))
+                    if k == "collation_connection"
+                        && mine("character_set_connection").is_some() =>
+                {
+                    let cs = mine("character_set_connection").map(String::as_str);
+                    items.push(format!(
+                        "@@session.character_set_connection={}",
+                        sql_value("character_set_connection", cs.unwrap_or_default())
+                    ))
+                }
                 (None, Some(_)) => items.push(match applied.baseline.get(k) {
                     Some(b) => format!("@@session.{k}={}", sql_value(k, b)),
                     None => format!("@@session.{k}=DEFAULT"),
@@ -167,7 +200,9 @@ impl SessionState {
         }
         for k in applied.user_vars.keys() {
             if !user.contains_key(k) {
-                items.push(format!("@{}=NULL", quote_ident(k)));
+                // A binary NULL: what a variable never set reads as (a plain
+                // NULL would keep the old value's type).
+                items.push(format!("@{}=CAST(NULL AS BINARY)", quote_ident(k)));
             }
         }
         if let Some(id) = last_insert_id {
@@ -242,6 +277,24 @@ pub fn user_var_literal(value: Option<&str>, column_type: u8, charset: u16) -> O
             Some(format!("_{introducer} X'{}'", hex(v)))
         }
     }
+}
+
+/// The collation of `SET NAMES cs COLLATE c` (`c`), if `sql` is one.
+pub fn names_collation(sql: &str) -> Option<String> {
+    let words: Vec<&str> = sql.split_whitespace().collect();
+    let at = words.iter().position(|w| w.eq_ignore_ascii_case("NAMES"))?;
+    if at == 0 || !words[at - 1].eq_ignore_ascii_case("SET") {
+        return None;
+    }
+    let collate = words.get(at + 2)?;
+    if !collate.eq_ignore_ascii_case("COLLATE") {
+        return None;
+    }
+    let c = words
+        .get(at + 3)?
+        .trim_end_matches([';', ','])
+        .trim_matches(['\'', '"', '`']);
+    (!c.is_empty()).then(|| c.to_ascii_lowercase())
 }
 
 /// The character set of a collation id, for the common ones.
@@ -357,7 +410,7 @@ mod tests {
         assert_eq!(
             s.pooled_set(&applied, true, &user, Some(5)).unwrap(),
             "SET @@session.autocommit='OFF', @@session.character_set_client='utf8mb4', \
-             @@session.sql_mode=DEFAULT, @@session.time_zone='+03:00', @`n`=7, @`old`=NULL, \
+             @@session.sql_mode=DEFAULT, @@session.time_zone='+03:00', @`n`=7, @`old`=CAST(NULL AS BINARY), \
              @@session.last_insert_id=5"
         );
         // A replica connection never gets autocommit.

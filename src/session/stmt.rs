@@ -93,7 +93,7 @@ impl Session {
         let Some(e) = self.stmts.get(&id).cloned() else {
             return self.fail(seq, &unknown(id, "mysqld_stmt_execute")).await;
         };
-        let decision = if e.long_data {
+        let mut decision = if e.long_data {
             crate::router::Decision {
                 target: crate::router::Target::Primary,
                 reason: "long_data",
@@ -101,6 +101,15 @@ impl Session {
         } else {
             self.decide(&e.class, &e.sql)
         };
+        if self.tp {
+            // A pooled connection's own last insert id is another session's.
+            self.ps.wants_last_insert_id = crate::classify::reads_last_insert_id(&e.sql);
+        }
+        match self.read_only_guard(&decision, &e.class, &e.sql).await {
+            Ok(Some(d)) => decision = d,
+            Ok(None) => {}
+            Err(err) => return self.fail(seq, &err).await,
+        }
         let routed = decision.target.index().unwrap_or(0);
         let plan = if routed > 0 && decision.reason != "transaction_bound" {
             self.plan_read(

@@ -353,14 +353,7 @@ impl Session {
                 }
                 let conn = self.backends[i].take();
                 let lease = self.leases[i].take();
-                if let (Some(mut conn), Some(lease)) = (conn, lease) {
-                    if let Some(p) = conn.pooled.as_mut() {
-                        p.applied.vars = self.state.vars_for(i == 0);
-                        p.applied.user_vars = self.ps.user_values.clone();
-                        if self.database.is_some() {
-                            p.applied.database = self.database.clone();
-                        }
-                    }
+                if let (Some(conn), Some(lease)) = (conn, lease) {
                     lease.give_back(conn);
                 }
             } else if self.leases[i].is_some() {
@@ -368,6 +361,23 @@ impl Session {
             }
         }
         self.publish_pin(pin);
+    }
+
+    /// Records that the connection to backend `index` has the session's
+    /// state: it was brought to it before the statement that just ran
+    /// there, and what that statement changed is now the session's. Other
+    /// connections keep what they were last brought to (a connection the
+    /// session held but did not use since it changed a variable does not
+    /// have the change, and must not pass for having it).
+    pub(super) fn mark_applied(&mut self, index: usize) {
+        let Some(p) = self.backends[index].as_mut().and_then(|c| c.pooled.as_mut()) else {
+            return;
+        };
+        p.applied.vars = self.state.vars_for(index == 0);
+        p.applied.user_vars = self.ps.user_values.clone();
+        if self.database.is_some() {
+            p.applied.database = self.database.clone();
+        }
     }
 
     /// Counts and shows a change of the session's pin.
@@ -420,12 +430,6 @@ impl Session {
                         ..Applied::default()
                     };
                 }
-            } else if let Some(p) = conn.pooled.as_mut() {
-                p.applied.vars = self.state.vars_for(i == 0);
-                p.applied.user_vars = self.ps.user_values.clone();
-                if self.database.is_some() {
-                    p.applied.database = self.database.clone();
-                }
             }
             lease.give_back_capped(conn, max_idle);
         }
@@ -437,6 +441,17 @@ impl Session {
         self.publish_pin(None);
     }
 
+    /// The session's `ROW_COUNT()` after a statement, whichever backend
+    /// ran it (every session needs it: its next statement may run on
+    /// another backend connection).
+    pub(super) fn learn_row_count(&mut self, info: &ReplyInfo) {
+        self.ps.row_count = if info.error || info.result_set {
+            -1
+        } else {
+            info.affected_rows as i64
+        };
+    }
+
     /// Learns what a statement left on the connection that the pool must
     /// carry or pin: generated ids, row counts, text prepares, pending
     /// `FOUND_ROWS()`.
@@ -444,11 +459,6 @@ impl Session {
         if info.last_insert_id != 0 {
             self.ps.last_insert_id = Some(info.last_insert_id);
         }
-        self.ps.row_count = if info.error || info.result_set {
-            -1
-        } else {
-            info.affected_rows as i64
-        };
         self.ps.wants_last_insert_id = false;
         let Some((class, sql)) = stmt else { return };
         self.ps.found_rows = !info.error && class.flags.contains(Flags::CALC_FOUND_ROWS);
