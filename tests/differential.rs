@@ -52,7 +52,10 @@ enum Outcome {
 #[derive(Debug, PartialEq)]
 enum Set {
     Rows(Vec<ColumnType>, Vec<Vec<Value>>),
-    Ok { affected: u64, insert_id: Option<u64> },
+    Ok {
+        affected: u64,
+        insert_id: Option<u64>,
+    },
 }
 
 fn pick<'a>(rng: &mut StdRng, xs: &[&'a str]) -> &'a str {
@@ -72,7 +75,12 @@ fn op(rng: &mut StdRng, c: usize) -> Op {
             "SET sql_mode = '{}'",
             pick(
                 rng,
-                &["", "PIPES_AS_CONCAT", "STRICT_TRANS_TABLES,PIPES_AS_CONCAT", "ANSI"]
+                &[
+                    "",
+                    "PIPES_AS_CONCAT",
+                    "STRICT_TRANS_TABLES,PIPES_AS_CONCAT",
+                    "ANSI"
+                ]
             )
         )),
         7..=8 => sql(format!(
@@ -180,7 +188,11 @@ async fn run(conn: &mut Conn, op: &Op, table: &str) -> Result<Outcome, String> {
         }
         Op::Exec(s, params) => {
             let sql = s.replace("{t}", table);
-            collect(conn.exec_iter(sql, Params::Positional(params.clone())).await).await
+            collect(
+                conn.exec_iter(sql, Params::Positional(params.clone()))
+                    .await,
+            )
+            .await
         }
         Op::Reconnect => unreachable!("handled by the caller"),
     };
@@ -207,7 +219,10 @@ async fn collect<P: mysql_async::prelude::Protocol>(
                 insert_id: r.last_insert_id(),
             });
         } else {
-            sets.push(Set::Rows(types, rows.into_iter().map(Row::unwrap).collect()));
+            sets.push(Set::Rows(
+                types,
+                rows.into_iter().map(Row::unwrap).collect(),
+            ));
         }
         if r.is_empty() {
             return Ok(sets);
@@ -231,7 +246,10 @@ fn show(o: &Outcome) -> String {
                         .map(|r| r.iter().map(value).collect::<Vec<_>>().join(", "))
                         .collect::<Vec<_>>()
                 ),
-                Set::Ok { affected, insert_id } => format!("OK({affected}, {insert_id:?})"),
+                Set::Ok {
+                    affected,
+                    insert_id,
+                } => format!("OK({affected}, {insert_id:?})"),
             })
             .collect::<Vec<_>>()
             .join(" / "),
@@ -314,7 +332,10 @@ async fn matches_direct(env: &Env, mode: &str) {
             .wait_replicas_caught_up(std::time::Duration::from_secs(30))
             .await
             .expect("the replicas have the tables");
-        let want = play(&schedule, &format!("{mode}_d{seed}"), || env.direct_primary()).await;
+        let want = play(&schedule, &format!("{mode}_d{seed}"), || {
+            env.direct_primary()
+        })
+        .await;
         let got = play(&schedule, &format!("{mode}_p{seed}"), || env.conn()).await;
         let mut seen = [false; CLIENTS];
         for (i, ((c, op), (w, g))) in schedule.iter().zip(want.iter().zip(&got)).enumerate() {

@@ -121,11 +121,14 @@ impl Session {
             // prepares, and autocommit (replica connections keep it on).
             Kind::Prepare | Kind::Execute | Kind::Deallocate => return on_primary("text_prepare"),
             Kind::SetAutocommit(false) => return on_primary("session_state"),
-            // Without a pool, user variables assigned from data exist on
-            // the primary only.
+            // Without a pool, user variables live on the connection that
+            // set them: set them on the primary, which later reads use.
             _ if !self.tp
-                && class.flags.contains(Flags::USER_VAR_READ)
-                && self.state.user_vars_on_primary =>
+                && (class.kind == Kind::SetUserVar
+                    || class
+                        .flags
+                        .intersects(Flags::USER_VAR_ASSIGN | Flags::SELECT_INTO))
+                && crate::classify::in_read_only(text) != InReadOnly::DataChange =>
             {
                 return on_primary("user_variable")
             }
@@ -136,6 +139,19 @@ impl Session {
                 InReadOnly::ImplicitCommit => true,
                 InReadOnly::Other => false,
             },
+            // Without a pool, user variables assigned from data exist on
+            // the primary only.
+            _ if !self.tp
+                && class.flags.contains(Flags::USER_VAR_READ)
+                && self.state.user_vars_on_primary =>
+            {
+                return on_primary("user_variable")
+            }
+            // ... and so does the last insert id (pooled sessions set it
+            // on whichever connection runs the statement).
+            _ if !self.tp && crate::classify::reads_last_insert_id(text) => {
+                return on_primary("last_insert_id")
+            }
             _ if temp => return Ok(Some(primary)),
             _ => false,
         };
@@ -264,8 +280,18 @@ impl Session {
         let st = info.status.unwrap_or(self.status);
         let was_written = self.txn_written;
         let owner = self.txn_backend.unwrap_or(0);
+        // Autocommit is the primary connection's to say: replica
+        // connections keep it on, even while one serves a READ ONLY
+        // transaction.
+        const AC: u16 = status::AUTOCOMMIT;
         if index == owner {
-            self.status = st;
+            self.status = if index == 0 {
+                st
+            } else {
+                (st & !AC) | (self.status & AC)
+            };
+        } else if index == 0 {
+            self.status = (self.status & !AC) | (st & AC);
         }
         if !info.variables.is_empty() && self.state.record_vars(&info.variables) {
             if let Some(s) = self.synced.get_mut(index) {

@@ -370,7 +370,10 @@ impl Session {
     /// session held but did not use since it changed a variable does not
     /// have the change, and must not pass for having it).
     pub(super) fn mark_applied(&mut self, index: usize) {
-        let Some(p) = self.backends[index].as_mut().and_then(|c| c.pooled.as_mut()) else {
+        let Some(p) = self.backends[index]
+            .as_mut()
+            .and_then(|c| c.pooled.as_mut())
+        else {
             return;
         };
         p.applied.vars = self.state.vars_for(index == 0);
