@@ -164,6 +164,32 @@ pub fn lock_calls(sql: &str) -> LockCalls {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn writes_in_a_read_only_transaction_are_told_apart() {
+        use super::{in_read_only, InReadOnly::*};
+        for sql in [
+            "INSERT INTO t VALUES (1)",
+            "/* note */ update t set a = 1",
+            "REPLACE INTO t VALUES (1)",
+            "DELETE FROM t WHERE a = 1",
+            "LOAD DATA INFILE 'x' INTO TABLE t",
+            "UPDATE t SET a = 1; SELECT ROW_COUNT()",
+        ] {
+            assert_eq!(in_read_only(sql), DataChange, "{sql}");
+        }
+        for sql in [
+            "CREATE TABLE t (a INT)",
+            "drop table t",
+            "TRUNCATE t",
+            "ALTER TABLE t ADD b INT",
+        ] {
+            assert_eq!(in_read_only(sql), ImplicitCommit, "{sql}");
+        }
+        for sql in ["SELECT 1", "DO 1", "SET @a = 1", "", "  ;"] {
+            assert_eq!(in_read_only(sql), Other, "{sql}");
+        }
+    }
     use super::*;
 
     #[test]

@@ -363,6 +363,51 @@ pub fn replayable_user_var_set(sql: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_names_collation_moves_and_a_new_character_set_drops_it() {
+        assert_eq!(
+            names_collation("SET NAMES utf8mb4 COLLATE utf8mb4_bin"),
+            Some("utf8mb4_bin".into())
+        );
+        assert_eq!(
+            names_collation("set names 'latin1' collate 'LATIN1_BIN';"),
+            Some("latin1_bin".into())
+        );
+        assert_eq!(names_collation("SET NAMES utf8mb4"), None);
+        assert_eq!(names_collation("SELECT 'SET NAMES x COLLATE y'"), None);
+
+        let names = |cs: &str| {
+            [
+                "character_set_client",
+                "character_set_connection",
+                "character_set_results",
+            ]
+            .map(|k| (k.to_string(), cs.to_string()))
+        };
+        let mut s = SessionState::default();
+        s.record_vars(&names("utf8mb4"));
+        assert!(s.set_collation("utf8mb4_bin"));
+        // A connection at its login values: the collation comes after the
+        // character set, which would otherwise reset it.
+        let fresh = Applied::default();
+        let set = s.pooled_set(&fresh, true, &BTreeMap::new(), None).unwrap();
+        let cs = set.find("character_set_connection").unwrap();
+        let coll = set.find("collation_connection='utf8mb4_bin'").unwrap();
+        assert!(cs < coll, "{set}");
+
+        // SET NAMES latin1 (no COLLATE): the recorded collation is gone, and
+        // a connection that has it gets the character set once more.
+        let mut had = Applied::default();
+        had.vars = s.vars_for(true);
+        s.record_vars(&names("latin1"));
+        assert_eq!(s.var("collation_connection"), None);
+        let set = s.pooled_set(&had, true, &BTreeMap::new(), None).unwrap();
+        assert!(
+            set.ends_with("@@session.character_set_connection='latin1'"),
+            "{set}"
+        );
+    }
     use super::*;
 
     #[test]
