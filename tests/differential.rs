@@ -159,7 +159,7 @@ fn op(rng: &mut StdRng, c: usize) -> Op {
 /// Who runs what, in order: `steps` operations per client, interleaved.
 fn schedule(seed: u64, steps: usize) -> Vec<(usize, Op)> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut left = vec![steps; CLIENTS];
+    let mut left = [steps; CLIENTS];
     let mut out = Vec::new();
     while left.iter().any(|&n| n > 0) {
         let c = rng.random_range(0..CLIENTS);

@@ -53,8 +53,8 @@ mod set;
 mod tests;
 
 pub use session_fns::{
-    in_read_only, lock_calls, reads_last_insert_id, substitute_row_count, user_var_names,
-    InReadOnly, LockCalls,
+    in_read_only, lock_calls, reads_a_table, reads_last_insert_id, substitute_row_count,
+    user_var_names, InReadOnly, LockCalls,
 };
 use std::fmt;
 use std::ops::{BitOr, BitOrAssign};

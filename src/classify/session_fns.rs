@@ -166,6 +166,15 @@ pub fn lock_calls(sql: &str) -> LockCalls {
 mod tests {
 
     #[test]
+    fn reads_of_tables_are_told_from_reads_of_values() {
+        use super::reads_a_table;
+        assert!(reads_a_table("SELECT COUNT(*) FROM t"));
+        assert!(reads_a_table("select a from (select 1 a) x"));
+        assert!(!reads_a_table("SELECT @@tx_read_only, 'FROM t'"));
+        assert!(!reads_a_table("SELECT 1 FROM DUAL"));
+    }
+
+    #[test]
     fn writes_in_a_read_only_transaction_are_told_apart() {
         use super::{in_read_only, InReadOnly::*};
         for sql in [
@@ -247,6 +256,19 @@ mod tests {
         assert!(c.opaque);
         assert!(lock_calls("DO RELEASE_ALL_LOCKS()").release_all);
     }
+}
+
+/// Whether a read names a table (has a `FROM` other than `FROM DUAL`).
+pub fn reads_a_table(sql: &str) -> bool {
+    let mut lx = Lexer::new(sql.as_bytes(), Reading::DEFAULT);
+    while let Some(t) = lx.next_token() {
+        if t.kind == Tok::Word && t.is(b"FROM") {
+            return !lx
+                .peek()
+                .is_some_and(|n| n.kind == Tok::Word && n.is(b"DUAL"));
+        }
+    }
+    false
 }
 
 /// What a write does to an open `READ ONLY` transaction, by its first

@@ -116,6 +116,7 @@ impl Session {
         };
         let commit_first = match class.kind {
             Kind::Begin { .. } | Kind::LockTables | Kind::SetAutocommit(true) => true,
+            Kind::TempTable { create: true } => return Err(Error::ReadOnlyTransaction),
             Kind::TempTable { .. } => return Ok(Some(primary)),
             // Session state that lives on the primary connection: text
             // prepares, and autocommit (replica connections keep it on).
@@ -216,7 +217,7 @@ impl Session {
             .level_for(class, &policy)
             .unwrap_or(policy.consistency.level);
         let view = self.view(sql, level != crate::consistency::Level::Eventual);
-        router::route(
+        let decision = router::route(
             class,
             &view,
             &policy,
@@ -228,7 +229,16 @@ impl Session {
             },
             sql,
             &|| router::digest(sql),
-        )
+        );
+        // The characteristics `SET TRANSACTION` gave the next transaction
+        // are on the primary connection.
+        if self.ps.next_transaction && decision.target.index().is_some_and(|i| i > 0) {
+            return Decision {
+                target: Target::Primary,
+                reason: "set_transaction",
+            };
+        }
+        decision
     }
 
     /// Brings backend `index` to the session's database, variables and
@@ -293,7 +303,26 @@ impl Session {
         } else if index == 0 {
             self.status = (self.status & !AC) | (st & AC);
         }
-        if !info.variables.is_empty() && self.state.record_vars(&info.variables) {
+        // `SET TRANSACTION` without `SESSION` is for the next transaction
+        // only: the values the server reports for it are not the session's.
+        let one_shot: Vec<(String, String)>;
+        let variables = match stmt {
+            Some((c, sql))
+                if c.kind == Kind::SetTransaction
+                    && !c.flags.contains(Flags::GLOBAL)
+                    && !is_session_scope(sql) =>
+            {
+                one_shot = info
+                    .variables
+                    .iter()
+                    .filter(|(k, _)| !is_transaction_var(k))
+                    .cloned()
+                    .collect();
+                &one_shot
+            }
+            _ => &info.variables,
+        };
+        if !variables.is_empty() && self.state.record_vars(variables) {
             if let Some(s) = self.synced.get_mut(index) {
                 s.version = self.state.version;
             }
@@ -327,6 +356,24 @@ impl Session {
         let Some((class, sql)) = stmt else { return };
         if info.error {
             return;
+        }
+        // The characteristics `SET TRANSACTION` gave the next transaction
+        // are used up by the first statement that succeeds in one: a read
+        // of a table, a write, a transaction boundary. Reads of variables
+        // and failed statements leave them for the next.
+        let starts_transaction = match class.kind {
+            Kind::Read => crate::classify::reads_a_table(sql),
+            Kind::Write
+            | Kind::LockingRead
+            | Kind::Begin { .. }
+            | Kind::Commit
+            | Kind::Rollback
+            | Kind::Call
+            | Kind::Unknown => true,
+            _ => false,
+        };
+        if starts_transaction {
+            self.ps.next_transaction = false;
         }
         self.learn_positions(
             index,
@@ -364,6 +411,12 @@ impl Session {
                     }
                 }
             }
+            Kind::SetTransaction
+                if !class.flags.contains(Flags::GLOBAL) && session_isolation(sql).is_none() =>
+            {
+                // Only for the next transaction, and only on this connection.
+                self.ps.next_transaction = !is_session_scope(sql);
+            }
             Kind::SetTransaction if !class.flags.contains(Flags::GLOBAL) => {
                 // The server does not report `SET SESSION TRANSACTION
                 // ISOLATION LEVEL` as a variable change; record it.
@@ -399,6 +452,25 @@ impl Session {
         let mask = status::IN_TRANS | status::AUTOCOMMIT;
         (index != self.txn_backend.unwrap_or(0)).then_some((mask, self.status & mask))
     }
+}
+
+/// The variables `SET TRANSACTION` changes.
+fn is_transaction_var(name: &str) -> bool {
+    [
+        "tx_read_only",
+        "tx_isolation",
+        "transaction_read_only",
+        "transaction_isolation",
+    ]
+    .iter()
+    .any(|v| name.eq_ignore_ascii_case(v))
+}
+
+/// Whether a `SET .. TRANSACTION` names the session scope.
+fn is_session_scope(sql: &str) -> bool {
+    sql.split_whitespace()
+        .take_while(|w| !w.eq_ignore_ascii_case("TRANSACTION"))
+        .any(|w| w.eq_ignore_ascii_case("SESSION") || w.eq_ignore_ascii_case("LOCAL"))
 }
 
 /// The level of `SET SESSION TRANSACTION ISOLATION LEVEL ...` as the

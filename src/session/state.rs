@@ -398,8 +398,10 @@ mod tests {
 
         // SET NAMES latin1 (no COLLATE): the recorded collation is gone, and
         // a connection that has it gets the character set once more.
-        let mut had = Applied::default();
-        had.vars = s.vars_for(true);
+        let had = Applied {
+            vars: s.vars_for(true),
+            ..Applied::default()
+        };
         s.record_vars(&names("latin1"));
         assert_eq!(s.var("collation_connection"), None);
         let set = s.pooled_set(&had, true, &BTreeMap::new(), None).unwrap();

@@ -53,6 +53,10 @@ pub struct PoolSession {
     pub handlers: BTreeSet<String>,
     /// A `SQL_CALC_FOUND_ROWS` result awaits `FOUND_ROWS()`.
     pub found_rows: bool,
+    /// `SET TRANSACTION ..` (no `SESSION`) set the next transaction's
+    /// characteristics on the primary connection; that transaction must
+    /// run there.
+    pub next_transaction: bool,
     /// The statement (client id) and backend holding an open cursor.
     pub cursor: Option<(u32, usize)>,
     /// COM_STMT_SEND_LONG_DATA was sent for this statement (client id).
@@ -81,6 +85,7 @@ impl Default for PoolSession {
             text_prepares: BTreeSet::new(),
             handlers: BTreeSet::new(),
             found_rows: false,
+            next_transaction: false,
             cursor: None,
             long_data: None,
             locks: BTreeMap::new(),
@@ -333,6 +338,8 @@ impl Session {
             Some("handler")
         } else if self.ps.found_rows {
             Some("found_rows")
+        } else if self.ps.next_transaction {
+            Some("set_transaction")
         } else if self.ps.long_data.is_some() {
             Some("long_data")
         } else if !self.ps.unreplayable.is_empty() {
