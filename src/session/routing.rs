@@ -83,12 +83,14 @@ impl Session {
     /// A `READ ONLY` transaction runs on a replica; what a direct
     /// connection does with a statement there that is not a read, Causeway
     /// must do too:
-    /// - a data change fails with the server's error for it (1792), not the
-    ///   replica's `read_only` error;
-    /// - `BEGIN`, DDL and `LOCK TABLES` commit the transaction first, then
-    ///   run where they belong (the primary, for a read-write transaction);
-    /// - statements on the session's temporary tables run on the primary,
-    ///   where those tables live.
+    /// - a data change or `CREATE TEMPORARY TABLE` fails with the server's
+    ///   error for it (1792), not the replica's `read_only` error;
+    /// - `BEGIN`, DDL, `LOCK TABLES` and `SET autocommit = 1` commit the
+    ///   transaction first, then run where they belong (the primary, for a
+    ///   read-write transaction);
+    /// - statements on state that lives on the primary connection run
+    ///   there: temporary tables, text prepares, `SET autocommit = 0`, and
+    ///   without a pool user variables and the last insert id.
     ///
     /// Gives the new decision, if it changes.
     pub(super) async fn read_only_guard(
@@ -104,10 +106,6 @@ impl Session {
             return Ok(None);
         }
         let temp = !self.state.temp_tables.is_empty() && self.state.mentions_temp_table(text);
-        let primary = Decision {
-            target: Target::Primary,
-            reason: "temporary_table",
-        };
         let on_primary = |reason| {
             Ok(Some(Decision {
                 target: Target::Primary,
@@ -117,7 +115,7 @@ impl Session {
         let commit_first = match class.kind {
             Kind::Begin { .. } | Kind::LockTables | Kind::SetAutocommit(true) => true,
             Kind::TempTable { create: true } => return Err(Error::ReadOnlyTransaction),
-            Kind::TempTable { .. } => return Ok(Some(primary)),
+            Kind::TempTable { .. } => return on_primary("temporary_table"),
             // Session state that lives on the primary connection: text
             // prepares, and autocommit (replica connections keep it on).
             Kind::Prepare | Kind::Execute | Kind::Deallocate => return on_primary("text_prepare"),
@@ -135,7 +133,7 @@ impl Session {
             }
             // Writes, and multi-statements, by their first statement.
             Kind::Write | Kind::Unknown => match crate::classify::in_read_only(text) {
-                InReadOnly::DataChange if temp => return Ok(Some(primary)),
+                InReadOnly::DataChange if temp => return on_primary("temporary_table"),
                 InReadOnly::DataChange => return Err(Error::ReadOnlyTransaction),
                 InReadOnly::ImplicitCommit => true,
                 InReadOnly::Other => false,
@@ -153,7 +151,7 @@ impl Session {
             _ if !self.tp && crate::classify::reads_last_insert_id(text) => {
                 return on_primary("last_insert_id")
             }
-            _ if temp => return Ok(Some(primary)),
+            _ if temp => return on_primary("temporary_table"),
             _ => false,
         };
         if !commit_first {
