@@ -43,7 +43,7 @@ pub async fn run(
     let cluster = Cluster::new(config.clone());
     let monitor = spawn_monitor(cluster.clone(), shutdown.clone());
     wait_first_check(&cluster, config.timeouts.connect() * 2).await;
-    let registry = Registry::new();
+    let registry = Registry::with_instance(config.proxy.instance);
     let ctx = Arc::new(Ctx::new(
         cluster.clone(),
         registry.clone(),

@@ -74,9 +74,25 @@ pub enum Error {
     #[error("Too many connections")]
     TooManyConnections,
     #[error("Unknown thread id: {0}")]
-    NoSuchThread(u32),
+    NoSuchThread(u64),
+    /// `KILL QUERY ID n`: Causeway shows no query ids, so none is known.
+    #[error("Unknown query id: {0}")]
+    NoSuchQuery(u64),
+    /// A `KILL` Causeway cannot answer itself (and must not send on).
+    #[error("Causeway answers KILL [HARD|SOFT] [CONNECTION|QUERY] {{n | CONNECTION_ID()}} and KILL ... USER name, each alone in its statement")]
+    KillUnsupported,
     #[error("You are not owner of thread {0}")]
     NotOwnerOfThread(u32),
+    /// `KILL USER` naming a session the killer may not kill.
+    #[error("Operation KILL USER failed for {user}@{host}")]
+    KillUserDenied { user: String, host: String },
+    /// The session was killed while a statement ran (`KILL n`).
+    #[error("Connection was killed")]
+    ConnectionKilled,
+    /// `KILL QUERY` of the session's own id, or of a statement Causeway
+    /// was running itself.
+    #[error("Query execution was interrupted")]
+    QueryInterrupted,
     #[error("Causeway is shutting down")]
     ShuttingDown,
     #[error(
@@ -103,15 +119,20 @@ impl Error {
             | Error::PacketTooLarge
             | Error::TlsUnsupported
             | Error::NoSuchThread(_)
+            | Error::NoSuchQuery(_)
+            | Error::KillUnsupported
             | Error::NotOwnerOfThread(_)
+            | Error::KillUserDenied { .. }
             | Error::ReadOnlyTransaction => Side::Client,
             Error::Server(_)
             | Error::BackendUnavailable { .. }
             | Error::BackendLost { .. }
             | Error::BackendProtocol { .. } => Side::Backend,
-            Error::TooManyConnections | Error::ShuttingDown | Error::PoolTimeout { .. } => {
-                Side::Internal
-            }
+            Error::TooManyConnections
+            | Error::ShuttingDown
+            | Error::ConnectionKilled
+            | Error::QueryInterrupted
+            | Error::PoolTimeout { .. } => Side::Internal,
         }
     }
 
@@ -140,7 +161,12 @@ impl Error {
             Error::TlsUnsupported => "tls_unsupported",
             Error::TooManyConnections => "too_many_connections",
             Error::NoSuchThread(_) => "no_such_thread",
+            Error::NoSuchQuery(_) => "no_such_query",
+            Error::KillUnsupported => "kill_unsupported",
             Error::NotOwnerOfThread(_) => "not_owner_of_thread",
+            Error::KillUserDenied { .. } => "kill_user_denied",
+            Error::ConnectionKilled => "connection_killed",
+            Error::QueryInterrupted => "query_interrupted",
             Error::ShuttingDown => "shutting_down",
             Error::PoolTimeout { .. } => "pool_timeout",
             Error::ReadOnlyTransaction => "read_only_transaction",
@@ -162,7 +188,11 @@ impl Error {
             Error::TlsUnsupported => (1251, b"08004"),
             Error::TooManyConnections => (1040, b"08004"),
             Error::NoSuchThread(_) => (1094, b"HY000"),
-            Error::NotOwnerOfThread(_) => (1095, b"HY000"),
+            Error::NoSuchQuery(_) => (1957, b"HY000"),
+            Error::KillUnsupported => (1235, b"42000"),
+            Error::NotOwnerOfThread(_) | Error::KillUserDenied { .. } => (1095, b"HY000"),
+            Error::ConnectionKilled => (1927, b"70100"),
+            Error::QueryInterrupted => (1317, b"70100"),
             Error::ShuttingDown => (1053, b"08S01"),
             // The statement was not sent: a proxy-defined code, as other
             // proxies use for a pool wait that ran out.

@@ -43,6 +43,7 @@
 
 mod head;
 mod hints;
+mod kill;
 mod lexer;
 mod parse;
 mod scan;
@@ -52,6 +53,7 @@ mod set;
 #[cfg(test)]
 mod tests;
 
+pub use kill::{has_kill, kill_statement, KillScope, KillStatement, KillTarget};
 pub use session_fns::{
     in_read_only, lock_calls, reads_a_table, reads_last_insert_id, substitute_row_count,
     user_var_names, InReadOnly, LockCalls,

@@ -17,6 +17,56 @@ pub struct Account {
     pub plugin: String,
     /// `None` when the account uses a plugin Causeway cannot verify.
     pub hash: Option<StoredHash>,
+    /// Global privileges that matter to Causeway (KILL, PROCESSLIST).
+    pub privileges: Privileges,
+}
+
+/// The global privileges Causeway's own statements check. Unknown means
+/// none: a load that cannot read them grants nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Privileges {
+    /// `PROCESS`: see every session in the processlist.
+    pub process: bool,
+    /// `CONNECTION ADMIN`: kill any session.
+    pub connection_admin: bool,
+    /// `SUPER`: kill any session (and see them, as the server shows them).
+    pub super_: bool,
+}
+
+impl Privileges {
+    /// From MariaDB's `mysql.global_priv` `access` bitmask (10.4+): bit 8
+    /// is `PROCESS`, bit 15 `SUPER`, bit 32 `CONNECTION ADMIN`.
+    pub fn from_access(access: u64) -> Privileges {
+        Privileges {
+            process: access & (1 << 8) != 0,
+            super_: access & (1 << 15) != 0,
+            connection_admin: access & (1 << 32) != 0,
+        }
+    }
+
+    /// From names as in `GRANT` (case-insensitive); `None` for a name
+    /// Causeway does not know. `ALL` / `ALL PRIVILEGES` grant the three.
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Option<Privileges> {
+        let mut p = Privileges::default();
+        for n in names {
+            let n = n.as_ref().trim().to_ascii_uppercase();
+            let n: Vec<&str> = n.split_ascii_whitespace().collect();
+            match n.as_slice() {
+                ["PROCESS"] => p.process = true,
+                ["SUPER"] => p.super_ = true,
+                ["CONNECTION", "ADMIN"] => p.connection_admin = true,
+                ["ALL"] | ["ALL", "PRIVILEGES"] => {
+                    p = Privileges {
+                        process: true,
+                        connection_admin: true,
+                        super_: true,
+                    }
+                }
+                _ => return None,
+            }
+        }
+        Some(p)
+    }
 }
 
 /// All known accounts, sorted for matching.
@@ -109,7 +159,25 @@ mod tests {
             host: host.into(),
             plugin: "mysql_native_password".into(),
             hash: Some(StoredHash::from_password(pw.as_bytes())),
+            privileges: Privileges::default(),
         }
+    }
+
+    #[test]
+    fn privileges_from_the_access_bitmask_and_names() {
+        // Values MariaDB 10.11 stores for GRANT PROCESS / SUPER /
+        // CONNECTION ADMIN / ALL ON *.*.
+        assert!(Privileges::from_access(256).process);
+        assert!(Privileges::from_access(32768).super_);
+        let c = Privileges::from_access(4_294_967_296);
+        assert!(c.connection_admin && !c.super_ && !c.process);
+        let all = Privileges::from_access(549_755_812_863);
+        assert!(all.process && all.super_ && all.connection_admin);
+        assert_eq!(Privileges::from_access(0), Privileges::default());
+        let n = Privileges::from_names(&["connection  admin", "Process"]).unwrap();
+        assert!(n.connection_admin && n.process && !n.super_);
+        assert!(Privileges::from_names(&["ALL PRIVILEGES"]).unwrap().super_);
+        assert!(Privileges::from_names(&["SELECT"]).is_none());
     }
 
     fn ip(s: &str) -> IpAddr {

@@ -8,6 +8,7 @@
 //! May import `pool::conn`, `protocol`, `config`, `error`.
 
 pub mod accounts;
+mod kill;
 mod monitor;
 
 use std::net::IpAddr;
@@ -24,7 +25,8 @@ use crate::error::Error;
 use crate::pool::conn::{BackendConn, ConnectParams};
 use crate::protocol::auth::{Credential, StoredHash};
 
-pub use accounts::{Account, Accounts};
+pub use accounts::{Account, Accounts, Privileges};
+pub use kill::BackendKill;
 pub use monitor::spawn_monitor;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -225,27 +227,18 @@ impl Cluster {
     async fn load_accounts(&self, last: &mut Option<Instant>) -> Result<usize, Error> {
         *last = Some(Instant::now());
         let mut conn = self.monitor_connect(0).await?;
-        let rows = conn
-            .query_rows("SELECT User, Host, plugin, authentication_string FROM mysql.user")
-            .await?;
-        let list: Vec<Account> = rows
-            .into_iter()
-            .map(|r| {
-                let col = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
-                let plugin = col(2);
-                let auth = col(3);
-                let hash = match plugin.as_str() {
-                    "" | "mysql_native_password" => StoredHash::parse(&auth),
-                    _ => None,
-                };
-                Account {
-                    user: col(0),
-                    host: col(1),
-                    plugin,
-                    hash,
-                }
-            })
-            .collect();
+        // MariaDB 10.4+ keeps global privileges in `mysql.global_priv`; a
+        // server without it (or a monitor account that may not read it)
+        // still gives the accounts, with no privileges.
+        let rows = match conn.query_rows(ACCOUNTS_WITH_PRIVILEGES).await {
+            Ok(rows) => rows,
+            Err(Error::Server(e)) => {
+                tracing::warn!(error = %e, "could not read privileges; accounts get none");
+                conn.query_rows(ACCOUNTS).await?
+            }
+            Err(e) => return Err(e),
+        };
+        let list: Vec<Account> = rows.into_iter().map(account_of_row).collect();
         let n = list.len();
         self.accounts.store(Arc::new(Accounts::new(list)));
         metrics::counter!(crate::admin::metrics::ACCOUNT_RELOADS).increment(1);
@@ -278,6 +271,31 @@ impl Cluster {
     }
 }
 
+const ACCOUNTS: &str = "SELECT User, Host, plugin, authentication_string FROM mysql.user";
+
+const ACCOUNTS_WITH_PRIVILEGES: &str = "SELECT u.User, u.Host, u.plugin, \
+     u.authentication_string, CAST(JSON_VALUE(g.Priv, '$.access') AS UNSIGNED) \
+     FROM mysql.user u LEFT JOIN mysql.global_priv g ON g.User = u.User AND g.Host = u.Host";
+
+/// One row of [`ACCOUNTS`] or [`ACCOUNTS_WITH_PRIVILEGES`].
+fn account_of_row(r: Vec<Option<String>>) -> Account {
+    let col = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+    let plugin = col(2);
+    let auth = col(3);
+    let hash = match plugin.as_str() {
+        "" | "mysql_native_password" => StoredHash::parse(&auth),
+        _ => None,
+    };
+    let access = col(4).parse::<u64>().unwrap_or(0);
+    Account {
+        user: col(0),
+        host: col(1),
+        plugin,
+        hash,
+        privileges: Privileges::from_access(access),
+    }
+}
+
 /// A statement in flight on one backend; see [`Cluster::in_flight`].
 pub struct InFlight<'a> {
     cluster: &'a Cluster,
@@ -302,6 +320,7 @@ fn config_accounts(cfg: &Config) -> Accounts {
                 host: u.host.clone(),
                 plugin: "mysql_native_password".into(),
                 hash: u.stored_hash(),
+                privileges: Privileges::from_names(&u.privileges).unwrap_or_default(),
             })
             .collect(),
     )

@@ -120,6 +120,10 @@ pub struct ProxyConfig {
     pub max_allowed_packet: usize,
     /// Worker threads of the runtime; 0 = one per CPU core.
     pub worker_threads: usize,
+    /// This instance's number (0-127), carried in the high bits of every
+    /// connection id so instances in front of one cluster hand out
+    /// disjoint ids.
+    pub instance: u32,
 }
 
 impl Default for ProxyConfig {
@@ -130,6 +134,7 @@ impl Default for ProxyConfig {
             max_connections: 10_000,
             max_allowed_packet: 1 << 30,
             worker_threads: 0,
+            instance: 0,
         }
     }
 }
@@ -223,6 +228,11 @@ pub struct UserConfig {
     /// ... the `*`-prefixed hash `PASSWORD()` gives.
     #[serde(default)]
     pub password_hash: Option<String>,
+    /// Global privileges Causeway's own statements check, as named in
+    /// `GRANT`: `PROCESS`, `CONNECTION ADMIN`, `SUPER` (or `ALL`).
+    /// Default: none.
+    #[serde(default)]
+    pub privileges: Vec<String>,
 }
 
 fn default_host() -> String {
@@ -421,6 +431,16 @@ impl Config {
                 "must be at least 1024 bytes",
             ));
         }
+        if self.proxy.instance > MAX_INSTANCE {
+            return Err(ConfigError::new(
+                file,
+                "proxy.instance",
+                format!(
+                    "{} is out of range: 0 to {}",
+                    self.proxy.instance, MAX_INSTANCE
+                ),
+            ));
+        }
         let mut names = std::collections::HashSet::new();
         let backends = std::iter::once(("cluster.primary".to_string(), &self.cluster.primary))
             .chain(
@@ -510,6 +530,13 @@ impl Config {
             ));
         }
         for (i, u) in self.auth.users.iter().enumerate() {
+            if !u.privileges.iter().all(|p| privilege_name_known(p)) {
+                return Err(ConfigError::new(
+                    file,
+                    &format!("auth.users[{i}].privileges"),
+                    "known privileges: \"PROCESS\", \"CONNECTION ADMIN\", \"SUPER\", \"ALL\"",
+                ));
+            }
             if u.stored_hash().is_none() {
                 return Err(ConfigError::new(
                     file,
@@ -527,6 +554,24 @@ impl Config {
         }
         Ok(self)
     }
+}
+
+/// Largest `[proxy] instance`: ids keep the instance in the bits above
+/// their 24 low bits and stay below 2^31.
+pub const MAX_INSTANCE: u32 = 127;
+
+/// The privilege names `[[auth.users]] privileges` accepts (as in `GRANT`,
+/// case and spacing aside).
+pub fn privilege_name_known(name: &str) -> bool {
+    let words: Vec<String> = name
+        .split_ascii_whitespace()
+        .map(|w| w.to_ascii_uppercase())
+        .collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    matches!(
+        words.as_slice(),
+        ["PROCESS"] | ["SUPER"] | ["CONNECTION", "ADMIN"] | ["ALL"] | ["ALL", "PRIVILEGES"]
+    )
 }
 
 fn validate_host_port(v: &str) -> Result<(), String> {

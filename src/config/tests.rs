@@ -129,3 +129,25 @@ fn policy_naming_a_missing_backend_is_rejected_at_load() {
     assert_eq!(e.field, "rules[0].target");
     assert!(e.file.ends_with("p.toml"));
 }
+
+#[test]
+fn instance_number_is_validated() {
+    let ok = format!("[proxy]\ninstance = 127\n{MINIMAL}");
+    assert_eq!(Config::from_str(&ok, "c.toml").unwrap().proxy.instance, 127);
+    let bad = format!("[proxy]\ninstance = 128\n{MINIMAL}");
+    let e = Config::from_str(&bad, "c.toml").unwrap_err();
+    assert_eq!(e.field, "proxy.instance");
+    assert!(e.reason.contains("0 to 127"), "{}", e.reason);
+}
+
+#[test]
+fn config_users_privileges_are_known_names() {
+    let ok = format!(
+        "{MINIMAL}\n[auth]\nsource = \"config\"\n[[auth.users]]\nname = \"ops\"\nprivileges = [\"connection admin\", \"PROCESS\"]\n"
+    );
+    let c = Config::from_str(&ok, "c.toml").unwrap();
+    assert_eq!(c.auth.users[0].privileges.len(), 2);
+    let bad = ok.replace("PROCESS", "SELECT");
+    let e = Config::from_str(&bad, "c.toml").unwrap_err();
+    assert_eq!(e.field, "auth.users[0].privileges");
+}

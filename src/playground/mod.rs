@@ -372,7 +372,7 @@ fn setup_sql() -> String {
          ON *.* TO '{APP_USER}'@'%';\n\
          CREATE USER '{MONITOR_USER}'@'%' IDENTIFIED BY {mon_pw};\n\
          GRANT SELECT ON mysql.* TO '{MONITOR_USER}'@'%';\n\
-         GRANT REPLICATION CLIENT, SLAVE MONITOR ON *.* TO '{MONITOR_USER}'@'%';\n",
+         GRANT REPLICATION CLIENT, SLAVE MONITOR, CONNECTION ADMIN ON *.* TO '{MONITOR_USER}'@'%';\n",
         repl_pw = quote(REPL_PASSWORD),
         app_pw = quote(APP_PASSWORD),
         mon_pw = quote(MONITOR_PASSWORD),

@@ -9,6 +9,7 @@ use bytes::BytesMut;
 use tokio::net::TcpStream;
 
 use super::{pooling, send_error, Ctx, Flow};
+use crate::cluster::Privileges;
 use crate::error::Error;
 use crate::protocol::auth::{new_salt, verify, Credential};
 use crate::protocol::command::ChangeUser;
@@ -23,6 +24,8 @@ pub struct Identity {
     pub capabilities: u32,
     pub user: String,
     pub credential: Credential,
+    /// The account's global privileges that Causeway checks (KILL).
+    pub privileges: Privileges,
     pub database: Option<String>,
     pub charset: u8,
     pub attributes: Vec<(String, String)>,
@@ -97,13 +100,14 @@ pub async fn greet(
         answer = p.data.to_vec();
         seq = p.last_seq.wrapping_add(1);
     }
-    let credential = check_password(ctx, &resp.user, peer_ip, &salt, &answer)
+    let (credential, privileges) = check_password(ctx, &resp.user, peer_ip, &salt, &answer)
         .await
         .map_err(|error| Some(LoginFailure { error, seq }))?;
     Ok(Identity {
         capabilities: resp.capabilities & cap::PROXY_OFFERS,
         user: resp.user,
         credential,
+        privileges,
         database: resp.database,
         charset: resp.charset,
         attributes: resp.attributes,
@@ -114,14 +118,15 @@ pub async fn greet(
 
 /// Verifies `answer` to `salt` for `user` from `ip`. Every failure looks the
 /// same to the client: unknown user, wrong password and unsupported plugin
-/// all give ERROR 1045, so nothing about other accounts leaks.
+/// all give ERROR 1045, so nothing about other accounts leaks. Gives the
+/// credential to log in to backends with and the account's privileges.
 pub async fn check_password(
     ctx: &Ctx,
     user: &str,
     ip: IpAddr,
     salt: &[u8],
     answer: &[u8],
-) -> Result<Credential, Error> {
+) -> Result<(Credential, Privileges), Error> {
     let denied = || Error::AccessDenied {
         user: user.to_string(),
         host: ip.to_string(),
@@ -139,11 +144,12 @@ pub async fn check_password(
             .increment(1);
         return Err(denied());
     };
-    verify(hash, salt, answer).ok_or_else(|| {
+    let credential = verify(hash, salt, answer).ok_or_else(|| {
         metrics::counter!(crate::admin::metrics::LOGIN_FAILURES, "reason" => "wrong_password")
             .increment(1);
         denied()
-    })
+    })?;
+    Ok((credential, account.privileges))
 }
 
 impl super::Session {
@@ -177,7 +183,7 @@ impl super::Session {
                 Err(_) => return Flow::Close,
             }
         }
-        let credential =
+        let (credential, privileges) =
             match check_password(&self.ctx, &user, self.peer.ip(), &self.salt, &answer).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -190,6 +196,9 @@ impl super::Session {
         self.leases.iter_mut().for_each(|l| *l = None);
         self.reset_pooled();
         (self.tp, self.hold) = pooling(&self.ctx, &user);
+        // The processlist and KILL see the new account from now on.
+        self.ctx.registry.set_user(self.id, &user, privileges);
+        self.privileges = privileges;
         self.user = user;
         self.credential = credential;
         self.database = (!database.is_empty()).then_some(database);

@@ -7,6 +7,7 @@
 
 mod consistency;
 mod explain;
+mod kill;
 mod login;
 pub mod registry;
 mod relay;
@@ -83,7 +84,11 @@ impl Ctx {
 /// backend input; every failure ends in an ERR packet or a closed socket.
 /// The socket comes with `TCP_NODELAY` set.
 pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
-    let id = ctx.registry.next_id();
+    let Some(reservation) = ctx.registry.reserve() else {
+        tracing::warn!("every connection id of this instance is in use");
+        return;
+    };
+    let id = reservation.id;
     let mut client = PacketStream::new(sock);
     let timeout = ctx.cluster.config().timeouts.client_handshake();
     let login = tokio::time::timeout(timeout, login::greet(&ctx, &mut client, id, peer.ip())).await;
@@ -95,9 +100,13 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         }
         Ok(Err(None)) | Err(_) => return,
     };
-    let reg = ctx
-        .registry
-        .register(id, ident.user.clone(), peer.ip().to_string());
+    let reg = ctx.registry.register(
+        id,
+        ident.user.clone(),
+        peer.ip().to_string(),
+        ident.privileges,
+    );
+    drop(reservation);
     let n = ctx.cluster.topology().backends.len();
     let (tp, hold) = pooling(&ctx, &ident.user);
     let mut s = Session {
@@ -114,6 +123,8 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         caps: ident.capabilities,
         salt: ident.salt,
         user: ident.user,
+        privileges: ident.privileges,
+        watch: kill::KillWatch::of(&reg),
         credential: ident.credential,
         charset: ident.charset,
         attributes: ident.attributes,
@@ -175,6 +186,10 @@ struct Session {
     caps: u32,
     salt: [u8; 20],
     user: String,
+    /// The account's privileges, for KILL (and the processlist).
+    privileges: crate::cluster::Privileges,
+    /// The session's kill signal and where it publishes what it runs.
+    watch: kill::KillWatch,
     credential: Credential,
     charset: u8,
     attributes: Vec<(String, String)>,
@@ -266,6 +281,9 @@ impl Session {
             if let Flow::Close = flow {
                 return;
             }
+            if self.watch.is_killed() {
+                return;
+            }
             self.after_command(reg);
         }
     }
@@ -276,11 +294,7 @@ impl Session {
             Command::Quit => Flow::Close,
             Command::Ping => self.ok_or_close(next).await,
             Command::Unsupported(code) => self.fail(next, &Error::UnknownCommand(code)).await,
-            Command::ProcessKill(id) => match self.ctx.registry.kill(id, &self.user) {
-                Ok(()) if id == self.id => Flow::Close,
-                Ok(()) => self.ok_or_close(next).await,
-                Err(e) => self.fail(next, &e).await,
-            },
+            Command::ProcessKill(id) => self.process_kill(id, next).await,
             Command::ChangeUser(cu) => self.change_user(cu, next).await,
             Command::ResetConnection => self.forward_all(raw, Expect::Single).await,
             Command::Query(sql) if asks_socket(sql) => {
@@ -433,16 +447,24 @@ impl Session {
         let Some(conn) = self.backends[index].as_mut() else {
             return Flow::Close;
         };
-        match relay(
+        let thread_id = conn.thread_id;
+        self.watch.publish(index, thread_id);
+        let watch = relay::Watch {
+            kill: Some(&self.watch.kill),
+            client_eof: true,
+        };
+        let relayed = relay(
             &mut self.client,
             self.caps,
             conn,
             expect,
             &mut self.scratch,
             rewrite,
+            watch,
         )
-        .await
-        {
+        .await;
+        self.watch.idle();
+        match relayed {
             Ok(info) => {
                 if !conn.stream.buffer().is_empty() {
                     // The backend said more than its reply: it cannot be trusted.
@@ -461,11 +483,13 @@ impl Session {
                 self.absorb(info);
                 Flow::Continue
             }
-            Err(RelayError::Client(_)) => {
-                // The reply may not have been read to its end.
-                self.backends[index] = None;
+            Err(RelayError::Client(_)) | Err(RelayError::ClientGone) => {
+                // The client is gone: end its statement as the server ends
+                // a vanished client's, and close.
+                self.abandon_statement(index, thread_id).await;
                 Flow::Close
             }
+            Err(RelayError::Killed { sent }) => self.killed_running(index, thread_id, sent).await,
             Err(RelayError::Backend {
                 reason,
                 next_seq,

@@ -1,20 +1,54 @@
 //! Every live client session, by Causeway's own connection id: what
 //! SHOW PROCESSLIST and KILL act on.
+//!
+//! Ids are the handshake's connection id. They never repeat while a
+//! session holds one: the counter wraps within its bits and skips every id
+//! in use (logged-in sessions and logins in progress). The high bits carry
+//! the instance number (`[proxy] instance`), so several Causeway instances
+//! in front of one cluster hand out disjoint ids.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
+
+use crate::cluster::Privileges;
+use crate::error::Error;
+
+/// Bits of an id that count sessions; the bits above hold the instance.
+pub const ID_BITS: u32 = 24;
+/// Largest instance number: ids stay below 2^31, as some connectors keep
+/// the connection id in a signed 32-bit integer.
+pub const MAX_INSTANCE: u32 = crate::config::MAX_INSTANCE;
+const _: () = assert!(MAX_INSTANCE < 1 << (31 - ID_BITS));
+const ID_MASK: u32 = (1 << ID_BITS) - 1;
 
 #[derive(Debug)]
 pub struct Entry {
     pub user: String,
     pub host: String,
+    /// What the account may do to other sessions (KILL, PROCESSLIST).
+    pub privileges: Privileges,
     /// Signalled to end the session.
     pub kill: Arc<Notify>,
+    /// Set with `kill`: the session has been killed (checked where a
+    /// signal could be missed).
+    pub killed: Arc<AtomicBool>,
     /// What the session publishes about itself.
     pub status: Arc<Mutex<Status>>,
+    /// The statement the session runs now, if any.
+    pub running: Arc<Mutex<Option<Running>>>,
+}
+
+/// Where a session's statement runs while it runs: what `KILL QUERY`
+/// interrupts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Running {
+    /// Topology index of the backend.
+    pub backend: usize,
+    /// The backend connection's thread id on that server.
+    pub thread_id: u32,
 }
 
 /// What SHOW CAUSEWAY PROCESSLIST shows of a session beyond its user and host.
@@ -40,8 +74,13 @@ pub struct Row {
 
 #[derive(Debug, Default)]
 pub struct Registry {
+    /// The instance number, already shifted into the high bits.
+    prefix: u32,
+    /// The next session number to try (low bits only).
     next_id: AtomicU32,
     sessions: Mutex<HashMap<u32, Entry>>,
+    /// Ids handed to logins in progress, not yet registered.
+    reserved: Mutex<HashSet<u32>>,
 }
 
 /// Removes the session from the registry when dropped.
@@ -49,7 +88,27 @@ pub struct Registration {
     registry: Arc<Registry>,
     pub id: u32,
     pub kill: Arc<Notify>,
+    pub killed: Arc<AtomicBool>,
     pub status: Arc<Mutex<Status>>,
+    pub running: Arc<Mutex<Option<Running>>>,
+}
+
+/// An id held for a login in progress; given back when dropped unless the
+/// session registered under it.
+pub struct Reservation {
+    registry: Arc<Registry>,
+    pub id: u32,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut r = self
+            .registry
+            .reserved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        r.remove(&self.id);
+    }
 }
 
 impl Registration {
@@ -60,76 +119,196 @@ impl Registration {
             *s = status.clone();
         }
     }
+
+    /// Publishes the statement the session runs now (`None`: it is idle).
+    pub fn set_running(&self, running: Option<Running>) {
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = running;
+    }
+
+    /// Whether the session has been killed.
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
+    }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if let Ok(mut m) = self.registry.sessions.lock() {
-            m.remove(&self.id);
-        }
+        self.registry.lock().remove(&self.id);
     }
+}
+
+/// Who asks to kill: their account and privileges.
+#[derive(Debug, Clone, Copy)]
+pub struct Killer<'a> {
+    pub user: &'a str,
+    pub privileges: Privileges,
+}
+
+impl Killer<'_> {
+    /// The server's rule: one's own sessions (same user), or any with
+    /// `CONNECTION ADMIN` or `SUPER`. `PROCESS` only lets one see them.
+    fn may_kill(&self, owner: &str) -> bool {
+        self.user == owner || self.privileges.connection_admin || self.privileges.super_
+    }
+}
+
+/// A session `KILL QUERY` found running a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryTarget {
+    /// The session is idle: nothing to interrupt.
+    Idle,
+    Running(Running),
 }
 
 impl Registry {
     pub fn new() -> Arc<Registry> {
+        Registry::with_instance(0)
+    }
+
+    /// A registry whose ids carry `instance` in their high bits (at most
+    /// [`MAX_INSTANCE`]; larger values are masked, config validation
+    /// refuses them first).
+    pub fn with_instance(instance: u32) -> Arc<Registry> {
         Arc::new(Registry {
+            prefix: (instance & MAX_INSTANCE) << ID_BITS,
             next_id: AtomicU32::new(1),
             sessions: Mutex::default(),
+            reserved: Mutex::default(),
         })
     }
 
-    /// A fresh connection id (never 0).
-    pub fn next_id(&self) -> u32 {
-        loop {
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            if id != 0 {
-                return id;
-            }
-        }
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Entry>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn register(self: &Arc<Self>, id: u32, user: String, host: String) -> Registration {
-        let kill = Arc::new(Notify::new());
-        let status = Arc::new(Mutex::new(Status::default()));
-        if let Ok(mut m) = self.sessions.lock() {
-            m.insert(
-                id,
-                Entry {
-                    user,
-                    host,
-                    kill: kill.clone(),
-                    status: status.clone(),
-                },
-            );
+    /// A fresh connection id, held until the session registers or the
+    /// reservation drops. Never 0 in its low bits, never an id in use;
+    /// `None` only if every id of this instance is taken.
+    pub fn reserve(self: &Arc<Self>) -> Option<Reservation> {
+        let sessions = self.lock();
+        let mut reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
+        for _ in 0..=ID_MASK {
+            let low = self.next_id.fetch_add(1, Ordering::Relaxed) & ID_MASK;
+            if low == 0 {
+                continue;
+            }
+            let id = self.prefix | low;
+            if !sessions.contains_key(&id) && reserved.insert(id) {
+                return Some(Reservation {
+                    registry: self.clone(),
+                    id,
+                });
+            }
         }
+        None
+    }
+
+    pub fn register(
+        self: &Arc<Self>,
+        id: u32,
+        user: String,
+        host: String,
+        privileges: Privileges,
+    ) -> Registration {
+        let kill = Arc::new(Notify::new());
+        let killed = Arc::new(AtomicBool::new(false));
+        let status = Arc::new(Mutex::new(Status::default()));
+        let running = Arc::new(Mutex::new(None));
+        self.lock().insert(
+            id,
+            Entry {
+                user,
+                host,
+                privileges,
+                kill: kill.clone(),
+                killed: killed.clone(),
+                status: status.clone(),
+                running: running.clone(),
+            },
+        );
+        self.reserved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
         Registration {
             registry: self.clone(),
             id,
             kill,
+            killed,
             status,
+            running,
+        }
+    }
+
+    /// COM_CHANGE_USER: session `id` now belongs to `user`, with its
+    /// privileges (what PROCESSLIST and KILL see), updated in place.
+    pub fn set_user(&self, id: u32, user: &str, privileges: Privileges) {
+        if let Some(e) = self.lock().get_mut(&id) {
+            e.user = user.to_string();
+            e.privileges = privileges;
         }
     }
 
     pub fn len(&self) -> usize {
-        self.sessions.lock().map(|m| m.len()).unwrap_or(0)
+        self.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Asks session `id` to end, if `user` owns it.
-    pub fn kill(&self, id: u32, user: &str) -> Result<(), crate::error::Error> {
-        let m = self
-            .sessions
-            .lock()
-            .map_err(|_| crate::error::Error::NoSuchThread(id))?;
-        let e = m.get(&id).ok_or(crate::error::Error::NoSuchThread(id))?;
-        if e.user != user {
-            return Err(crate::error::Error::NotOwnerOfThread(id));
+    /// `KILL [CONNECTION] id`: asks session `id` to end, if `killer` may.
+    pub fn kill(&self, id: u32, killer: Killer<'_>) -> Result<(), Error> {
+        let m = self.lock();
+        let e = m.get(&id).ok_or(Error::NoSuchThread(id.into()))?;
+        if !killer.may_kill(&e.user) {
+            return Err(Error::NotOwnerOfThread(id));
         }
+        e.killed.store(true, Ordering::Release);
         e.kill.notify_one();
         Ok(())
+    }
+
+    /// `KILL QUERY id`: where session `id` runs a statement now, if
+    /// `killer` may interrupt it.
+    pub fn query_target(&self, id: u32, killer: Killer<'_>) -> Result<QueryTarget, Error> {
+        let m = self.lock();
+        let e = m.get(&id).ok_or(Error::NoSuchThread(id.into()))?;
+        if !killer.may_kill(&e.user) {
+            return Err(Error::NotOwnerOfThread(id));
+        }
+        let running = e.running.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        Ok(running.map_or(QueryTarget::Idle, QueryTarget::Running))
+    }
+
+    /// The sessions of `user` (from `host`, when given and not `%`), by id,
+    /// if `killer` may kill them all: what `KILL USER` acts on. Refused
+    /// as a whole, as the server does, when one of them is not the
+    /// killer's to kill.
+    pub fn sessions_of(
+        &self,
+        user: &str,
+        host: Option<&str>,
+        killer: Killer<'_>,
+    ) -> Result<Vec<(u32, Option<Running>)>, Error> {
+        let m = self.lock();
+        let mut out: Vec<(u32, Option<Running>)> = Vec::new();
+        for (id, e) in m.iter() {
+            let host_ok = host.is_none_or(|h| h == "%" || h.eq_ignore_ascii_case(&e.host));
+            if e.user != user || !host_ok {
+                continue;
+            }
+            if !killer.may_kill(&e.user) {
+                return Err(Error::KillUserDenied {
+                    user: user.to_string(),
+                    host: host.unwrap_or("%").to_string(),
+                });
+            }
+            let running = e.running.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            out.push((*id, running));
+        }
+        out.sort_by_key(|(id, _)| *id);
+        Ok(out)
     }
 
     /// Every session with its published status, sorted by id.
@@ -186,22 +365,132 @@ pub async fn shutdown_signalled(rx: &mut tokio::sync::watch::Receiver<bool>) {
 mod tests {
     use super::*;
 
+    fn killer(user: &str) -> Killer<'_> {
+        Killer {
+            user,
+            privileges: Privileges::default(),
+        }
+    }
+
+    fn admin() -> Killer<'static> {
+        Killer {
+            user: "root",
+            privileges: Privileges {
+                connection_admin: true,
+                ..Privileges::default()
+            },
+        }
+    }
+
     #[test]
     fn register_kill_and_drop() {
         let r = Registry::new();
-        let id = r.next_id();
-        let reg = r.register(id, "app".into(), "127.0.0.1".into());
+        let id = r.reserve().unwrap().id;
+        let reg = r.register(id, "app".into(), "127.0.0.1".into(), Privileges::default());
         assert_eq!(r.list(), vec![(id, "app".into(), "127.0.0.1".into())]);
         assert!(matches!(
-            r.kill(id, "other"),
-            Err(crate::error::Error::NotOwnerOfThread(_))
+            r.kill(id, killer("other")),
+            Err(Error::NotOwnerOfThread(_))
         ));
-        assert!(r.kill(id, "app").is_ok());
+        assert!(!reg.is_killed());
+        assert!(r.kill(id, killer("app")).is_ok());
+        assert!(reg.is_killed());
         drop(reg);
         assert!(r.is_empty());
         assert!(matches!(
-            r.kill(id, "app"),
-            Err(crate::error::Error::NoSuchThread(_))
+            r.kill(id, killer("app")),
+            Err(Error::NoSuchThread(_))
         ));
+    }
+
+    #[test]
+    fn connection_admin_or_super_kill_others_process_does_not() {
+        let r = Registry::new();
+        let id = r.reserve().unwrap().id;
+        let reg = r.register(id, "app".into(), "h".into(), Privileges::default());
+        let process = Killer {
+            user: "ops",
+            privileges: Privileges {
+                process: true,
+                ..Privileges::default()
+            },
+        };
+        assert!(matches!(
+            r.kill(id, process),
+            Err(Error::NotOwnerOfThread(_))
+        ));
+        let sup = Killer {
+            user: "ops",
+            privileges: Privileges {
+                super_: true,
+                ..Privileges::default()
+            },
+        };
+        assert_eq!(r.query_target(id, sup).unwrap(), QueryTarget::Idle);
+        reg.set_running(Some(Running {
+            backend: 1,
+            thread_id: 77,
+        }));
+        assert_eq!(
+            r.query_target(id, admin()).unwrap(),
+            QueryTarget::Running(Running {
+                backend: 1,
+                thread_id: 77
+            })
+        );
+        assert!(r.kill(id, admin()).is_ok());
+    }
+
+    #[test]
+    fn kill_user_is_refused_whole_and_change_user_moves_the_session() {
+        let r = Registry::new();
+        let a = r.reserve().unwrap().id;
+        let b = r.reserve().unwrap().id;
+        let _ra = r.register(a, "app".into(), "h".into(), Privileges::default());
+        let _rb = r.register(b, "app".into(), "h".into(), Privileges::default());
+        assert!(matches!(
+            r.sessions_of("app", None, killer("bob")),
+            Err(Error::KillUserDenied { .. })
+        ));
+        assert_eq!(
+            r.sessions_of("app", Some("%"), killer("app"))
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(r
+            .sessions_of("nobody", None, killer("bob"))
+            .unwrap()
+            .is_empty());
+        r.set_user(b, "bob", Privileges::default());
+        assert_eq!(r.sessions_of("app", None, admin()).unwrap().len(), 1);
+        assert!(r.kill(b, killer("bob")).is_ok());
+        assert!(matches!(
+            r.kill(a, killer("bob")),
+            Err(Error::NotOwnerOfThread(_))
+        ));
+    }
+
+    #[test]
+    fn ids_wrap_without_reusing_a_live_id_and_carry_the_instance() {
+        let r = Registry::with_instance(5);
+        let first = r.reserve().unwrap().id;
+        assert_eq!(first, (5 << ID_BITS) | 1);
+        let live = r.register(first, "app".into(), "h".into(), Privileges::default());
+        let held = r.reserve().unwrap();
+        assert_eq!(held.id, (5 << ID_BITS) | 2);
+        // Jump to the end of the id space: the counter wraps, skips 0, the
+        // live session's id and the reserved one.
+        r.next_id.store(ID_MASK, Ordering::Relaxed);
+        let last = r.reserve().unwrap();
+        assert_eq!(last.id, (5 << ID_BITS) | ID_MASK);
+        let wrapped = r.reserve().unwrap();
+        assert_eq!(wrapped.id, (5 << ID_BITS) | 3);
+        // A dropped reservation gives its id back.
+        drop(held);
+        r.next_id.store(2, Ordering::Relaxed);
+        assert_eq!(r.reserve().unwrap().id, (5 << ID_BITS) | 2);
+        drop(live);
+        assert!(Registry::with_instance(MAX_INSTANCE).reserve().unwrap().id < 1 << 31);
     }
 }

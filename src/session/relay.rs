@@ -90,6 +90,58 @@ pub enum RelayError {
         next_seq: u8,
         malformed: bool,
     },
+    /// The session was killed (`KILL n`) while it waited for the backend.
+    /// `sent`: some byte of the reply has reached the client already.
+    Killed { sent: bool },
+    /// The client closed its connection while it waited for the backend.
+    ClientGone,
+}
+
+/// What a relay watches besides the backend while it waits for it.
+#[derive(Clone, Copy, Default)]
+pub struct Watch<'a> {
+    /// The session's kill signal.
+    pub kill: Option<&'a tokio::sync::Notify>,
+    /// Notice a client that closes its connection (its socket reads EOF);
+    /// bytes it sends meanwhile stay in its stream's buffer.
+    pub client_eof: bool,
+}
+
+/// What happened first while waiting for the backend.
+enum Woke {
+    Backend(std::io::Result<usize>),
+    Killed,
+    /// The client sent bytes (kept in its buffer) or closed (`true`).
+    Client(bool),
+}
+
+/// Waits for more of the backend's reply, or a kill, or the client going
+/// away. Reading the client here is cancel-safe: what it sends stays in
+/// its stream's buffer for the command loop.
+async fn wait_backend(
+    client: &mut PacketStream<TcpStream>,
+    backend: &mut BackendConn,
+    kill: Option<&tokio::sync::Notify>,
+    watch_client: bool,
+) -> Woke {
+    let killed = async {
+        match kill {
+            Some(k) => k.notified().await,
+            None => std::future::pending().await,
+        }
+    };
+    let client_read = async {
+        if watch_client {
+            client.fill().await
+        } else {
+            std::future::pending().await
+        }
+    };
+    tokio::select! {
+        r = backend.stream.fill() => Woke::Backend(r),
+        _ = killed => Woke::Killed,
+        r = client_read => Woke::Client(!matches!(r, Ok(n) if n > 0)),
+    }
 }
 
 /// How the client's view of a reply differs from the backend's.
@@ -131,8 +183,13 @@ pub async fn relay(
     expect: Expect,
     scratch: &mut BytesMut,
     rewrite: Rewrite,
+    watch: Watch<'_>,
 ) -> Result<ReplyInfo, RelayError> {
     let mut sc = Scanner::new(expect, backend.capabilities);
+    // Bytes the client pipelined mean it still waits for replies; a peer
+    // that has sent nothing and reads EOF is gone (the server's own test).
+    let mut watch_client = watch.client_eof && client.buffered() == 0;
+    let mut sent = false;
     let mut info = ReplyInfo::default();
     // A client without session tracking must not see tracking data.
     let strip_tracking = client_caps & cap::SESSION_TRACK == 0;
@@ -219,6 +276,7 @@ pub async fn relay(
                                     info.status = info.backend_status.or(Some(status));
                                 }
                                 if strip_tracking && status & status::SESSION_STATE_CHANGED != 0 {
+                                    sent = true;
                                     client
                                         .write_all(&buf[flushed..pos])
                                         .await
@@ -262,6 +320,7 @@ pub async fn relay(
                 }
             }
             if pos > flushed {
+                sent = true;
                 client
                     .write_all(&buf[flushed..pos])
                     .await
@@ -270,6 +329,7 @@ pub async fn relay(
             buf.advance(pos);
         }
         if local_infile {
+            watch_client = false;
             relay_local_infile(client, backend, scratch).await?;
             sc.local_infile_sent();
             continue;
@@ -281,7 +341,16 @@ pub async fn relay(
             }
             return Ok(info);
         }
-        match backend.stream.fill().await {
+        let filled = match wait_backend(client, backend, watch.kill, watch_client).await {
+            Woke::Backend(r) => r,
+            Woke::Killed => return Err(RelayError::Killed { sent }),
+            Woke::Client(true) => return Err(RelayError::ClientGone),
+            Woke::Client(false) => {
+                watch_client = false;
+                continue;
+            }
+        };
+        match filled {
             Ok(0) => {
                 return Err(RelayError::Backend {
                     reason: "the backend closed the connection".into(),

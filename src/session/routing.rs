@@ -41,6 +41,13 @@ impl Session {
             }
             None => (text, raw),
         };
+        // KILL acts on Causeway's sessions: answered here, never sent on.
+        if class.kind == Kind::Kill {
+            return self.kill_sql(&text, next).await;
+        }
+        if class.flags.intersects(Flags::MULTI_STATEMENT) && crate::classify::has_kill(&text) {
+            return self.fail(next, &Error::KillUnsupported).await;
+        }
         let mut decision = self.decide(&class, &text);
         match self.read_only_guard(&decision, &class, &text).await {
             Ok(Some(d)) => decision = d,
