@@ -50,7 +50,10 @@ async fn thread_running(env: &Env, info: &str) -> u64 {
         if let Ok(id) = env.primary_sql(&sql).await.trim().parse() {
             return id;
         }
-        assert!(Instant::now() < deadline, "`{info}` never ran on the primary");
+        assert!(
+            Instant::now() < deadline,
+            "`{info}` never ran on the primary"
+        );
         tokio::time::sleep(POLL).await;
     }
 }
@@ -60,7 +63,10 @@ async fn thread_gone(env: &Env, id: u64) {
     let sql = format!("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {id}");
     let deadline = Instant::now() + SETTLE;
     while env.primary_sql(&sql).await.trim() != "0" {
-        assert!(Instant::now() < deadline, "backend thread {id} is still there");
+        assert!(
+            Instant::now() < deadline,
+            "backend thread {id} is still there"
+        );
         tokio::time::sleep(POLL).await;
     }
 }
@@ -132,7 +138,10 @@ async fn query_then_connection(env: &Env) {
     assert_eq!(server_code(&e), Some(1927), "{e}");
     assert!(took < Duration::from_secs(5), "killed after {took:?}");
     thread_gone(env, thread2).await;
-    assert!(victim.query_drop("SELECT 1").await.is_err(), "the connection is closed");
+    assert!(
+        victim.query_drop("SELECT 1").await.is_err(),
+        "the connection is closed"
+    );
     let one: Option<u8> = killer.query_first("SELECT 1").await.unwrap();
     assert_eq!(one, Some(1));
 }
@@ -177,12 +186,27 @@ async fn who_may_kill_whom_follows_the_servers_rules() {
     fails_with(&mut other, &format!("KILL QUERY {vid}"), 1095, &not_owner).await;
     fails_with(&mut victim, &format!("KILL {oid}"), 1095, "not owner").await;
     fails_with(&mut other, "KILL 999999", 1094, "Unknown thread id: 999999").await;
-    fails_with(&mut other, "KILL QUERY 4294967296", 1094, "Unknown thread id").await;
-    fails_with(&mut other, "KILL USER app", 1095, "Operation KILL USER failed for app@%").await;
+    fails_with(
+        &mut other,
+        "KILL QUERY 4294967296",
+        1094,
+        "Unknown thread id",
+    )
+    .await;
+    fails_with(
+        &mut other,
+        "KILL USER app",
+        1095,
+        "Operation KILL USER failed for app@%",
+    )
+    .await;
     // The same codes as the server gives for the same attempts.
     let mut direct = env.direct_primary().await;
     let did = direct.id();
-    let e = other_direct(&env).await.query_drop(format!("KILL {did}")).await;
+    let e = other_direct(&env)
+        .await
+        .query_drop(format!("KILL {did}"))
+        .await;
     assert_eq!(e.as_ref().err().and_then(server_code), Some(1095));
     direct.query_drop("SELECT 1").await.unwrap();
     // SUPER may interrupt another user's statement, CONNECTION ADMIN may
@@ -190,14 +214,20 @@ async fn who_may_kill_whom_follows_the_servers_rules() {
     sup.query_drop(format!("KILL QUERY {vid}"))
         .await
         .expect("SUPER may KILL QUERY another user's session");
-    victim.query_drop("SELECT 1").await.expect("an idle session is not affected");
+    victim
+        .query_drop("SELECT 1")
+        .await
+        .expect("an idle session is not affected");
     admin
         .query_drop(format!("KILL {vid}"))
         .await
         .expect("CONNECTION ADMIN may kill another user's session");
     let deadline = Instant::now() + SETTLE;
     while victim.query_drop("SELECT 1").await.is_ok() {
-        assert!(Instant::now() < deadline, "the killed session still answers");
+        assert!(
+            Instant::now() < deadline,
+            "the killed session still answers"
+        );
         tokio::time::sleep(POLL).await;
     }
     // KILL QUERY ID names a query id, which Causeway does not show.
@@ -207,7 +237,13 @@ async fn who_may_kill_whom_follows_the_servers_rules() {
     fails_with(&mut sup, "KILL QUERY CONNECTION_ID()", 1317, "interrupted").await;
     sup.query_drop("SELECT 1").await.unwrap();
     let sid = sup.id();
-    fails_with(&mut sup, &format!("KILL {sid}"), 1927, "Connection was killed").await;
+    fails_with(
+        &mut sup,
+        &format!("KILL {sid}"),
+        1927,
+        "Connection was killed",
+    )
+    .await;
     assert!(sup.query_drop("SELECT 1").await.is_err());
     env.stop().await;
 }
@@ -242,14 +278,24 @@ async fn a_backend_thread_id_is_never_killed_through_causeway() {
     let unknown = format!("Unknown thread id: {did}");
     fails_with(&mut c, &format!("KILL QUERY {did}"), 1094, &unknown).await;
     fails_with(&mut c, &format!("KILL {did}"), 1094, &unknown).await;
-    let mut raw = Raw::login(env.proxy, &env.cluster.app_user, &env.cluster.app_password, None, 0).await;
+    let mut raw = Raw::login(
+        env.proxy,
+        &env.cluster.app_user,
+        &env.cluster.app_password,
+        None,
+        0,
+    )
+    .await;
     let p = process_kill(&mut raw, did as u32).await;
     assert_eq!(err_of(&p).map(|e| e.0), Some(1094));
     let (_, r, took) = task.await.unwrap();
     r.expect("the direct client's statement was not touched");
     assert!(took >= Duration::from_secs(2));
     // A multi-statement holding a KILL is refused, not sent on.
-    let e = c.query_drop(format!("SELECT 1; KILL {did}")).await.unwrap_err();
+    let e = c
+        .query_drop(format!("SELECT 1; KILL {did}"))
+        .await
+        .unwrap_err();
     assert_eq!(server_code(&e), Some(1235), "{e}");
     env.stop().await;
 }
@@ -261,7 +307,14 @@ async fn com_process_kill_ends_a_session() {
     let vid = victim.id();
     let task = spawn_query(victim, SLEEP_SQL);
     let thread = thread_running(&env, SLEEP_SQL).await;
-    let mut raw = Raw::login(env.proxy, &env.cluster.app_user, &env.cluster.app_password, None, 0).await;
+    let mut raw = Raw::login(
+        env.proxy,
+        &env.cluster.app_user,
+        &env.cluster.app_password,
+        None,
+        0,
+    )
+    .await;
     let p = process_kill(&mut raw, vid).await;
     assert_eq!(p.first(), Some(&0u8), "OK, got {:?}", err_of(&p));
     let (_, r, took) = task.await.unwrap();
@@ -318,7 +371,9 @@ async fn change_user_changes_who_the_kill_rules_see() {
         .await
         .expect("COM_CHANGE_USER to app");
     assert_eq!(other.id(), oid, "the session keeps its id");
-    app.query_drop(format!("KILL QUERY {oid}")).await.expect("now the same user");
+    app.query_drop(format!("KILL QUERY {oid}"))
+        .await
+        .expect("now the same user");
     env.stop().await;
 }
 
@@ -326,11 +381,21 @@ async fn change_user_changes_who_the_kill_rules_see() {
 async fn a_client_that_disconnects_mid_statement_ends_it_on_the_backend() {
     let env = Env::start(1).await;
     let mut holder = env.conn().await;
-    let got: Option<i64> = holder.query_first("SELECT GET_LOCK('k21', 0)").await.unwrap();
+    let got: Option<i64> = holder
+        .query_first("SELECT GET_LOCK('k21', 0)")
+        .await
+        .unwrap();
     assert_eq!(got, Some(1));
     // A client waits for the lock, then goes away without a word.
     let wait = "SELECT GET_LOCK('k21', 3600)";
-    let mut raw = Raw::login(env.proxy, &env.cluster.app_user, &env.cluster.app_password, Some("app"), 0).await;
+    let mut raw = Raw::login(
+        env.proxy,
+        &env.cluster.app_user,
+        &env.cluster.app_password,
+        Some("app"),
+        0,
+    )
+    .await;
     let mut payload = vec![0x03];
     payload.extend_from_slice(wait.as_bytes());
     raw.command(&payload).await;
@@ -340,7 +405,10 @@ async fn a_client_that_disconnects_mid_statement_ends_it_on_the_backend() {
     // client connected straight to the server.
     thread_gone(&env, thread).await;
     // When the lock is released nobody takes it: the abandoned wait is over.
-    let released: Option<i64> = holder.query_first("SELECT RELEASE_LOCK('k21')").await.unwrap();
+    let released: Option<i64> = holder
+        .query_first("SELECT RELEASE_LOCK('k21')")
+        .await
+        .unwrap();
     assert_eq!(released, Some(1));
     let used = env.primary_sql("SELECT IS_USED_LOCK('k21') IS NULL").await;
     assert_eq!(used.trim(), "1", "the lock is free");
@@ -392,7 +460,11 @@ print(out["r"], "%.1f" % out["t"], cur.fetchone()[0])
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let words: Vec<&str> = stdout.split_whitespace().collect();
     assert_eq!(words.first(), Some(&"1317"), "{stdout}");
     let took: f64 = words.get(1).and_then(|t| t.parse().ok()).unwrap_or(99.0);
