@@ -41,13 +41,19 @@ async fn fails_with(c: &mut Conn, sql: &str, code: u16, msg: &str) {
 
 /// The primary's thread running `info` (as the processlist shows it).
 async fn thread_running(env: &Env, info: &str) -> u64 {
+    thread_running_on(env, &env.cluster.primary, info).await
+}
+
+/// `server`'s thread running `info`.
+async fn thread_running_on(env: &Env, server: &causeway::playground::Server, info: &str) -> u64 {
     let sql = format!(
         "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO = '{}' LIMIT 1",
         info.replace('\'', "''")
     );
     let deadline = Instant::now() + SETTLE;
     loop {
-        if let Ok(id) = env.primary_sql(&sql).await.trim().parse() {
+        let out = env.cluster.root_sql(server, &sql).await.unwrap_or_default();
+        if let Ok(id) = out.trim().parse() {
             return id;
         }
         assert!(
@@ -167,6 +173,28 @@ async fn kill_query_and_kill_connection_with_the_transaction_pool() {
         let one: Option<u8> = c.query_first("/*FORCE_MASTER*/ SELECT 1").await.unwrap();
         assert_eq!(one, Some(1));
     }
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_query_interrupts_a_statement_running_on_a_replica() {
+    let env = Env::start(1).await;
+    let mut killer = env.conn().await;
+    let victim = env.conn().await;
+    let vid = victim.id();
+    const ON_REPLICA: &str = "/* causeway: route=replica1 */ SELECT SLEEP(10)";
+    let task = spawn_query(victim, ON_REPLICA);
+    thread_running_on(&env, &env.cluster.replicas[0], ON_REPLICA).await;
+    killer
+        .query_drop(format!("KILL QUERY {vid}"))
+        .await
+        .expect("KILL QUERY");
+    let (mut victim, r, took) = task.await.unwrap();
+    let e = r.expect_err("the interrupted statement fails");
+    assert_eq!(server_code(&e), Some(1317), "{e}");
+    assert!(took < Duration::from_secs(5), "interrupted after {took:?}");
+    let one: Option<u8> = victim.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1));
     env.stop().await;
 }
 
@@ -380,6 +408,23 @@ async fn change_user_changes_who_the_kill_rules_see() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_disconnects_mid_statement_ends_it_on_the_backend() {
     let env = Env::start(1).await;
+    disconnect_mid_statement(&env).await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_disconnects_mid_statement_with_the_transaction_pool() {
+    let env = Env::start_with(1, |t| t.push_str("\n[pool]\ntransaction_pool = true\n")).await;
+    disconnect_mid_statement(&env).await;
+    // The pool still serves.
+    let mut c = env.conn().await;
+    let one: Option<u8> = c.query_first("/*FORCE_MASTER*/ SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1));
+    env.stop().await;
+}
+
+/// A client waiting in `GET_LOCK` disconnects: its backend wait ends.
+async fn disconnect_mid_statement(env: &Env) {
     let mut holder = env.conn().await;
     let got: Option<i64> = holder
         .query_first("SELECT GET_LOCK('k21', 0)")
@@ -399,11 +444,11 @@ async fn a_client_that_disconnects_mid_statement_ends_it_on_the_backend() {
     let mut payload = vec![0x03];
     payload.extend_from_slice(wait.as_bytes());
     raw.command(&payload).await;
-    let thread = thread_running(&env, wait).await;
+    let thread = thread_running(env, wait).await;
     drop(raw);
     // The backend stops waiting: its thread goes away, as it would for a
     // client connected straight to the server.
-    thread_gone(&env, thread).await;
+    thread_gone(env, thread).await;
     // When the lock is released nobody takes it: the abandoned wait is over.
     let released: Option<i64> = holder
         .query_first("SELECT RELEASE_LOCK('k21')")
@@ -412,7 +457,6 @@ async fn a_client_that_disconnects_mid_statement_ends_it_on_the_backend() {
     assert_eq!(released, Some(1));
     let used = env.primary_sql("SELECT IS_USED_LOCK('k21') IS NULL").await;
     assert_eq!(used.trim(), "1", "the lock is free");
-    env.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
