@@ -86,6 +86,10 @@ pub enum Error {
     /// `KILL USER` naming a session the killer may not kill.
     #[error("Operation KILL USER failed for {user}@{host}")]
     KillUserDenied { user: String, host: String },
+    /// Causeway could not interrupt a session's statement on its backend
+    /// (the side connection failed or was refused).
+    #[error("Causeway could not interrupt the statement on backend '{backend}': {reason} (the monitor account needs CONNECTION ADMIN there)")]
+    KillFailed { backend: String, reason: String },
     /// The session was killed while a statement ran (`KILL n`).
     #[error("Connection was killed")]
     ConnectionKilled,
@@ -127,7 +131,8 @@ impl Error {
             Error::Server(_)
             | Error::BackendUnavailable { .. }
             | Error::BackendLost { .. }
-            | Error::BackendProtocol { .. } => Side::Backend,
+            | Error::BackendProtocol { .. }
+            | Error::KillFailed { .. } => Side::Backend,
             Error::TooManyConnections
             | Error::ShuttingDown
             | Error::ConnectionKilled
@@ -165,6 +170,7 @@ impl Error {
             Error::KillUnsupported => "kill_unsupported",
             Error::NotOwnerOfThread(_) => "not_owner_of_thread",
             Error::KillUserDenied { .. } => "kill_user_denied",
+            Error::KillFailed { .. } => "kill_failed",
             Error::ConnectionKilled => "connection_killed",
             Error::QueryInterrupted => "query_interrupted",
             Error::ShuttingDown => "shutting_down",
@@ -192,6 +198,9 @@ impl Error {
             Error::KillUnsupported => (1235, b"42000"),
             Error::NotOwnerOfThread(_) | Error::KillUserDenied { .. } => (1095, b"HY000"),
             Error::ConnectionKilled => (1927, b"70100"),
+            // ER_UNKNOWN_ERROR: a server-range code for a failure of
+            // Causeway's own.
+            Error::KillFailed { .. } => (1105, b"HY000"),
             Error::QueryInterrupted => (1317, b"70100"),
             Error::ShuttingDown => (1053, b"08S01"),
             // The statement was not sent: a proxy-defined code, as other

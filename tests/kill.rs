@@ -89,13 +89,17 @@ fn spawn_query(
     })
 }
 
-/// An account with `grants` (run as root on the primary).
+/// An account with `grants` (run as root on the primary). Made under
+/// another name and renamed in one statement, so that Causeway's account
+/// load never sees it without its grants.
 async fn account(env: &Env, user: &str, grants: &[&str]) -> Conn {
-    let mut sql = format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'pw-{user}';");
-    sql.push_str(&format!("GRANT SELECT ON app.* TO '{user}'@'%';"));
+    let tmp = format!("{user}_tmp");
+    let mut sql = format!("CREATE USER '{tmp}'@'%' IDENTIFIED BY 'pw-{user}';");
+    sql.push_str(&format!("GRANT SELECT ON app.* TO '{tmp}'@'%';"));
     for g in grants {
-        sql.push_str(&format!("GRANT {g} ON *.* TO '{user}'@'%';"));
+        sql.push_str(&format!("GRANT {g} ON *.* TO '{tmp}'@'%';"));
     }
+    sql.push_str(&format!("RENAME USER '{tmp}'@'%' TO '{user}'@'%';"));
     env.primary_sql(&sql).await;
     let opts = env
         .opts()
@@ -514,5 +518,27 @@ print(out["r"], "%.1f" % out["t"], cur.fetchone()[0])
     let took: f64 = words.get(1).and_then(|t| t.parse().ok()).unwrap_or(99.0);
     assert!(took < 5.0, "{stdout}");
     assert_eq!(words.get(2), Some(&"1"), "the session goes on: {stdout}");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_query_says_why_when_the_monitor_may_not_kill() {
+    let env = Env::start(1).await;
+    env.primary_sql("REVOKE CONNECTION ADMIN ON *.* FROM 'causeway_monitor'@'%'")
+        .await;
+    let mut killer = env.conn().await;
+    let victim = env.conn().await;
+    let vid = victim.id();
+    let task = spawn_query(victim, "SELECT SLEEP(2)");
+    thread_running(&env, "SELECT SLEEP(2)").await;
+    fails_with(
+        &mut killer,
+        &format!("KILL QUERY {vid}"),
+        1105,
+        "the monitor account needs CONNECTION ADMIN",
+    )
+    .await;
+    let (_, r, _) = task.await.unwrap();
+    r.expect("the statement ran to its end");
     env.stop().await;
 }

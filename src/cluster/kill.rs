@@ -44,17 +44,24 @@ impl Cluster {
                 Err(e) => Err(e),
             }
         };
+        let backend = || {
+            self.topology()
+                .backends
+                .get(index)
+                .map(|b| b.name.clone())
+                .unwrap_or_default()
+        };
+        // The backend's own error would name its thread id, which means
+        // nothing to the client: say what Causeway could not do instead.
         let result = match tokio::time::timeout(limit, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::BackendUnavailable {
-                backend: self
-                    .topology()
-                    .backends
-                    .get(index)
-                    .map(|b| b.name.clone())
-                    .unwrap_or_default(),
-                address: String::new(),
-                reason: format!("no answer to KILL within {} ms", limit.as_millis()),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::KillFailed {
+                backend: backend(),
+                reason: e.to_string(),
+            }),
+            Err(_) => Err(Error::KillFailed {
+                backend: backend(),
+                reason: format!("no answer within {} ms", limit.as_millis()),
             }),
         };
         if let Err(e) = &result {
