@@ -329,6 +329,10 @@ async fn a_backend_thread_id_is_never_killed_through_causeway() {
         .await
         .unwrap_err();
     assert_eq!(server_code(&e), Some(1235), "{e}");
+    // So is a KILL prepared with the binary protocol.
+    let e = c.prep("KILL ?").await.unwrap_err();
+    assert_eq!(server_code(&e), Some(1235), "{e}");
+    c.query_drop("SELECT 1").await.unwrap();
     env.stop().await;
 }
 

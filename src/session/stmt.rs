@@ -54,6 +54,10 @@ fn with_id(payload: &[u8], id: u32) -> Vec<u8> {
 
 impl Session {
     pub(super) async fn stmt_prepare(&mut self, sql: &[u8], raw: &[u8]) -> Flow {
+        // A prepared KILL would run on a backend with the client's id.
+        if crate::classify::has_kill(&String::from_utf8_lossy(sql)) {
+            return self.fail(1, &Error::KillUnsupported).await;
+        }
         let id = self.next_stmt_id;
         self.last_prepared = None;
         let flow = self
