@@ -115,7 +115,7 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         salt: ident.salt,
         user: ident.user,
         credential: ident.credential,
-        charset: ident.charset,
+        charset: u16::from(ident.charset),
         attributes: ident.attributes,
         database: ident.database,
         status: status::AUTOCOMMIT,
@@ -176,7 +176,9 @@ struct Session {
     salt: [u8; 20],
     user: String,
     credential: Credential,
-    charset: u8,
+    /// Collation id of the connection: one byte in the handshake, two in
+    /// COM_CHANGE_USER.
+    charset: u16,
     attributes: Vec<(String, String)>,
     database: Option<String>,
     /// Status flags of the last reply (the server is the source of truth
