@@ -47,10 +47,7 @@ async fn a_pinned_connection_is_reset_and_reused_after_its_client_leaves() {
     })
     .await;
     let mut setup = env.direct_primary().await;
-    setup
-        .query_drop("CREATE TABLE kept (a INT)")
-        .await
-        .unwrap();
+    setup.query_drop("CREATE TABLE kept (a INT)").await.unwrap();
     drop(setup);
 
     let mut a = env.conn().await;
@@ -61,7 +58,9 @@ async fn a_pinned_connection_is_reset_and_reused_after_its_client_leaves() {
         "BEGIN",
         "INSERT INTO kept VALUES (1)",
     ] {
-        a.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        a.query_drop(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
     let held = one_app_thread(&env).await;
     a.disconnect().await.unwrap();
