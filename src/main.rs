@@ -321,7 +321,7 @@ async fn playground(a: PlaygroundArgs) -> ExitCode {
         println!();
         println!("Connect with:");
         println!(
-            "  mariadb -h127.0.0.1 -P{} -u{} -p{} app",
+            "  mariadb -c -h127.0.0.1 -P{} -u{} -p{} app   (-c keeps comments: hints need it)",
             listen.rsplit(':').next().unwrap_or_default(),
             cluster.app_user,
             cluster.app_password
