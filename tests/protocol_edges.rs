@@ -147,3 +147,121 @@ async fn change_user_keeps_a_collation_id_above_255_through_the_transaction_pool
     drop(other);
     env.stop().await;
 }
+
+// ------------------------------------------- sequence ids and wait_timeout
+
+/// Reads until the connection ends; returns the packets read before.
+async fn until_closed(r: &mut Raw, limit: Duration) -> Vec<Bytes> {
+    let mut v = Vec::new();
+    let read = timeout(limit, async {
+        while let Ok((_, p)) = r.s.read_packet().await {
+            v.push(p);
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "still open after {limit:?}; read {v:?}");
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packet_out_of_order_gets_1156_and_the_connection_closes() {
+    let env = Env::start(0).await;
+    let mut seen = Vec::new();
+    for addr in [env.cluster.primary.addr, env.proxy] {
+        let mut r = raw_login(addr).await;
+        let mut out = BytesMut::new();
+        write_packets(&mut out, 5, b"\x03SELECT 1");
+        r.send_bytes(&out).await;
+        let got = until_closed(&mut r, REPLY).await;
+        let errs: Vec<_> = got.iter().map(|p| err_of(p)).collect();
+        seen.push(errs);
+    }
+    assert_eq!(seen[1], seen[0], "through Causeway vs direct");
+    assert_eq!(
+        seen[0],
+        vec![Some((
+            1156,
+            "08S01".to_string(),
+            "Got packets out of order".to_string()
+        ))]
+    );
+    env.stop().await;
+}
+
+/// `SET SESSION wait_timeout = 2`, then `then` (nothing, or half a
+/// packet): the connection must end within a bounded time, not before.
+async fn closed_after_wait_timeout(addr: SocketAddr, partial: bool) -> Duration {
+    let mut r = raw_login(addr).await;
+    first_row(&mut r, "SELECT 1").await;
+    r.command(b"\x03SET SESSION wait_timeout = 2").await;
+    let (_, ok) = r.packet().await;
+    assert_eq!(ok.first(), Some(&0), "{:?}", err_of(&ok));
+    if partial {
+        // A header announcing 100 bytes, then 5 of them.
+        r.send_bytes(&[100, 0, 0, 0, 0x03, b'S', b'E', b'L', b'E'])
+            .await;
+    }
+    let start = std::time::Instant::now();
+    let got = until_closed(&mut r, Duration::from_secs(20)).await;
+    assert!(got.is_empty(), "closed without a packet: {got:?}");
+    start.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_or_idle_client_is_closed_after_its_wait_timeout() {
+    let env = Env::start(0).await;
+    // A session with the default timeout, idle across the others' timeouts.
+    let mut normal = raw_login(env.proxy).await;
+    for partial in [true, false] {
+        for addr in [env.cluster.primary.addr, env.proxy] {
+            let took = closed_after_wait_timeout(addr, partial).await;
+            assert!(
+                took >= Duration::from_millis(1500) && took < Duration::from_secs(10),
+                "{addr} partial={partial}: closed after {took:?}"
+            );
+        }
+    }
+    assert_eq!(
+        first_row(&mut normal, "SELECT 7").await,
+        vec![Some("7".to_string())],
+        "a session within its timeout is unaffected"
+    );
+    // mysql_async: SET wait_timeout through Causeway, idle past it.
+    let mut c = env.conn().await;
+    c.query_drop("SET wait_timeout = 1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(c.query_drop("SELECT 1").await.is_err(), "closed while idle");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactive_clients_get_interactive_timeout() {
+    let env = Env::start_with(0, |t| {
+        t.push_str("\n[timeouts]\ninteractive_timeout_s = 2\nwait_timeout_s = 600\n")
+    })
+    .await;
+    let mut plain = raw_login(env.proxy).await;
+    let mut inter = Raw::login(
+        env.proxy,
+        "app",
+        "app-secret",
+        Some("app"),
+        causeway::protocol::consts::cap::INTERACTIVE,
+    )
+    .await;
+    let start = std::time::Instant::now();
+    assert!(until_closed(&mut inter, Duration::from_secs(20))
+        .await
+        .is_empty());
+    assert!(
+        start.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        first_row(&mut plain, "SELECT 8").await,
+        vec![Some("8".to_string())],
+        "a non-interactive client keeps wait_timeout"
+    );
+    env.stop().await;
+}

@@ -418,6 +418,7 @@ pub fn read_reason(e: &ReadError) -> String {
         ReadError::Closed => "connection closed".into(),
         ReadError::Truncated => "connection closed in the middle of a packet".into(),
         ReadError::TooLarge { limit } => format!("packet larger than {limit} bytes"),
+        ReadError::OutOfOrder { expected } => format!("packet out of order (expected #{expected})"),
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod consistency;
 mod explain;
+mod idle;
 mod login;
 pub mod registry;
 mod relay;
@@ -242,8 +243,13 @@ impl Session {
         let max = self.ctx.cluster.config().proxy.max_allowed_packet;
         let mut shutdown = self.ctx.shutdown.clone();
         loop {
+            let idle = self.wait_timeout();
             let read = tokio::select! {
-                r = self.client.read_payload(max) => r,
+                r = tokio::time::timeout(idle, self.client.read_command(max)) => match r {
+                    Ok(r) => r,
+                    // The server closes such a client without a word.
+                    Err(_) => return self.idle_timed_out(idle),
+                },
                 _ = kill.notified() => return,
                 _ = registry::shutdown_signalled(&mut shutdown) => return,
             };
@@ -251,6 +257,10 @@ impl Session {
                 Ok(p) => p,
                 Err(ReadError::TooLarge { .. }) => {
                     send_error(&mut self.client, 1, &Error::PacketTooLarge).await;
+                    return;
+                }
+                Err(ReadError::OutOfOrder { expected }) => {
+                    send_error(&mut self.client, expected, &Error::PacketsOutOfOrder).await;
                     return;
                 }
                 Err(_) => return,
