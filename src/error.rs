@@ -69,6 +69,8 @@ pub enum Error {
     MalformedPacket,
     #[error("Got a packet bigger than 'max_allowed_packet' bytes")]
     PacketTooLarge,
+    #[error("Got packets out of order")]
+    PacketsOutOfOrder,
     #[error("Causeway does not support TLS yet: connect without TLS (e.g. --ssl=0 or ssl-mode=DISABLED)")]
     TlsUnsupported,
     #[error("Too many connections")]
@@ -121,6 +123,7 @@ impl Error {
             | Error::UnknownCommand(_)
             | Error::MalformedPacket
             | Error::PacketTooLarge
+            | Error::PacketsOutOfOrder
             | Error::TlsUnsupported
             | Error::NoSuchThread(_)
             | Error::NoSuchQuery(_)
@@ -163,6 +166,7 @@ impl Error {
             Error::UnknownCommand(_) => "unknown_command",
             Error::MalformedPacket => "malformed_packet",
             Error::PacketTooLarge => "packet_too_large",
+            Error::PacketsOutOfOrder => "packets_out_of_order",
             Error::TlsUnsupported => "tls_unsupported",
             Error::TooManyConnections => "too_many_connections",
             Error::NoSuchThread(_) => "no_such_thread",
@@ -191,6 +195,7 @@ impl Error {
             Error::UnknownCommand(_) => (1047, b"08S01"),
             Error::MalformedPacket => (1835, b"08S01"),
             Error::PacketTooLarge => (1153, b"08S01"),
+            Error::PacketsOutOfOrder => (1156, b"08S01"),
             Error::TlsUnsupported => (1251, b"08004"),
             Error::TooManyConnections => (1040, b"08004"),
             Error::NoSuchThread(_) => (1094, b"HY000"),

@@ -149,8 +149,11 @@ async fn serve(config: Arc<Config>) -> ExitCode {
         }
     };
     let (tx, rx) = watch::channel(false);
+    // Caught before the first client: SIGHUP's default action ends the
+    // process on the spot, cutting every session off undrained.
+    let signals = ServeSignals::new();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.wait_for_stop().await;
         tracing::info!("shutting down: draining sessions");
         let _ = tx.send(true);
     });
@@ -175,6 +178,49 @@ async fn wait_for_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+/// The signals `causeway --config` acts on: SIGTERM and Ctrl-C drain and
+/// stop; SIGHUP is caught and logged, because reloading the configuration
+/// is not supported yet and it must not end the process.
+struct ServeSignals {
+    term: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl ServeSignals {
+    fn new() -> ServeSignals {
+        use tokio::signal::unix::{signal, SignalKind};
+        let hup = signal(SignalKind::hangup());
+        if let Err(e) = &hup {
+            tracing::warn!(error = %e, "cannot catch SIGHUP: it will stop the process");
+        }
+        ServeSignals {
+            term: signal(SignalKind::terminate()).ok(),
+            hup: hup.ok(),
+        }
+    }
+
+    async fn wait_for_stop(mut self) {
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return,
+                Some(()) = next(&mut self.term) => return,
+                Some(()) = next(&mut self.hup) => tracing::warn!(
+                    "SIGHUP received: configuration reload is not supported yet; \
+                     still serving with the configuration loaded at start"
+                ),
+            }
+        }
+    }
+}
+
+/// The next delivery of `s`; never, when it could not be registered.
+async fn next(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match s {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -275,7 +321,7 @@ async fn playground(a: PlaygroundArgs) -> ExitCode {
         println!();
         println!("Connect with:");
         println!(
-            "  mariadb -h127.0.0.1 -P{} -u{} -p{} app",
+            "  mariadb -c -h127.0.0.1 -P{} -u{} -p{} app   (-c keeps comments: hints need it)",
             listen.rsplit(':').next().unwrap_or_default(),
             cluster.app_user,
             cluster.app_password

@@ -299,6 +299,14 @@ pub struct Timeouts {
     pub client_handshake_ms: u64,
     /// On shutdown, how long sessions may take to finish.
     pub shutdown_drain_ms: u64,
+    /// A logged-in client that sends no complete command for this long is
+    /// disconnected, as the server's `wait_timeout` does: the default for
+    /// sessions that have not set `wait_timeout` themselves. Set it to the
+    /// server's `@@global.wait_timeout`.
+    pub wait_timeout_s: u64,
+    /// The same for clients that log in with CLIENT_INTERACTIVE (the
+    /// `mariadb` CLI), as the server's `interactive_timeout`.
+    pub interactive_timeout_s: u64,
 }
 
 impl Default for Timeouts {
@@ -307,6 +315,8 @@ impl Default for Timeouts {
             connect_ms: 3_000,
             client_handshake_ms: 10_000,
             shutdown_drain_ms: 10_000,
+            wait_timeout_s: 28_800,
+            interactive_timeout_s: 28_800,
         }
     }
 }

@@ -35,7 +35,9 @@ pub struct ConnectParams {
     /// Capabilities of the client this connection serves; those that change
     /// reply bytes are mirrored.
     pub client_capabilities: u32,
-    pub charset: u8,
+    /// Collation id the connection starts with (16 bits: COM_CHANGE_USER
+    /// carries ids above 255, which the handshake's one byte cannot).
+    pub charset: u16,
     pub attributes: Vec<(String, String)>,
     pub timeout: Duration,
 }
@@ -57,6 +59,9 @@ pub struct BackendConn {
     wbuf: BytesMut,
     /// Set for connections of the transaction-level pool.
     pub pooled: Option<Box<super::txn_pool::Pooled>>,
+    /// Collation id it logged in with; above 255 it is set by statements
+    /// after login (and again after a reset).
+    charset: u16,
 }
 
 /// Rows of a text-protocol result, each column `None` for SQL NULL.
@@ -150,7 +155,7 @@ impl BackendConn {
         let response = HandshakeResponse {
             capabilities,
             max_packet: 1 << 30,
-            charset: p.charset,
+            charset: handshake_charset(p.charset),
             user: p.user.clone(),
             auth_response: p.credential.scramble(&hs.salt),
             database: p.database.clone(),
@@ -199,11 +204,18 @@ impl BackendConn {
             status,
             wbuf: BytesMut::with_capacity(1024),
             pooled: None,
+            charset: p.charset,
         };
         conn.query_rows(TRACKING_SETUP).await.map_err(|e| match e {
             Error::Server(s) => ConnectError::Server(s),
             other => ConnectError::Other(other.to_string()),
         })?;
+        for sql in wide_collation_setup(p.charset).iter().flatten() {
+            conn.query_rows(sql).await.map_err(|e| match e {
+                Error::Server(s) => ConnectError::Server(s),
+                other => ConnectError::Other(other.to_string()),
+            })?;
+        }
         // MySQL reports a write's GTID through `session_track_gtids`.
         if let Some(extra) = Flavor::from_version(&conn.server_version).tracking_setup() {
             conn.query_rows(extra).await.map_err(|e| match e {
@@ -258,8 +270,19 @@ impl BackendConn {
             p.extend_from_slice(db.as_bytes());
             p
         });
+        // A reset goes back to the handshake's collation: put a wide one back.
+        let collation: Vec<Vec<u8>> = wide_collation_setup(self.charset)
+            .iter()
+            .flatten()
+            .map(|sql| {
+                let mut p = vec![com::QUERY];
+                p.extend_from_slice(sql.as_bytes());
+                p
+            })
+            .collect();
         let reset = [com::RESET_CONNECTION];
         let mut cmds: Vec<&[u8]> = vec![&reset, &setup];
+        cmds.extend(collation.iter().map(Vec::as_slice));
         cmds.extend(extra.as_deref());
         cmds.extend(init_db.as_deref());
         self.send_commands(&cmds).await?;
@@ -395,6 +418,7 @@ pub fn read_reason(e: &ReadError) -> String {
         ReadError::Closed => "connection closed".into(),
         ReadError::Truncated => "connection closed in the middle of a packet".into(),
         ReadError::TooLarge { limit } => format!("packet larger than {limit} bytes"),
+        ReadError::OutOfOrder { expected } => format!("packet out of order (expected #{expected})"),
     }
 }
 
@@ -415,5 +439,46 @@ impl ConnectError {
             Some(e) => ConnectError::Server(e),
             None => ConnectError::Other("malformed error packet".into()),
         }
+    }
+}
+
+/// The handshake's one-byte collation for `charset`: itself when it fits,
+/// else utf8mb4_general_ci, corrected by [`wide_collation_setup`] after login.
+fn handshake_charset(charset: u16) -> u8 {
+    u8::try_from(charset).unwrap_or(UTF8MB4_GENERAL_CI)
+}
+
+const UTF8MB4_GENERAL_CI: u8 = 45;
+
+/// Statements that give a connection the collation `charset` when the
+/// handshake could not (ids above 255), as a server does for a
+/// COM_CHANGE_USER naming it: client, connection and results character
+/// sets all follow it. Two statements: the character set is read from
+/// `collation_connection` once it is set (a server takes a collation id,
+/// not a character set id, above 255).
+fn wide_collation_setup(charset: u16) -> Option<[String; 2]> {
+    (charset > 255).then(|| {
+        [
+            format!("SET collation_connection = {charset}"),
+            "SET character_set_client = @@character_set_connection, \
+             character_set_results = @@character_set_connection"
+                .to_string(),
+        ]
+    })
+}
+
+#[cfg(test)]
+mod collation_tests {
+    use super::*;
+
+    #[test]
+    fn wide_collations_are_set_after_login() {
+        assert_eq!(handshake_charset(45), 45);
+        assert_eq!(handshake_charset(255), 255);
+        assert_eq!(handshake_charset(608), UTF8MB4_GENERAL_CI);
+        assert!(wide_collation_setup(255).is_none());
+        let [first, second] = wide_collation_setup(608).expect("statements for 608");
+        assert_eq!(first, "SET collation_connection = 608");
+        assert!(second.contains("character_set_results = @@character_set_connection"));
     }
 }

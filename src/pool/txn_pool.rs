@@ -31,7 +31,7 @@ use crate::error::Error;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct GroupKey {
     pub user: String,
-    pub charset: u8,
+    pub charset: u16,
     /// The client capabilities the connection mirrors.
     pub capabilities: u32,
 }

@@ -258,4 +258,19 @@ mod tests {
         assert_eq!(c.charset, Some(45));
         assert_eq!(c.auth_plugin, Some(&b"mysql_native_password"[..]));
     }
+
+    /// Collation ids above 255 (utf8mb4_croatian_ci is 608) keep all 16 bits.
+    #[test]
+    fn change_user_collation_is_sixteen_bits() {
+        let mut p = b"\x11bob\x00\x14".to_vec();
+        p.extend_from_slice(&[7u8; 20]);
+        p.extend_from_slice(b"db1\x00");
+        p.extend_from_slice(&608u16.to_le_bytes());
+        p.extend_from_slice(b"mysql_native_password\x00");
+        let Ok(Command::ChangeUser(c)) = Command::decode(&p, CAPS) else {
+            panic!("not decoded");
+        };
+        assert_eq!(c.charset, Some(608));
+        assert_eq!(c.auth_plugin, Some(&b"mysql_native_password"[..]));
+    }
 }

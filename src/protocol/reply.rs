@@ -7,7 +7,7 @@
 //!                  First ─0xFB─> LocalInfile (caller relays the file) ─> First
 //!                  First ─count─> Columns(n) ─n defs─> [ColumnsEof] ─> Rows
 //!                  Rows ─row─> Rows    Rows ─EOF/OK(more)─> First   Rows ─EOF/OK/ERR─> Done
-//!                  ColumnsEof ─EOF(cursor open)─> Done
+//!                  ColumnsEof ─EOF(cursor open)─> Done   (ExecuteCursor only)
 //!  Prepare:        PrepareFirst ─OK(p,c)─> Params(p) ─> [ParamsEof] ─> PrepColumns(c) ─> [PrepColumnsEof] ─> Done
 //!  Fetch:          Rows        FieldList: definitions until EOF/ERR
 //!  Simple:         one packet (OK, ERR or EOF) then Done; Statistics: one packet of text
@@ -26,6 +26,13 @@ use super::response::{terminator_status, Ok};
 pub enum Expect {
     /// COM_QUERY and COM_STMT_EXECUTE.
     ResultSets,
+    /// COM_STMT_EXECUTE asking for a read-only cursor: column definitions
+    /// and an EOF carrying `SERVER_STATUS_CURSOR_EXISTS` are the whole reply
+    /// (the rows come with COM_STMT_FETCH). Only here does that flag end a
+    /// reply: a stored program that FETCHes a cursor of its own leaves the
+    /// flag set in the status of the result sets it sends afterwards, and
+    /// their rows still follow.
+    ExecuteCursor,
     /// COM_STMT_PREPARE.
     Prepare,
     /// COM_STMT_FETCH: rows of an open cursor, then a terminator.
@@ -101,6 +108,8 @@ pub struct Scanner {
     continuation: bool,
     /// Status flags of the last terminator.
     last_status: Option<u16>,
+    /// The command asked for a cursor ([`Expect::ExecuteCursor`]).
+    cursor: bool,
 }
 
 impl Scanner {
@@ -108,7 +117,7 @@ impl Scanner {
     /// travels on.
     pub fn new(expect: Expect, capabilities: u32) -> Scanner {
         let state = match expect {
-            Expect::ResultSets => State::First,
+            Expect::ResultSets | Expect::ExecuteCursor => State::First,
             Expect::Prepare => State::PrepareFirst,
             Expect::Fetch => State::Rows,
             Expect::FieldList => State::FieldList,
@@ -120,6 +129,7 @@ impl Scanner {
             capabilities,
             continuation: false,
             last_status: None,
+            cursor: expect == Expect::ExecuteCursor,
         }
     }
 
@@ -203,7 +213,7 @@ impl Scanner {
                     return Ok(self.err());
                 }
                 let st = terminator_status(payload, 0).ok_or(Malformed)?;
-                if st & status::CURSOR_EXISTS != 0 {
+                if self.cursor && st & status::CURSOR_EXISTS != 0 {
                     // A cursor was opened: the rows come with COM_STMT_FETCH.
                     self.last_status = Some(st);
                     self.state = State::Done;

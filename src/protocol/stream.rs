@@ -33,6 +33,11 @@ pub enum ReadError {
     TooLarge {
         limit: usize,
     },
+    /// A packet's sequence id is not the one due (a server answers ERROR
+    /// 1156 and closes); `expected` is the id that was due.
+    OutOfOrder {
+        expected: u8,
+    },
 }
 
 impl From<io::Error> for ReadError {
@@ -117,8 +122,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
     /// Reads one logical payload, joining continuation packets, refusing
     /// payloads over `limit` bytes before buffering them.
     pub async fn read_payload(&mut self, limit: usize) -> Result<Payload, ReadError> {
+        self.read_payload_from(limit, None).await
+    }
+
+    /// Reads a client command as a server does: its first packet must have
+    /// sequence id 0 and each continuation the next one.
+    pub async fn read_command(&mut self, limit: usize) -> Result<Payload, ReadError> {
+        self.read_payload_from(limit, Some(0)).await
+    }
+
+    /// [`PacketStream::read_payload`], checking sequence ids from `due` on
+    /// when it is given.
+    async fn read_payload_from(
+        &mut self,
+        limit: usize,
+        mut due: Option<u8>,
+    ) -> Result<Payload, ReadError> {
+        let mut check = |h: &Header| match due {
+            Some(d) if h.seq != d => Err(ReadError::OutOfOrder { expected: d }),
+            Some(d) => {
+                due = Some(d.wrapping_add(1));
+                Ok(())
+            }
+            None => Ok(()),
+        };
         self.fill_to(HEADER_LEN).await?;
         if let Some(h) = Header::parse(&self.rbuf) {
+            check(&h)?;
             if h.len > limit {
                 return Err(ReadError::TooLarge { limit });
             }
@@ -135,6 +165,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
         let mut last = h;
         while last.continues() {
             let (h, more) = self.read_packet().await?;
+            check(&h)?;
             if joined.len() + more.len() > limit {
                 return Err(ReadError::TooLarge { limit });
             }
@@ -208,5 +239,40 @@ mod tests {
             r.read_payload(100).await,
             Err(ReadError::Truncated)
         ));
+    }
+
+    /// A stream whose peer sent `raw` and closed.
+    async fn sent(raw: Vec<u8>) -> PacketStream<tokio::io::DuplexStream> {
+        let (mut a, b) = tokio::io::duplex(raw.len() + 16);
+        a.write_all(&raw).await.unwrap();
+        drop(a);
+        PacketStream::new(b)
+    }
+
+    #[tokio::test]
+    async fn commands_need_sequence_ids_in_order() {
+        let mut raw = Vec::new();
+        raw.extend_from_slice(&[1, 0, 0, 0, 0x0e]); // COM_PING, seq 0
+        raw.extend_from_slice(&[1, 0, 0, 3, 0x0e]); // seq 3
+        let mut s = sent(raw).await;
+        assert_eq!(&s.read_command(1024).await.unwrap().data[..], &[0x0e]);
+        assert!(matches!(
+            s.read_command(1024).await,
+            Err(ReadError::OutOfOrder { expected: 0 })
+        ));
+        // A continuation must carry the next id.
+        let mut raw = vec![0xff, 0xff, 0xff, 0];
+        raw.extend(std::iter::repeat_n(0x03, 0xff_ffff));
+        raw.extend_from_slice(&[1, 0, 0, 2, b'x']);
+        let mut s = sent(raw.clone()).await;
+        assert!(matches!(
+            s.read_command(1 << 25).await,
+            Err(ReadError::OutOfOrder { expected: 1 })
+        ));
+        let mut s = sent(raw).await;
+        assert!(
+            s.read_payload(1 << 25).await.is_ok(),
+            "unchecked reads accept it"
+        );
     }
 }

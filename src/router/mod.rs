@@ -375,11 +375,11 @@ fn pick_replica(
     with_primary: bool,
     by_position: bool,
 ) -> Option<usize> {
-    let mut cands: [usize; 32] = [0; 32];
-    let mut n = 0;
+    // Any number of replicas: a list sized to the topology, not a fixed
+    // array that silently drops those past its end.
+    let mut cands = Vec::with_capacity(topo.backends.len());
     if with_primary && topo.primary().up {
-        cands[0] = 0;
-        n = 1;
+        cands.push(0);
     }
     for i in 1..topo.backends.len() {
         let ok = if by_position {
@@ -387,12 +387,11 @@ fn pick_replica(
         } else {
             qualifies(policy, topo, loads, i)
         };
-        if n < cands.len() && ok {
-            cands[n] = i;
-            n += 1;
+        if ok {
+            cands.push(i);
         }
     }
-    pick_among(policy, topo, loads, &cands[..n])
+    pick_among(policy, topo, loads, &cands)
 }
 
 /// Picks one of `cands` (topology indexes) by the policy's load balancing.

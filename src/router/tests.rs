@@ -445,3 +445,44 @@ fn split_off_sends_everything_to_the_primary() {
         "split_off"
     );
 }
+
+/// Every replica takes reads, however many there are (a fixed list of 32
+/// candidates once silently dropped those past the 31st).
+#[test]
+fn reads_reach_every_replica_beyond_the_thirty_first() {
+    let n = 40;
+    let mut backends = vec![backend("primary", Role::Primary, true, None)];
+    backends.extend((1..=n).map(|i| backend(&format!("r{i}"), Role::Replica, true, Some(0))));
+    let t = Topology {
+        backends,
+        greeting_version: String::new(),
+    };
+    let outstanding = vec![0; n + 1];
+    for p in [no_primary_reads(), policy(|_| {})] {
+        let mut seen = std::collections::BTreeSet::new();
+        for tick in 0..(2 * n as u64 + 2) {
+            let sql = "SELECT c FROM t WHERE id = 1";
+            let dec = route(
+                &classify(sql),
+                &SessionView::default(),
+                &p,
+                &t,
+                Loads {
+                    outstanding: &outstanding,
+                    tick,
+                    lag_ms: &[],
+                },
+                sql,
+                &|| sql.to_string(),
+            );
+            match dec.target {
+                Target::Backend(i) => seen.insert(i),
+                Target::Primary => seen.insert(0),
+                Target::Local => panic!("{dec:?}"),
+            };
+        }
+        for i in 1..=n {
+            assert!(seen.contains(&i), "replica {i} never chosen: {seen:?}");
+        }
+    }
+}

@@ -202,8 +202,9 @@ impl super::Session {
         self.user = user;
         self.credential = credential;
         self.database = (!database.is_empty()).then_some(database);
+        // Collation ids above 255 exist (MariaDB 10.10+): all 16 bits count.
         if let Some(cs) = cu.charset {
-            self.charset = cs as u8;
+            self.charset = cs;
         }
         self.status = status::AUTOCOMMIT;
         self.last_write = None;

@@ -7,6 +7,7 @@
 
 mod consistency;
 mod explain;
+mod idle;
 mod kill;
 mod login;
 pub mod registry;
@@ -126,7 +127,7 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         privileges: ident.privileges,
         watch: kill::KillWatch::of(&reg),
         credential: ident.credential,
-        charset: ident.charset,
+        charset: u16::from(ident.charset),
         attributes: ident.attributes,
         database: ident.database,
         status: status::AUTOCOMMIT,
@@ -191,7 +192,9 @@ struct Session {
     /// The session's kill signal and where it publishes what it runs.
     watch: kill::KillWatch,
     credential: Credential,
-    charset: u8,
+    /// Collation id of the connection: one byte in the handshake, two in
+    /// COM_CHANGE_USER.
+    charset: u16,
     attributes: Vec<(String, String)>,
     database: Option<String>,
     /// Status flags of the last reply (the server is the source of truth
@@ -255,8 +258,13 @@ impl Session {
         let max = self.ctx.cluster.config().proxy.max_allowed_packet;
         let mut shutdown = self.ctx.shutdown.clone();
         loop {
+            let idle = self.wait_timeout();
             let read = tokio::select! {
-                r = self.client.read_payload(max) => r,
+                r = tokio::time::timeout(idle, self.client.read_command(max)) => match r {
+                    Ok(r) => r,
+                    // The server closes such a client without a word.
+                    Err(_) => return self.idle_timed_out(idle),
+                },
                 _ = kill.notified() => return,
                 _ = registry::shutdown_signalled(&mut shutdown) => return,
             };
@@ -264,6 +272,10 @@ impl Session {
                 Ok(p) => p,
                 Err(ReadError::TooLarge { .. }) => {
                     send_error(&mut self.client, 1, &Error::PacketTooLarge).await;
+                    return;
+                }
+                Err(ReadError::OutOfOrder { expected }) => {
+                    send_error(&mut self.client, expected, &Error::PacketsOutOfOrder).await;
                     return;
                 }
                 Err(_) => return,

@@ -174,7 +174,14 @@ impl Session {
             Err(err) => return self.fail(seq, &err).await,
         };
         let payload = self.execute_payload(id, index, backend_id, raw);
-        if flags & 1 != 0 {
+        // CURSOR_TYPE_READ_ONLY: the only flag with which a server opens a cursor.
+        let wants_cursor = flags & 1 != 0;
+        let expect = if wants_cursor {
+            Expect::ExecuteCursor
+        } else {
+            Expect::ResultSets
+        };
+        if wants_cursor {
             if let Some(e) = self.stmts.get_mut(&id) {
                 e.cursor_backend = index;
             }
@@ -183,16 +190,20 @@ impl Session {
             .run(
                 index,
                 &payload,
-                Expect::ResultSets,
+                expect,
                 Some((&e.class, &e.sql)),
                 None,
                 wait,
             )
             .await;
         if self.tp {
-            let cursor = self.backends[index]
-                .as_ref()
-                .is_some_and(|c| c.status & crate::protocol::consts::status::CURSOR_EXISTS != 0);
+            // A stored program that FETCHed a cursor of its own leaves the
+            // flag in its final status: only an execute that asked for a
+            // cursor can have opened one.
+            let cursor = wants_cursor
+                && self.backends[index].as_ref().is_some_and(|c| {
+                    c.status & crate::protocol::consts::status::CURSOR_EXISTS != 0
+                });
             if cursor {
                 self.ps.cursor = Some((id, index));
             } else if self.ps.cursor.is_some_and(|(c, _)| c == id) {

@@ -175,7 +175,7 @@ fn local_infile_then_ok() {
 
 #[test]
 fn cursor_open_ends_after_column_eof() {
-    let mut s = Scanner::new(Expect::ResultSets, CLASSIC);
+    let mut s = Scanner::new(Expect::ExecuteCursor, CLASSIC);
     let pk = vec![
         vec![1],
         coldef(),
@@ -253,4 +253,25 @@ fn garbage_is_malformed_not_panic() {
     );
     let mut s = Scanner::new(Expect::ResultSets, CLASSIC);
     assert_eq!(s.packet(Header { len: 1, seq: 1 }, &[0]), Err(Malformed));
+}
+
+/// A stored program that FETCHed a cursor leaves SERVER_STATUS_CURSOR_EXISTS
+/// in the EOF after the columns of a later result set: its rows still follow.
+#[test]
+fn cursor_flag_from_a_stored_program_does_not_end_a_query_reply() {
+    for expect in [Expect::ResultSets, Expect::ExecuteCursor] {
+        let mut s = Scanner::new(expect, CLASSIC);
+        let more = status::CURSOR_EXISTS | status::MORE_RESULTS_EXISTS;
+        let mut pk = vec![vec![1], coldef()];
+        if expect == Expect::ResultSets {
+            pk.push(eof(status::CURSOR_EXISTS | status::AUTOCOMMIT));
+            pk.push(vec![1, b'1']);
+            pk.push(eof(more));
+            pk.push(ok(status::CURSOR_EXISTS));
+            assert_eq!(run(&mut s, &pk), Ok(Some(6)), "{expect:?}");
+        } else {
+            pk.push(eof(status::CURSOR_EXISTS));
+            assert_eq!(run(&mut s, &pk), Ok(Some(3)), "{expect:?}");
+        }
+    }
 }
