@@ -45,6 +45,7 @@ mod head;
 mod hints;
 mod lexer;
 mod parse;
+mod processlist;
 mod scan;
 mod session_fns;
 mod set;
@@ -52,6 +53,7 @@ mod set;
 #[cfg(test)]
 mod tests;
 
+pub use processlist::{processlist_refs, show_processlist, ProcesslistRef, RefRole};
 pub use session_fns::{
     in_read_only, lock_calls, reads_a_table, reads_last_insert_id, substitute_row_count,
     user_var_names, InReadOnly, LockCalls,
