@@ -477,7 +477,7 @@ mod tests {
                 x ^= x << 17;
                 s.extend_from_slice(words[(x % words.len() as u64) as usize]);
             }
-            for r in processlist_refs(&s, x % 2 == 0).unwrap_or_default() {
+            for r in processlist_refs(&s, x.is_multiple_of(2)).unwrap_or_default() {
                 assert!(r.start < r.end && r.end <= s.len());
             }
             let _ = show_processlist(&s);

@@ -8,6 +8,7 @@
 mod consistency;
 mod explain;
 mod login;
+mod processlist;
 pub mod registry;
 mod relay;
 mod routing;
@@ -95,9 +96,11 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         }
         Ok(Err(None)) | Err(_) => return,
     };
-    let reg = ctx
-        .registry
-        .register(id, ident.user.clone(), peer.ip().to_string());
+    let reg = ctx.registry.register(
+        id,
+        ident.user.clone(),
+        format!("{}:{}", peer.ip(), peer.port()),
+    );
     let n = ctx.cluster.topology().backends.len();
     let (tp, hold) = pooling(&ctx, &ident.user);
     let mut s = Session {
@@ -107,6 +110,7 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         tp,
         ps: txn::PoolSession::default(),
         published: Default::default(),
+        activity: reg.activity.clone(),
         ctx: ctx.clone(),
         id,
         peer,
@@ -209,6 +213,8 @@ struct Session {
     ps: txn::PoolSession,
     /// What SHOW CAUSEWAY PROCESSLIST last showed of the session.
     published: registry::Status,
+    /// What the session is doing now, for SHOW PROCESSLIST.
+    activity: Arc<std::sync::Mutex<registry::Activity>>,
     scratch: BytesMut,
     /// Session variables, user variables, temporary tables, locks.
     state: SessionState,
@@ -256,6 +262,8 @@ impl Session {
             let flow = match Command::decode(&payload.data, self.caps) {
                 Ok(cmd) => {
                     self.ctx.counters.command(cmd.label());
+                    let info = processlist::command_info(&cmd, &payload.data);
+                    reg.begin(processlist::command_name(&cmd), info);
                     self.dispatch(cmd, &payload.data, payload.last_seq).await
                 }
                 Err(CommandError::Empty) | Err(CommandError::Malformed(_)) => {
@@ -266,6 +274,7 @@ impl Session {
             if let Flow::Close = flow {
                 return;
             }
+            reg.end();
             self.after_command(reg);
         }
     }
@@ -430,6 +439,7 @@ impl Session {
                 return self.backend_failed(index, e, 1, in_trans).await;
             }
         }
+        self.running_on(index);
         let Some(conn) = self.backends[index].as_mut() else {
             return Flow::Close;
         };
