@@ -192,6 +192,36 @@ async fn show_processlist_matches_the_server_column_by_column() {
         );
         tokio::time::sleep(POLL).await;
     }
+    let p2 = tp.await.expect("proxied task");
+    let d2 = td.await.expect("direct task");
+
+    // A prepared statement executing: Command `Execute`, Info its text.
+    let prepared = "SELECT SLEEP(?), 'prepared'";
+    let exec = |mut c: Conn| {
+        tokio::spawn(async move {
+            c.exec_drop(prepared, (2,))
+                .await
+                .expect("the prepared statement");
+            c
+        })
+    };
+    let (tp, td) = (exec(p2), exec(d2));
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let (_, prows) = table(&mut p1, "SHOW PROCESSLIST").await;
+        let (_, drows) = table(&mut d1, "SHOW PROCESSLIST").await;
+        let (p, d) = (row_of(&prows, pid), row_of(&drows, did));
+        if p[4].as_deref() == Some("Execute") && d[4].as_deref() == Some("Execute") {
+            assert_eq!(p[7], d[7], "Info of an executing prepared statement");
+            assert_eq!(p[7].as_deref(), Some(prepared));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the execute never showed: {p:?} {d:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
     let _ = tp.await;
     let _ = td.await;
     env.stop().await;
@@ -247,6 +277,14 @@ async fn information_schema_processlist_lists_the_client_sessions() {
         Some(sql.as_str()),
         "INFO is the statement as sent"
     );
+    let direct_state: Option<String> = d1
+        .query_first(format!(
+            "SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = {}",
+            d1.id()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(mine[4], direct_state, "the asking session's STATE");
     let idle = rows
         .iter()
         .find(|r| r[0] == Some(p2.id().to_string()))

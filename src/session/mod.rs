@@ -262,7 +262,7 @@ impl Session {
             let flow = match Command::decode(&payload.data, self.caps) {
                 Ok(cmd) => {
                     self.ctx.counters.command(cmd.label());
-                    let info = processlist::command_info(&cmd, &payload.data);
+                    let info = self.command_info(&cmd, &payload.data);
                     reg.begin(processlist::command_name(&cmd), info);
                     self.dispatch(cmd, &payload.data, payload.last_seq).await
                 }

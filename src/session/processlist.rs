@@ -47,17 +47,6 @@ pub(super) fn command_name(cmd: &Command<'_>) -> &'static str {
     }
 }
 
-/// The statement text a command carries (`Info`): the payload after the
-/// command byte, shared, not copied.
-pub(super) fn command_info(cmd: &Command<'_>, payload: &Bytes) -> Option<Bytes> {
-    match cmd {
-        Command::Query(_) | Command::StmtPrepare(_) if !payload.is_empty() => {
-            Some(payload.slice(1..))
-        }
-        _ => None,
-    }
-}
-
 /// `State`: empty while asleep; the asking session's own statement is
 /// `starting`, as the server shows it; Causeway does not see the server's
 /// stage of another session's statement, which shows as `executing`.
@@ -125,6 +114,21 @@ fn server_cells(row: &Row, own_id: u32, now: Instant, full: bool) -> Vec<Option<
 }
 
 impl Session {
+    /// The statement text a command carries (`Info`): the payload after
+    /// the command byte, or the prepared statement's text, shared, not
+    /// copied.
+    pub(super) fn command_info(&self, cmd: &Command<'_>, payload: &Bytes) -> Option<Bytes> {
+        match cmd {
+            Command::Query(_) | Command::StmtPrepare(_) if !payload.is_empty() => {
+                Some(payload.slice(1..))
+            }
+            Command::StmtExecute { stmt_id, .. } | Command::StmtFetch { stmt_id, .. } => {
+                self.stmts.get(stmt_id).map(|e| e.text().clone())
+            }
+            _ => None,
+        }
+    }
+
     /// Whether this session sees every session in the process list (the
     /// PROCESS privilege). Until privileges are loaded: only its own
     /// user's.
@@ -288,7 +292,13 @@ pub(super) fn derived_table(rows: &[Row], own_id: u32, now: Instant) -> Vec<u8> 
         s.push_str(", ");
         text_literal(&mut s, r.command.as_bytes());
         let _ = write!(s, ", {}, ", elapsed.as_secs());
-        text_literal(&mut s, state_of(r, own_id).as_bytes());
+        // The server's state for the session reading the table.
+        let state = if r.id == own_id {
+            "Filling schema table"
+        } else {
+            state_of(r, own_id)
+        };
+        text_literal(&mut s, state.as_bytes());
         s.push_str(", ");
         match &r.info {
             Some(info) => {
