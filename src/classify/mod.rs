@@ -131,7 +131,7 @@ pub enum Kind {
     /// `KILL [CONNECTION | QUERY] n`.
     Kill,
     /// Statements Causeway answers itself: `EXPLAIN ROUTE <stmt>`, `SHOW
-    /// CAUSEWAY ..`, `SET CAUSEWAY ..`.
+    /// CAUSEWAY ..`, `SET CAUSEWAY ..`, `SHOW [FULL] PROCESSLIST`.
     Admin,
     /// Anything else, empty or unparseable: routed like a write.
     Unknown,

@@ -2,9 +2,9 @@
 //! without running the statement, how it was classified and where it would
 //! run and why, with every backend's state. `SET CAUSEWAY CONSISTENCY = ...`,
 //! `SHOW CAUSEWAY CONSISTENCY` and `SHOW CAUSEWAY TOKEN` set and show the
-//! session's consistency level and its causal token. `SHOW CAUSEWAY
-//! PROCESSLIST` lists every session, from what each publishes after its
-//! commands.
+//! session's consistency level and its causal token. The process lists
+//! (`SHOW [FULL] PROCESSLIST`, `SHOW CAUSEWAY PROCESSLIST`) are answered in
+//! `processlist`, from what each session publishes.
 
 use crate::classify::classify;
 use crate::consistency::{encode_token, Level};
