@@ -458,6 +458,27 @@ async fn causeway_processlist_shows_the_new_backend_thread_after_a_reconnect() {
     let mut c = env.conn().await;
     let id = c.id();
     c.query_drop("SELECT 1").await.unwrap();
+    // The server's columns, then the operator's.
+    let (cols, _) = table(&mut c, "SHOW CAUSEWAY PROCESSLIST").await;
+    let names: Vec<&str> = cols.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Id",
+            "User",
+            "Host",
+            "db",
+            "Command",
+            "Time",
+            "State",
+            "Info",
+            "Progress",
+            "Pool",
+            "Pin",
+            "Backends",
+            "Backend_thread"
+        ]
+    );
     let (held, running) = backends(&mut c, id).await;
     let old = thread(&held);
     assert_eq!(
