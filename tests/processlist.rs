@@ -524,3 +524,35 @@ async fn causeway_processlist_shows_the_new_backend_thread_after_a_reconnect() {
     assert!(app_threads(&env).await.contains(&after));
     env.stop().await;
 }
+
+/// The same answers when sessions share pooled backend connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transaction_pool_lists_client_sessions_too() {
+    let env = Env::start_with(0, |t| {
+        t.push_str("\n[pool]\ntransaction_pool = true\ntransaction_pool_max_per_backend = 2\n")
+    })
+    .await;
+    users(&env).await;
+    let mut a1 = proxied(&env, "alice").await;
+    let a2 = proxied(&env, "alice").await;
+    let mine = BTreeSet::from([a1.id(), a2.id()]);
+    for _ in 0..3 {
+        let (_, rows) = table(&mut a1, "SHOW FULL PROCESSLIST").await;
+        assert_eq!(ids(&rows), mine);
+        assert_eq!(
+            row_of(&rows, a1.id())[7].as_deref(),
+            Some("SHOW FULL PROCESSLIST")
+        );
+        let sql = format!(
+            "SELECT COMMAND, INFO FROM information_schema.PROCESSLIST WHERE ID = {}",
+            a1.id()
+        );
+        let got: Option<(String, String)> = a1.query_first(&sql).await.unwrap();
+        assert_eq!(got, Some(("Query".to_string(), sql.clone())));
+    }
+    let (_, rows) = table(&mut a1, "SHOW CAUSEWAY PROCESSLIST").await;
+    let cols = row_of(&rows, a2.id());
+    assert_eq!(cols[9].as_deref(), Some("transaction"), "Pool: {cols:?}");
+    drop(a2);
+    env.stop().await;
+}
