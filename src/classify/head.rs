@@ -103,6 +103,10 @@ pub(crate) fn decide<'a>(first: Token<'a>, mut lx: Lexer<'a>) -> Head<'a> {
         Lead::Call => vars_may_be_assigned(Kind::Call),
         Lead::Load => vars_may_be_assigned(Kind::Write),
         Lead::Show if eat(&mut lx, b"CAUSEWAY") => kind(Kind::Admin),
+        // Causeway answers it about its client sessions.
+        Lead::Show if super::processlist::show_processlist_tail(lx.clone()).is_some() => {
+            kind(Kind::Admin)
+        }
         Lead::Show => kind(Kind::Show),
         Lead::Explain => explain(lx, true),
         Lead::Describe => explain(lx, false),

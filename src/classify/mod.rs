@@ -46,6 +46,7 @@ mod hints;
 mod kill;
 mod lexer;
 mod parse;
+mod processlist;
 mod scan;
 mod session_fns;
 mod set;
@@ -54,6 +55,7 @@ mod set;
 mod tests;
 
 pub use kill::{has_kill, kill_statement, KillScope, KillStatement, KillTarget};
+pub use processlist::{processlist_refs, show_processlist, ProcesslistRef, RefRole};
 pub use session_fns::{
     in_read_only, lock_calls, reads_a_table, reads_last_insert_id, substitute_row_count,
     user_var_names, InReadOnly, LockCalls,
@@ -131,7 +133,7 @@ pub enum Kind {
     /// `KILL [CONNECTION | QUERY] n`.
     Kill,
     /// Statements Causeway answers itself: `EXPLAIN ROUTE <stmt>`, `SHOW
-    /// CAUSEWAY ..`, `SET CAUSEWAY ..`.
+    /// CAUSEWAY ..`, `SET CAUSEWAY ..`, `SHOW [FULL] PROCESSLIST`.
     Admin,
     /// Anything else, empty or unparseable: routed like a write.
     Unknown,

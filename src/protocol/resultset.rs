@@ -11,15 +11,98 @@ use super::response::{Eof, Ok};
 
 const TYPE_VAR_STRING: u8 = 0xFD;
 const UTF8MB4_GENERAL_CI: u16 = 45;
+const BINARY: u16 = 63;
+
+/// Column flags as the server sets them.
+pub mod flag {
+    pub const NOT_NULL: u16 = 1;
+    pub const BINARY: u16 = 128;
+    pub const NUM: u16 = 32768;
+}
+
+/// Column types Causeway declares.
+pub mod column_type {
+    pub const DOUBLE: u8 = 5;
+    pub const LONGLONG: u8 = 8;
+    pub const LONG: u8 = 3;
+    pub const LONG_BLOB: u8 = 0xFB;
+    pub const VAR_STRING: u8 = 0xFD;
+}
+
+/// How one column of a result set Causeway builds is declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Column<'a> {
+    pub name: &'a str,
+    pub column_type: u8,
+    pub charset: u16,
+    pub length: u32,
+    pub flags: u16,
+    pub decimals: u8,
+}
+
+impl<'a> Column<'a> {
+    /// A text column (utf8mb4) of up to `length` bytes.
+    pub const fn text(name: &'a str, length: u32, flags: u16) -> Self {
+        Column {
+            name,
+            column_type: column_type::VAR_STRING,
+            charset: UTF8MB4_GENERAL_CI,
+            length,
+            flags,
+            decimals: 39,
+        }
+    }
+
+    /// A number column of type `column_type` (binary collation, `NUM`).
+    pub const fn number(
+        name: &'a str,
+        column_type: u8,
+        length: u32,
+        flags: u16,
+        decimals: u8,
+    ) -> Self {
+        Column {
+            name,
+            column_type,
+            charset: BINARY,
+            length,
+            flags: flags | flag::NUM | flag::BINARY,
+            decimals,
+        }
+    }
+}
 
 /// Appends a whole result set (all packets, sequence ids from `seq`) to
 /// `out`; returns the next sequence id. `None` cells are SQL NULL.
 pub fn encode_text(
     out: &mut BytesMut,
-    mut seq: u8,
+    seq: u8,
     capabilities: u32,
     status: u16,
     columns: &[&str],
+    rows: &[Vec<Option<String>>],
+) -> u8 {
+    let columns: Vec<Column<'_>> = columns
+        .iter()
+        .map(|name| Column {
+            name,
+            column_type: TYPE_VAR_STRING,
+            charset: UTF8MB4_GENERAL_CI,
+            length: 4096,
+            flags: 0,
+            decimals: 0,
+        })
+        .collect();
+    encode_result(out, seq, capabilities, status, &columns, rows)
+}
+
+/// Like [`encode_text`], with each column declared as given.
+pub fn encode_result(
+    out: &mut BytesMut,
+    mut seq: u8,
+    capabilities: u32,
+    status: u16,
+    columns: &[Column<'_>],
     rows: &[Vec<Option<String>>],
 ) -> u8 {
     let mut packet = |out: &mut BytesMut, f: &dyn Fn(&mut BytesMut)| {
@@ -29,20 +112,20 @@ pub fn encode_text(
         seq = seq.wrapping_add(1);
     };
     packet(out, &|o| put_lenenc_int(o, columns.len() as u64));
-    for name in columns {
+    for c in columns {
         packet(out, &|o| {
             put_lenenc_bytes(o, b"def");
             put_lenenc_bytes(o, b"");
             put_lenenc_bytes(o, b"");
             put_lenenc_bytes(o, b"");
-            put_lenenc_bytes(o, name.as_bytes());
-            put_lenenc_bytes(o, name.as_bytes());
+            put_lenenc_bytes(o, c.name.as_bytes());
+            put_lenenc_bytes(o, c.name.as_bytes());
             o.put_u8(0x0C);
-            o.put_u16_le(UTF8MB4_GENERAL_CI);
-            o.put_u32_le(4096);
-            o.put_u8(TYPE_VAR_STRING);
-            o.put_u16_le(0);
-            o.put_u8(0);
+            o.put_u16_le(c.charset);
+            o.put_u32_le(c.length);
+            o.put_u8(c.column_type);
+            o.put_u16_le(c.flags);
+            o.put_u8(c.decimals);
             o.put_u16_le(0);
         });
     }

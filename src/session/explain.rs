@@ -2,9 +2,9 @@
 //! without running the statement, how it was classified and where it would
 //! run and why, with every backend's state. `SET CAUSEWAY CONSISTENCY = ...`,
 //! `SHOW CAUSEWAY CONSISTENCY` and `SHOW CAUSEWAY TOKEN` set and show the
-//! session's consistency level and its causal token. `SHOW CAUSEWAY
-//! PROCESSLIST` lists every session, from what each publishes after its
-//! commands.
+//! session's consistency level and its causal token. The process lists
+//! (`SHOW [FULL] PROCESSLIST`, `SHOW CAUSEWAY PROCESSLIST`) are answered in
+//! `processlist`, from what each session publishes.
 
 use crate::classify::classify;
 use crate::consistency::{encode_token, Level};
@@ -17,6 +17,9 @@ use super::{Flow, Session};
 
 impl Session {
     pub(super) async fn local_statement(&mut self, sql: &str, seq: u8) -> Flow {
+        if let Some(full) = crate::classify::show_processlist(sql.as_bytes()) {
+            return self.show_processlist(full, seq).await;
+        }
         match own_statement(sql) {
             Some(Own::SetConsistency(v)) => {
                 if v.eq_ignore_ascii_case("default") {
@@ -37,7 +40,7 @@ impl Session {
                     .unwrap_or(policy.consistency.level);
                 return self.one_value(seq, "consistency", level.to_string()).await;
             }
-            Some(Own::ShowProcesslist) => return self.processlist(seq).await,
+            Some(Own::ShowProcesslist) => return self.causeway_processlist(seq).await,
             Some(Own::ShowToken) => {
                 return match self.session_position().await {
                     Ok(p) => self.one_value(seq, "token", encode_token(&p)).await,
@@ -177,11 +180,18 @@ impl Session {
         if self.tp && !self.hold {
             self.release_unpinned();
         }
-        let held = self.backends.iter().filter(|b| b.is_some()).count();
         let p = &self.published;
+        // The same connections, by thread id: a reconnect to the same
+        // backend keeps their number but not their thread.
+        let thread =
+            |b: &Option<crate::pool::conn::BackendConn>| b.as_ref().map_or(0, |c| c.thread_id);
         let same = p.pin == self.ps.published_pin
             && p.database == self.database
-            && p.backends.matches('#').count() == held
+            && p.threads.len() == self.backends.len()
+            && p.threads
+                .iter()
+                .zip(&self.backends)
+                .all(|(t, b)| *t == thread(b))
             && !p.pool.is_empty();
         if same {
             return;
@@ -208,40 +218,9 @@ impl Session {
             pool,
             pin: self.ps.published_pin,
             backends,
+            threads: self.backends.iter().map(thread).collect(),
         };
         reg.publish(&self.published);
-    }
-
-    /// `SHOW CAUSEWAY PROCESSLIST`: every client session (of every user,
-    /// as Causeway sees them), its pool, its pin and the backend
-    /// connections it holds.
-    async fn processlist(&mut self, seq: u8) -> Flow {
-        let rows: Vec<Vec<Option<String>>> = self
-            .ctx
-            .registry
-            .rows()
-            .into_iter()
-            .map(|r| {
-                vec![
-                    Some(r.id.to_string()),
-                    Some(r.user),
-                    Some(r.host),
-                    r.status.database,
-                    Some(
-                        if r.status.pool.is_empty() {
-                            "none"
-                        } else {
-                            r.status.pool
-                        }
-                        .to_string(),
-                    ),
-                    r.status.pin.map(str::to_string),
-                    (!r.status.backends.is_empty()).then_some(r.status.backends),
-                ]
-            })
-            .collect();
-        let columns = ["Id", "User", "Host", "db", "Pool", "Pin", "Backends"];
-        self.send_rows(seq, &columns, &rows).await
     }
 
     /// A result set of one row and one column.

@@ -10,6 +10,7 @@ mod explain;
 mod idle;
 mod kill;
 mod login;
+mod processlist;
 pub mod registry;
 mod relay;
 mod routing;
@@ -104,7 +105,7 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
     let reg = ctx.registry.register(
         id,
         ident.user.clone(),
-        peer.ip().to_string(),
+        format!("{}:{}", peer.ip(), peer.port()),
         ident.privileges,
     );
     drop(reservation);
@@ -117,6 +118,7 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         tp,
         ps: txn::PoolSession::default(),
         published: Default::default(),
+        activity: reg.activity.clone(),
         ctx: ctx.clone(),
         id,
         peer,
@@ -227,6 +229,8 @@ struct Session {
     ps: txn::PoolSession,
     /// What SHOW CAUSEWAY PROCESSLIST last showed of the session.
     published: registry::Status,
+    /// What the session is doing now, for SHOW PROCESSLIST.
+    activity: Arc<std::sync::Mutex<registry::Activity>>,
     scratch: BytesMut,
     /// Session variables, user variables, temporary tables, locks.
     state: SessionState,
@@ -283,6 +287,8 @@ impl Session {
             let flow = match Command::decode(&payload.data, self.caps) {
                 Ok(cmd) => {
                     self.ctx.counters.command(cmd.label());
+                    let info = self.command_info(&cmd, &payload.data);
+                    reg.begin(processlist::command_name(&cmd), info);
                     self.dispatch(cmd, &payload.data, payload.last_seq).await
                 }
                 Err(CommandError::Empty) | Err(CommandError::Malformed(_)) => {
@@ -293,6 +299,7 @@ impl Session {
             if let Flow::Close = flow {
                 return;
             }
+            reg.end();
             if self.watch.is_killed() {
                 return;
             }
@@ -456,6 +463,7 @@ impl Session {
                 return self.backend_failed(index, e, 1, in_trans).await;
             }
         }
+        self.running_on(index);
         let Some(conn) = self.backends[index].as_mut() else {
             return Flow::Close;
         };

@@ -10,7 +10,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
+use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::cluster::Privileges;
@@ -39,6 +41,35 @@ pub struct Entry {
     pub status: Arc<Mutex<Status>>,
     /// The statement the session runs now, if any.
     pub running: Arc<Mutex<Option<Running>>>,
+    /// What it is doing now (SHOW PROCESSLIST's Command, Time, Info).
+    pub activity: Arc<Mutex<Activity>>,
+}
+
+/// What a session is doing now: published when each command starts and
+/// ends, so it must stay cheap (no allocation: the statement text is the
+/// command packet's own `Bytes`, shared, kept as the client sent it).
+#[derive(Debug, Clone)]
+pub struct Activity {
+    /// The server's name for the command (`Sleep`, `Query`, `Execute`, ...).
+    pub command: &'static str,
+    /// When the session entered this state.
+    pub since: Instant,
+    /// The statement being run, as bytes in the client's character set.
+    pub info: Option<Bytes>,
+    /// The backend connection (topology index, server thread id) running
+    /// the statement, or that ran the last one.
+    pub backend: Option<(usize, u32)>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            command: "Sleep",
+            since: Instant::now(),
+            info: None,
+            backend: None,
+        }
+    }
 }
 
 /// Where a session's statement runs while it runs: what `KILL QUERY`
@@ -61,6 +92,9 @@ pub struct Status {
     pub pin: Option<&'static str>,
     /// The backend connections it holds (`primary#1234`), comma-separated.
     pub backends: String,
+    /// The server thread id of the connection held to each backend (0:
+    /// none), by topology index: what `backends` was built from.
+    pub threads: Vec<u32>,
 }
 
 /// One row of SHOW CAUSEWAY PROCESSLIST.
@@ -70,6 +104,17 @@ pub struct Row {
     pub user: String,
     pub host: String,
     pub status: Status,
+    pub command: &'static str,
+    pub since: Instant,
+    pub info: Option<Bytes>,
+    pub backend: Option<(usize, u32)>,
+}
+
+/// Whether a viewer sees a session in the process list: the server's rule,
+/// all sessions with the PROCESS privilege (`sees_all`), else only the
+/// viewer's own user's.
+pub fn visible(row: &Row, viewer: &str, sees_all: bool) -> bool {
+    sees_all || row.user == viewer
 }
 
 #[derive(Debug, Default)]
@@ -91,6 +136,7 @@ pub struct Registration {
     pub killed: Arc<AtomicBool>,
     pub status: Arc<Mutex<Status>>,
     pub running: Arc<Mutex<Option<Running>>>,
+    pub activity: Arc<Mutex<Activity>>,
 }
 
 /// An id held for a login in progress; given back when dropped unless the
@@ -112,6 +158,29 @@ impl Drop for Reservation {
 }
 
 impl Registration {
+    /// The session starts a command (`info`: its statement text, if any).
+    pub fn begin(&self, command: &'static str, info: Option<Bytes>) {
+        let old = {
+            let mut a = self.activity.lock().unwrap_or_else(|e| e.into_inner());
+            a.command = command;
+            a.since = Instant::now();
+            std::mem::replace(&mut a.info, info)
+        };
+        drop(old);
+    }
+
+    /// The command is done: the session sleeps.
+    pub fn end(&self) {
+        let old = {
+            let mut a = self.activity.lock().unwrap_or_else(|e| e.into_inner());
+            a.command = "Sleep";
+            a.since = Instant::now();
+            a.info.take()
+        };
+        // The packet's buffer is freed (or reused) outside the lock.
+        drop(old);
+    }
+
     /// Publishes the session's status if it changed.
     pub fn publish(&self, status: &Status) {
         let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
@@ -214,6 +283,7 @@ impl Registry {
         let killed = Arc::new(AtomicBool::new(false));
         let status = Arc::new(Mutex::new(Status::default()));
         let running = Arc::new(Mutex::new(None));
+        let activity = Arc::new(Mutex::new(Activity::default()));
         self.lock().insert(
             id,
             Entry {
@@ -224,6 +294,7 @@ impl Registry {
                 killed: killed.clone(),
                 status: status.clone(),
                 running: running.clone(),
+                activity: activity.clone(),
             },
         );
         self.reserved
@@ -237,6 +308,7 @@ impl Registry {
             killed,
             status,
             running,
+            activity,
         }
     }
 
@@ -294,7 +366,9 @@ impl Registry {
         let m = self.lock();
         let mut out: Vec<(u32, Option<Running>)> = Vec::new();
         for (id, e) in m.iter() {
-            let host_ok = host.is_none_or(|h| h == "%" || h.eq_ignore_ascii_case(&e.host));
+            // The entry's host carries the client's port (`ip:port`).
+            let ip = e.host.rsplit_once(':').map_or(e.host.as_str(), |(ip, _)| ip);
+            let host_ok = host.is_none_or(|h| h == "%" || h.eq_ignore_ascii_case(ip));
             if e.user != user || !host_ok {
                 continue;
             }
@@ -318,16 +392,31 @@ impl Registry {
             .lock()
             .map(|m| {
                 m.iter()
-                    .map(|(id, e)| Row {
-                        id: *id,
-                        user: e.user.clone(),
-                        host: e.host.clone(),
-                        status: e.status.lock().map(|s| s.clone()).unwrap_or_default(),
+                    .map(|(id, e)| {
+                        let a = e.activity.lock().map(|a| a.clone()).unwrap_or_default();
+                        Row {
+                            id: *id,
+                            user: e.user.clone(),
+                            host: e.host.clone(),
+                            status: e.status.lock().map(|s| s.clone()).unwrap_or_default(),
+                            command: a.command,
+                            since: a.since,
+                            info: a.info,
+                            backend: a.backend,
+                        }
                     })
                     .collect()
             })
             .unwrap_or_default();
         v.sort_by_key(|r| r.id);
+        v
+    }
+
+    /// The sessions `viewer` may see (all of them if `sees_all`), sorted
+    /// by id.
+    pub fn visible_rows(&self, viewer: &str, sees_all: bool) -> Vec<Row> {
+        let mut v = self.rows();
+        v.retain(|r| visible(r, viewer, sees_all));
         v
     }
 
@@ -492,5 +581,32 @@ mod tests {
         assert_eq!(r.reserve().unwrap().id, (5 << ID_BITS) | 2);
         drop(live);
         assert!(Registry::with_instance(MAX_INSTANCE).reserve().unwrap().id < 1 << 31);
+    }
+
+    #[test]
+    fn activity_is_published_and_cleared() {
+        let r = Registry::new();
+        let reg = r.register(7, "app".into(), "127.0.0.1:5000".into(), Privileges::default());
+        assert_eq!(r.rows()[0].command, "Sleep");
+        reg.begin("Query", Some(Bytes::from_static(b"SELECT \xff")));
+        let row = &r.rows()[0];
+        assert_eq!(row.command, "Query");
+        assert_eq!(row.info.as_deref(), Some(&b"SELECT \xff"[..]));
+        reg.end();
+        let row = &r.rows()[0];
+        assert_eq!((row.command, row.info.is_none()), ("Sleep", true));
+    }
+
+    #[test]
+    fn each_user_sees_its_own_sessions_unless_it_sees_all() {
+        let r = Registry::new();
+        let _a = r.register(1, "alice".into(), "h:1".into(), Privileges::default());
+        let _b = r.register(2, "bob".into(), "h:2".into(), Privileges::default());
+        let _a2 = r.register(3, "alice".into(), "h:3".into(), Privileges::default());
+        let ids = |v: Vec<Row>| v.iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(r.visible_rows("alice", false)), vec![1, 3]);
+        assert_eq!(ids(r.visible_rows("bob", false)), vec![2]);
+        assert_eq!(ids(r.visible_rows("carol", false)), Vec::<u32>::new());
+        assert_eq!(ids(r.visible_rows("bob", true)), vec![1, 2, 3]);
     }
 }

@@ -25,6 +25,13 @@ pub struct Synced {
 impl Session {
     /// A COM_QUERY: classify, route, run.
     pub(super) async fn query(&mut self, sql: &[u8], raw: &[u8], next: u8) -> Flow {
+        // `information_schema.PROCESSLIST` is the sessions' (as a derived
+        // table, on the primary).
+        let listed = self.processlist_rewrite(sql);
+        let (sql, raw) = match &listed {
+            Some(p) => (p.get(1..).unwrap_or_default(), p.as_slice()),
+            None => (sql, raw),
+        };
         let text = String::from_utf8_lossy(sql);
         let mut class = classify(&text);
         // The connection's own row count (and, pooled, last insert id) may
@@ -53,6 +60,12 @@ impl Session {
             Ok(Some(d)) => decision = d,
             Ok(None) => {}
             Err(e) => return self.fail(next, &e).await,
+        }
+        if listed.is_some() && decision.reason != "transaction_bound" {
+            decision = Decision {
+                target: Target::Primary,
+                reason: "processlist",
+            };
         }
         if decision.target == Target::Local {
             return self.local_statement(&text, next).await;

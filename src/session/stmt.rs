@@ -33,6 +33,16 @@ pub struct PsEntry {
     long_data: bool,
     /// Where the last execution opened a cursor.
     cursor_backend: usize,
+    /// The statement's bytes as the client sent them (SHOW PROCESSLIST's
+    /// Info while it executes).
+    text: bytes::Bytes,
+}
+
+impl PsEntry {
+    /// The statement's bytes as the client sent them.
+    pub(super) fn text(&self) -> &bytes::Bytes {
+        &self.text
+    }
 }
 
 fn unknown(id: u32, what: &str) -> Error {
@@ -87,6 +97,7 @@ impl Session {
                     types: None,
                     long_data: false,
                     cursor_backend: 0,
+                    text: bytes::Bytes::copy_from_slice(sql),
                 },
             );
         }
