@@ -84,11 +84,15 @@ pub enum RelayError {
     /// Writing to or reading from the client failed: the session is over.
     Client(#[allow(dead_code)] std::io::Error),
     /// The backend connection failed or sent nonsense. `next_seq` is the
-    /// sequence id an error packet to the client must carry.
+    /// sequence id an error packet to the client must carry; `sent` says
+    /// whether any byte of the reply already reached the client, after
+    /// which no error packet may follow (the client would read it as the
+    /// rest of the reply).
     Backend {
         reason: String,
         next_seq: u8,
         malformed: bool,
+        sent: bool,
     },
 }
 
@@ -140,6 +144,7 @@ pub async fn relay(
     let mut stream_left = 0usize;
     let mut next_seq = 1u8;
     let mut in_result_set = false;
+    let mut sent = false;
     loop {
         let mut local_infile = false;
         {
@@ -186,6 +191,7 @@ pub async fn relay(
                             reason: "malformed reply".into(),
                             next_seq,
                             malformed: true,
+                            sent,
                         })?;
                         if let (Some(over), Seen::Ok { .. } | Seen::Eof { .. }) =
                             (rewrite.status, seen)
@@ -223,6 +229,7 @@ pub async fn relay(
                                         .write_all(&buf[flushed..pos])
                                         .await
                                         .map_err(RelayError::Client)?;
+                                    sent |= pos > flushed;
                                     scratch.clear();
                                     if let Some(ok) = OkPacket::decode(payload, backend_caps) {
                                         let start = begin_packet(scratch, h.seq);
@@ -233,6 +240,7 @@ pub async fn relay(
                                         .write_all(scratch)
                                         .await
                                         .map_err(RelayError::Client)?;
+                                    sent |= !scratch.is_empty();
                                     flushed = end;
                                 }
                             }
@@ -266,6 +274,7 @@ pub async fn relay(
                     .write_all(&buf[flushed..pos])
                     .await
                     .map_err(RelayError::Client)?;
+                sent = true;
             }
             buf.advance(pos);
         }
@@ -287,6 +296,7 @@ pub async fn relay(
                     reason: "the backend closed the connection".into(),
                     next_seq,
                     malformed: false,
+                    sent,
                 })
             }
             Ok(_) => {}
@@ -295,6 +305,7 @@ pub async fn relay(
                     reason: e.to_string(),
                     next_seq,
                     malformed: false,
+                    sent,
                 })
             }
         }
@@ -326,6 +337,8 @@ async fn relay_local_infile(
                 reason: e.to_string(),
                 next_seq: h.seq.wrapping_add(1),
                 malformed: false,
+                // The client has the LOCAL INFILE request already.
+                sent: true,
             })?;
         if h.len == 0 {
             return Ok(());

@@ -246,6 +246,12 @@ impl Session {
         if self.tp {
             return self.sync_pooled(index).await;
         }
+        // A new connection (first use, or one lost before) starts from
+        // nothing: open it first, so what it must be brought to is
+        // measured from there, not from the lost one.
+        if self.backends.get(index).is_some_and(Option::is_none) {
+            self.backend(index).await?;
+        }
         let want_db = self.database.clone();
         let synced = self.synced.get(index).cloned().unwrap_or_default();
         let mut pre: Vec<Vec<u8>> = Vec::new();
