@@ -332,14 +332,12 @@ async fn read_only_lost(pooled: bool) {
     let replica = &env.cluster.replicas[0];
     let thread = held_thread(&mut o, c.id(), &replica.name).await;
     kill_thread(&env, replica, thread).await;
-    // A session variable changes, so the replica connection must be
-    // brought to the session's state before the next read.
-    let _ = timeout(
-        REPLY,
-        c.query_drop("SET SESSION group_concat_max_len = 4321"),
-    )
-    .await
-    .expect("an answer");
+    // A user variable is set (without a pool on the primary, where the
+    // session's user variables live), so the replica connection must be
+    // brought to the session's state before the next read: that fails.
+    let _ = timeout(REPLY, c.query_drop("SET @ro_v = 1"))
+        .await
+        .expect("an answer");
     let r = timeout(REPLY, c.query_first::<u32, _>("SELECT @@server_id"))
         .await
         .expect("an answer after the kill");

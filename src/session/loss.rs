@@ -13,13 +13,17 @@
 
 use crate::error::Error;
 
-use super::Session;
+use super::{send_error, Flow, Session};
 
 impl Session {
     /// What the session keeps only in its connection to backend `index`,
     /// and would lose with it: the reason (a pin reason), if anything.
     /// Known from the session's own records, so it can be asked after the
-    /// connection is gone.
+    /// connection is gone. Only what certainly lives there: state made by
+    /// statements that always run on the primary, the transaction's own
+    /// backend, a cursor's backend. (The pool also pins for a pending
+    /// `FOUND_ROWS()` and for user variables it could not read back, which
+    /// may live on a replica connection: see `pin_for`.)
     pub(super) fn held_state(&self, index: usize) -> Option<&'static str> {
         if self.txn_backend == Some(index) {
             return Some("transaction");
@@ -46,14 +50,10 @@ impl Session {
             // Without a pool, user variables assigned from data exist on
             // the primary connection only.
             st.user_vars_on_primary.then_some("user_variable")
-        } else if ps.found_rows {
-            Some("found_rows")
         } else if ps.next_transaction {
             Some("set_transaction")
         } else if ps.long_data.is_some() {
             Some("long_data")
-        } else if !ps.unreplayable.is_empty() {
-            Some("user_variable")
         } else {
             None
         }
@@ -71,6 +71,18 @@ impl Session {
                 lost: describe(what),
             })
         })
+    }
+
+    /// Reports `e` for a statement that did not run; if what failed took
+    /// state only a lost connection had, the session ends instead.
+    pub(super) async fn fail_unless_lost(&mut self, seq: u8, e: &Error) -> Flow {
+        match self.lost_state() {
+            Some(lost) => {
+                send_error(&mut self.client, seq, &lost).await;
+                Flow::Close
+            }
+            None => self.fail(seq, e).await,
+        }
     }
 
     /// The configured name of backend `index`.

@@ -45,7 +45,7 @@ impl Session {
         match self.read_only_guard(&decision, &class, &text).await {
             Ok(Some(d)) => decision = d,
             Ok(None) => {}
-            Err(e) => return self.fail(next, &e).await,
+            Err(e) => return self.fail_unless_lost(next, &e).await,
         }
         if decision.target == Target::Local {
             return self.local_statement(&text, next).await;
@@ -158,8 +158,17 @@ impl Session {
             return Ok(None);
         }
         let conn = self.backend(index).await?;
-        conn.send_command(b"\x03COMMIT").await?;
-        drain_reply(conn, Expect::Single).await?;
+        let committed = match conn.send_command(b"\x03COMMIT").await {
+            Ok(()) => drain_reply(conn, Expect::Single).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = committed {
+            // A broken connection took the transaction with it.
+            if !matches!(e, Error::Server(_)) {
+                self.backends[index] = None;
+            }
+            return Err(e);
+        }
         self.txn_backend = None;
         self.txn_written = false;
         self.status &= !status::IN_TRANS;

@@ -108,7 +108,7 @@ impl Session {
         match self.read_only_guard(&decision, &e.class, &e.sql).await {
             Ok(Some(d)) => decision = d,
             Ok(None) => {}
-            Err(err) => return self.fail(seq, &err).await,
+            Err(err) => return self.fail_unless_lost(seq, &err).await,
         }
         let routed = decision.target.index().unwrap_or(0);
         let plan = if routed > 0 && decision.reason != "transaction_bound" {

@@ -321,7 +321,18 @@ impl Session {
         if conn.in_transaction() {
             return Some("transaction");
         }
-        self.held_state(index)
+        if let Some(held) = self.held_state(index) {
+            return Some(held);
+        }
+        if index != 0 {
+            None
+        } else if self.ps.found_rows {
+            Some("found_rows")
+        } else if !self.ps.unreplayable.is_empty() {
+            Some("user_variable")
+        } else {
+            None
+        }
     }
 
     /// After every command: unpinned connections go back to the pool.
