@@ -110,14 +110,30 @@ fn is_closed(e: &mysql_async::Error) -> bool {
 
 // ------------------------------------------------- 13. lost mid-reply
 
+/// How the backend connection goes away in the middle of a reply.
+#[derive(Clone, Copy, PartialEq)]
+enum Cut {
+    /// `KILL` of its thread on the replica.
+    Kill,
+    /// The client reads slower than the replica's `net_write_timeout`
+    /// allows, and the replica gives up on the connection.
+    SlowReader,
+}
+
 /// A client reading a big result slowly; the backend connection serving it
-/// is killed once the client holds part of a row. The client must see its
+/// goes away once the client holds part of a row. The client must see its
 /// connection closed, promptly, with the reply cut short.
-async fn lost_mid_row(pooled: bool) {
+async fn lost_mid_row(pooled: bool, cut: Cut) {
     let env = Env::start_with_policy_and(1, SPLIT, |t| t.push_str(pool(pooled))).await;
     common::routable(&env).await;
     let (user, pass) = (&env.cluster.app_user, &env.cluster.app_password);
     let mut raw = Raw::login(env.proxy, user, pass, Some("app"), 0).await;
+    if cut == Cut::SlowReader {
+        // Session state: it follows the session to the replica connection.
+        raw.command(b"\x03SET SESSION net_write_timeout = 1").await;
+        let (_, ok) = raw.packet().await;
+        assert_eq!(ok.first(), Some(&0), "{:?}", String::from_utf8_lossy(&ok));
+    }
     // 64 rows of 1 MiB: more than the sockets between the replica and the
     // client can buffer, so the replica is still sending when it is killed.
     let sql = "SELECT REPEAT('x', 1048576), 'lost-mid-row' FROM seq_1_to_64";
@@ -134,7 +150,23 @@ async fn lost_mid_row(pooled: bool) {
     }
     let replica = &env.cluster.replicas[0];
     let thread = thread_running(&env, replica, "lost-mid-row").await;
-    kill_thread(&env, replica, thread).await;
+    match cut {
+        Cut::Kill => kill_thread(&env, replica, thread).await,
+        Cut::SlowReader => {
+            // The replica ends the connection by itself after a second of
+            // blocked writes.
+            let gone =
+                format!("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {thread}");
+            let deadline = Instant::now() + REPLY;
+            while env.cluster.root_sql(replica, &gone).await.unwrap().trim() != "0" {
+                assert!(
+                    Instant::now() < deadline,
+                    "net_write_timeout never ended {thread}"
+                );
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    }
     // Whatever was in flight arrives, then the connection ends: an ERR
     // packet after the partial row would leave the client waiting for the
     // rest of the row forever.
@@ -169,12 +201,23 @@ async fn lost_mid_row(pooled: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_lost_mid_row_closes_the_client_connection() {
-    lost_mid_row(false).await;
+    lost_mid_row(false, Cut::Kill).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_lost_mid_row_closes_the_client_connection_with_the_transaction_pool() {
-    lost_mid_row(true).await;
+    lost_mid_row(true, Cut::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_slower_than_net_write_timeout_sees_its_connection_closed() {
+    lost_mid_row(false, Cut::SlowReader).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_slower_than_net_write_timeout_sees_its_connection_closed_with_the_transaction_pool(
+) {
+    lost_mid_row(true, Cut::SlowReader).await;
 }
 
 // ------------------------------------------------- 14. the CLI sees our errors
