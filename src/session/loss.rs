@@ -11,7 +11,9 @@
 //! - otherwise the statement fails with an error and the session goes on:
 //!   its next statement gets a new connection with the session's state.
 
+use crate::admin::metrics as m;
 use crate::error::Error;
+use crate::protocol::consts::status;
 
 use super::{send_error, Flow, Session};
 
@@ -71,6 +73,36 @@ impl Session {
                 lost: describe(what),
             })
         })
+    }
+
+    /// A backend connection broke mid-command (see the module comment). After part
+    /// of the reply reached the client, the client connection is closed
+    /// with no error packet. A transaction in progress, or other state only
+    /// that connection held, is gone with it: the client gets an error that
+    /// says so, then the connection is closed rather than silently continue
+    /// without it. Otherwise the client gets an error and the session goes on.
+    pub(super) async fn backend_failed(
+        &mut self,
+        index: usize,
+        e: Error,
+        seq: u8,
+        sent: bool,
+        in_trans: bool,
+    ) -> Flow {
+        let name = self.backend_name(index);
+        metrics::counter!(m::BACKEND_LOST, "backend" => name.clone()).increment(1);
+        tracing::warn!(session = self.id, error = %e, sent, "backend connection failed");
+        self.status &= !status::IN_TRANS;
+        if sent {
+            return Flow::Close;
+        }
+        match self.held_state(index).or(in_trans.then_some("transaction")) {
+            Some(what) => {
+                send_error(&mut self.client, seq, &session_lost(e, name, what)).await;
+                Flow::Close
+            }
+            None => self.fail(seq, &e).await,
+        }
     }
 
     /// Reports `e` for a statement that did not run; if what failed took

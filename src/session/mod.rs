@@ -508,36 +508,6 @@ impl Session {
         }
     }
 
-    /// A backend connection broke mid-command (see [`loss`]). After part
-    /// of the reply reached the client, the client connection is closed
-    /// with no error packet. A transaction in progress, or other state only
-    /// that connection held, is gone with it: the client gets an error that
-    /// says so, then the connection is closed rather than silently continue
-    /// without it. Otherwise the client gets an error and the session goes on.
-    async fn backend_failed(
-        &mut self,
-        index: usize,
-        e: Error,
-        seq: u8,
-        sent: bool,
-        in_trans: bool,
-    ) -> Flow {
-        let name = self.backend_name(index);
-        metrics::counter!(m::BACKEND_LOST, "backend" => name.clone()).increment(1);
-        tracing::warn!(session = self.id, error = %e, sent, "backend connection failed");
-        self.status &= !status::IN_TRANS;
-        if sent {
-            return Flow::Close;
-        }
-        match self.held_state(index).or(in_trans.then_some("transaction")) {
-            Some(what) => {
-                send_error(&mut self.client, seq, &loss::session_lost(e, name, what)).await;
-                Flow::Close
-            }
-            None => self.fail(seq, &e).await,
-        }
-    }
-
     /// Sends a command to every backend connection the session holds; the
     /// client sees the primary's reply.
     async fn forward_all(&mut self, raw: &[u8], expect: Expect) -> Flow {
