@@ -360,7 +360,8 @@ async fn lost_locks_temporary_tables_and_prepares_end_the_session_with_the_trans
 
 // ------------------------------------------------- 6. READ ONLY on a replica
 
-async fn read_only_lost(pooled: bool) {
+/// `binary`: the reads are prepared statements (COM_STMT_EXECUTE).
+async fn read_only_lost(pooled: bool, binary: bool) {
     let env = Env::start_with_policy_and(1, SPLIT, |t| t.push_str(pool(pooled))).await;
     common::routable(&env).await;
     let mut o = env.conn().await;
@@ -381,7 +382,14 @@ async fn read_only_lost(pooled: bool) {
     let _ = timeout(REPLY, c.query_drop("SET @ro_v = 1"))
         .await
         .expect("an answer");
-    let r = timeout(REPLY, c.query_first::<u32, _>("SELECT @@server_id"))
+    let read = async {
+        if binary {
+            c.exec_first::<u32, _, _>("SELECT @@server_id", ()).await
+        } else {
+            c.query_first::<u32, _>("SELECT @@server_id").await
+        }
+    };
+    let r = timeout(REPLY, read)
         .await
         .expect("an answer after the kill");
     assert!(
@@ -401,10 +409,16 @@ async fn read_only_lost(pooled: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_transaction_whose_replica_connection_broke_fails() {
-    read_only_lost(false).await;
+    read_only_lost(false, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_transaction_whose_replica_connection_broke_fails_for_prepared_statements() {
+    read_only_lost(false, true).await;
+    read_only_lost(true, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_transaction_whose_replica_connection_broke_fails_with_the_transaction_pool() {
-    read_only_lost(true).await;
+    read_only_lost(true, false).await;
 }
