@@ -63,6 +63,17 @@ pub enum Error {
     BackendLost { backend: String, reason: String },
     #[error("backend '{backend}' sent a malformed packet")]
     BackendProtocol { backend: String },
+    /// A backend connection was lost while it held what the session cannot
+    /// get back on another one; the client connection is closed after it.
+    #[error(
+        "Causeway lost its connection to backend '{backend}' ({reason}) and with it \
+         the session's {lost}: the connection is closed"
+    )]
+    SessionLost {
+        backend: String,
+        reason: String,
+        lost: &'static str,
+    },
     #[error("Unknown command")]
     UnknownCommand(u8),
     #[error("Malformed communication packet")]
@@ -135,7 +146,8 @@ impl Error {
             | Error::BackendUnavailable { .. }
             | Error::BackendLost { .. }
             | Error::BackendProtocol { .. }
-            | Error::KillFailed { .. } => Side::Backend,
+            | Error::KillFailed { .. }
+            | Error::SessionLost { .. } => Side::Backend,
             Error::TooManyConnections
             | Error::ShuttingDown
             | Error::ConnectionKilled
@@ -163,6 +175,7 @@ impl Error {
             Error::BackendUnavailable { .. } => "backend_unavailable",
             Error::BackendLost { .. } => "backend_lost",
             Error::BackendProtocol { .. } => "backend_protocol",
+            Error::SessionLost { .. } => "session_lost",
             Error::UnknownCommand(_) => "unknown_command",
             Error::MalformedPacket => "malformed_packet",
             Error::PacketTooLarge => "packet_too_large",
@@ -188,10 +201,17 @@ impl Error {
         match self {
             Error::AccessDenied { .. } => (1045, b"28000"),
             Error::Server(e) => (e.code, &e.sql_state),
-            // CR_CONN_HOST_ERROR / CR_SERVER_LOST: the codes clients already
-            // show for an unreachable or vanished server.
-            Error::BackendUnavailable { .. } => (2003, b"HY000"),
-            Error::BackendLost { .. } | Error::BackendProtocol { .. } => (2013, b"HY000"),
+            // Server-range codes only: client libraries built on the C
+            // connector turn an ERR packet with a client code (2000-2999,
+            // e.g. 2003 or 2013) into "2027 Received malformed packet".
+            // The statement was not sent: a proxy-defined code, next to
+            // the pool's 9001.
+            Error::BackendUnavailable { .. } => (9002, b"HY000"),
+            // ER_CONNECTION_KILLED: what a server says when the connection
+            // serving the statement went away under it.
+            Error::BackendLost { .. }
+            | Error::BackendProtocol { .. }
+            | Error::SessionLost { .. } => (1927, b"70100"),
             Error::UnknownCommand(_) => (1047, b"08S01"),
             Error::MalformedPacket => (1835, b"08S01"),
             Error::PacketTooLarge => (1153, b"08S01"),
@@ -264,5 +284,32 @@ mod tests {
         e.encode_err(&mut out);
         assert_eq!(&out[..], b"\xff\x19\x04#42000Unknown database 'nope'");
         assert_eq!(e.side(), Side::Backend);
+    }
+
+    /// Client libraries reject ERR packets with client-range codes.
+    #[test]
+    fn causeway_errors_use_server_range_codes() {
+        let backend = || "primary".to_string();
+        let all = [
+            Error::BackendUnavailable {
+                backend: backend(),
+                address: "127.0.0.1:1".into(),
+                reason: "refused".into(),
+            },
+            Error::BackendLost {
+                backend: backend(),
+                reason: "closed".into(),
+            },
+            Error::BackendProtocol { backend: backend() },
+            Error::SessionLost {
+                backend: backend(),
+                reason: "closed".into(),
+                lost: "temporary tables",
+            },
+        ];
+        for e in all {
+            let (code, _) = e.code();
+            assert!(!(2000..3000).contains(&code), "{e}: {code}");
+        }
     }
 }

@@ -10,6 +10,7 @@ mod explain;
 mod idle;
 mod kill;
 mod login;
+mod loss;
 mod processlist;
 pub mod registry;
 mod relay;
@@ -309,6 +310,17 @@ impl Session {
 
     async fn dispatch(&mut self, cmd: Command<'_>, raw: &[u8], seq: u8) -> Flow {
         let next = seq.wrapping_add(1);
+        if let Some(e) = self.lost_state().filter(|_| !matches!(cmd, Command::Quit)) {
+            // A connection dropped earlier took state the session still
+            // counts on: end the session, as a restarted server would.
+            if !matches!(
+                cmd,
+                Command::StmtClose(_) | Command::StmtSendLongData { .. }
+            ) {
+                send_error(&mut self.client, next, &e).await;
+            }
+            return Flow::Close;
+        }
         match cmd {
             Command::Quit => Flow::Close,
             Command::Ping => self.ok_or_close(next).await,
@@ -410,6 +422,12 @@ impl Session {
                 if let Some(b) = self.backends.get_mut(index) {
                     *b = None;
                 }
+                // What only that connection held (a READ ONLY transaction
+                // on a replica, temporary tables, ...) is gone with it: the
+                // statement must not run elsewhere without it.
+                if self.held_state(index).is_some() {
+                    return self.backend_failed(index, e, 1, false, in_trans).await;
+                }
             }
             // A text statement that cannot run with the session's state on a
             // replica runs on the primary, which has that state.
@@ -449,6 +467,9 @@ impl Session {
                     tracing::warn!(session = self.id, backend = index, error = %e,
                         "replica failed during a position wait; using the primary");
                     self.backends[index] = None;
+                    if self.held_state(index).is_some() {
+                        return self.backend_failed(index, e, 1, false, in_trans).await;
+                    }
                     self.count_consistent(w.level, "primary_after_timeout");
                     return Flow::Fallback;
                 }
@@ -460,7 +481,7 @@ impl Session {
             };
             if let Err(e) = conn.send_command(raw).await {
                 self.backends[index] = None;
-                return self.backend_failed(index, e, 1, in_trans).await;
+                return self.backend_failed(index, e, 1, false, in_trans).await;
             }
         }
         self.running_on(index);
@@ -492,8 +513,10 @@ impl Session {
                 }
                 self.learn(index, &info, stmt);
                 self.learn_row_count(&info);
+                // Also without a pool: text prepares and handlers live on
+                // the connection, which the session must know if it is lost.
+                self.learn_pooled(&info, stmt);
                 if self.tp {
-                    self.learn_pooled(&info, stmt);
                     self.mark_applied(index);
                     if let Some((class, sql)) = stmt.filter(|_| !info.error) {
                         self.capture_user_vars(index, class, sql).await;
@@ -514,6 +537,7 @@ impl Session {
                 reason,
                 next_seq,
                 malformed,
+                sent,
             }) => {
                 let backend = conn.backend.clone();
                 self.backends[index] = None;
@@ -522,31 +546,9 @@ impl Session {
                 } else {
                     Error::BackendLost { backend, reason }
                 };
-                self.backend_failed(index, e, next_seq, in_trans).await
+                self.backend_failed(index, e, next_seq, sent, in_trans)
+                    .await
             }
-        }
-    }
-
-    /// A backend connection broke mid-command. The client gets an error;
-    /// a transaction in progress is gone with the connection, so the client
-    /// connection is closed too rather than silently continue outside it.
-    async fn backend_failed(&mut self, index: usize, e: Error, seq: u8, in_trans: bool) -> Flow {
-        let name = self
-            .ctx
-            .cluster
-            .topology()
-            .backends
-            .get(index)
-            .map(|b| b.name.clone())
-            .unwrap_or_default();
-        metrics::counter!(m::BACKEND_LOST, "backend" => name).increment(1);
-        tracing::warn!(session = self.id, error = %e, "backend connection failed");
-        send_error(&mut self.client, seq, &e).await;
-        self.status &= !status::IN_TRANS;
-        if in_trans {
-            Flow::Close
-        } else {
-            Flow::Continue
         }
     }
 
@@ -576,6 +578,7 @@ impl Session {
         let flow = self.run(0, raw, expect, None, None, None).await;
         // Every connection the session holds was reset: nothing to replay.
         self.state.reset();
+        self.reset_pooled();
         self.level_override = None;
         self.stmts.clear();
         self.txn_backend = None;

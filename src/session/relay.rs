@@ -84,11 +84,15 @@ pub enum RelayError {
     /// Writing to or reading from the client failed: the session is over.
     Client(#[allow(dead_code)] std::io::Error),
     /// The backend connection failed or sent nonsense. `next_seq` is the
-    /// sequence id an error packet to the client must carry.
+    /// sequence id an error packet to the client must carry; `sent` says
+    /// whether any byte of the reply already reached the client, after
+    /// which no error packet may follow (the client would read it as the
+    /// rest of the reply).
     Backend {
         reason: String,
         next_seq: u8,
         malformed: bool,
+        sent: bool,
     },
     /// The session was killed (`KILL n`) while it waited for the backend.
     /// `sent`: some byte of the reply has reached the client already.
@@ -189,7 +193,6 @@ pub async fn relay(
     // Bytes the client pipelined mean it still waits for replies; a peer
     // that has sent nothing and reads EOF is gone (the server's own test).
     let mut watch_client = watch.client_eof && client.buffered() == 0;
-    let mut sent = false;
     let mut info = ReplyInfo::default();
     // A client without session tracking must not see tracking data.
     let strip_tracking = client_caps & cap::SESSION_TRACK == 0;
@@ -197,6 +200,7 @@ pub async fn relay(
     let mut stream_left = 0usize;
     let mut next_seq = 1u8;
     let mut in_result_set = false;
+    let mut sent = false;
     loop {
         let mut local_infile = false;
         {
@@ -243,6 +247,7 @@ pub async fn relay(
                             reason: "malformed reply".into(),
                             next_seq,
                             malformed: true,
+                            sent,
                         })?;
                         if let (Some(over), Seen::Ok { .. } | Seen::Eof { .. }) =
                             (rewrite.status, seen)
@@ -276,11 +281,11 @@ pub async fn relay(
                                     info.status = info.backend_status.or(Some(status));
                                 }
                                 if strip_tracking && status & status::SESSION_STATE_CHANGED != 0 {
-                                    sent = true;
                                     client
                                         .write_all(&buf[flushed..pos])
                                         .await
                                         .map_err(RelayError::Client)?;
+                                    sent |= pos > flushed;
                                     scratch.clear();
                                     if let Some(ok) = OkPacket::decode(payload, backend_caps) {
                                         let start = begin_packet(scratch, h.seq);
@@ -291,6 +296,7 @@ pub async fn relay(
                                         .write_all(scratch)
                                         .await
                                         .map_err(RelayError::Client)?;
+                                    sent |= !scratch.is_empty();
                                     flushed = end;
                                 }
                             }
@@ -356,6 +362,7 @@ pub async fn relay(
                     reason: "the backend closed the connection".into(),
                     next_seq,
                     malformed: false,
+                    sent,
                 })
             }
             Ok(_) => {}
@@ -364,6 +371,7 @@ pub async fn relay(
                     reason: e.to_string(),
                     next_seq,
                     malformed: false,
+                    sent,
                 })
             }
         }
@@ -395,6 +403,8 @@ async fn relay_local_infile(
                 reason: e.to_string(),
                 next_seq: h.seq.wrapping_add(1),
                 malformed: false,
+                // The client has the LOCAL INFILE request already.
+                sent: true,
             })?;
         if h.len == 0 {
             return Ok(());

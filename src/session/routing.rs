@@ -59,7 +59,7 @@ impl Session {
         match self.read_only_guard(&decision, &class, &text).await {
             Ok(Some(d)) => decision = d,
             Ok(None) => {}
-            Err(e) => return self.fail(next, &e).await,
+            Err(e) => return self.fail_unless_lost(next, &e).await,
         }
         if listed.is_some() && decision.reason != "transaction_bound" {
             decision = Decision {
@@ -178,8 +178,17 @@ impl Session {
             return Ok(None);
         }
         let conn = self.backend(index).await?;
-        conn.send_command(b"\x03COMMIT").await?;
-        drain_reply(conn, Expect::Single).await?;
+        let committed = match conn.send_command(b"\x03COMMIT").await {
+            Ok(()) => drain_reply(conn, Expect::Single).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = committed {
+            // A broken connection took the transaction with it.
+            if !matches!(e, Error::Server(_)) {
+                self.backends[index] = None;
+            }
+            return Err(e);
+        }
         self.txn_backend = None;
         self.txn_written = false;
         self.status &= !status::IN_TRANS;
@@ -265,6 +274,12 @@ impl Session {
     pub(super) async fn sync(&mut self, index: usize) -> Result<(), Error> {
         if self.tp {
             return self.sync_pooled(index).await;
+        }
+        // A new connection (first use, or one lost before) starts from
+        // nothing: open it first, so what it must be brought to is
+        // measured from there, not from the lost one.
+        if self.backends.get(index).is_some_and(Option::is_none) {
+            self.backend(index).await?;
         }
         let want_db = self.database.clone();
         let synced = self.synced.get(index).cloned().unwrap_or_default();

@@ -123,7 +123,7 @@ impl Session {
         match self.read_only_guard(&decision, &e.class, &e.sql).await {
             Ok(Some(d)) => decision = d,
             Ok(None) => {}
-            Err(err) => return self.fail(seq, &err).await,
+            Err(err) => return self.fail_unless_lost(seq, &err).await,
         }
         let routed = decision.target.index().unwrap_or(0);
         let plan = if routed > 0 && decision.reason != "transaction_bound" {
@@ -174,6 +174,14 @@ impl Session {
     ) -> Flow {
         let backend_id = match self.ensure_prepared(id, index).await {
             Ok(b) => b,
+            // A connection lost with what only it held (a READ ONLY
+            // transaction on a replica, temporary tables, ...): the session
+            // cannot go on without it.
+            Err(err) if !matches!(err, Error::Server(_)) && self.held_state(index).is_some() => {
+                self.backends[index] = None;
+                let in_trans = self.txn_backend.is_some();
+                return self.backend_failed(index, err, seq, false, in_trans).await;
+            }
             // A replica that cannot be reached or brought to the session's
             // state: the primary runs the statement instead.
             Err(err) if index > 0 && !matches!(err, Error::Server(_)) => {

@@ -216,7 +216,9 @@ impl Session {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     self.backends[index] = None;
-                    if fresh || !matches!(e, Error::Server(_)) {
+                    // A pinned connection's state is not on a new one.
+                    let held = self.held_state(index).is_some();
+                    if fresh || held || !matches!(e, Error::Server(_)) {
                         return Err(e);
                     }
                     tracing::warn!(session = self.id, error = %e,
@@ -316,32 +318,16 @@ impl Session {
     /// Why backend connection `index` must stay with the session, if it must.
     pub(super) fn pin_for(&self, index: usize) -> Option<&'static str> {
         let conn = self.backends.get(index)?.as_ref()?;
-        if conn.in_transaction() || self.txn_backend == Some(index) {
+        if conn.in_transaction() {
             return Some("transaction");
         }
-        if self.ps.cursor.is_some_and(|(_, b)| b == index) {
-            return Some("cursor");
+        if let Some(held) = self.held_state(index) {
+            return Some(held);
         }
         if index != 0 {
-            return None;
-        }
-        let st = &self.state;
-        if !st.temp_tables.is_empty() {
-            Some("temporary_table")
-        } else if st.table_locks {
-            Some("lock_tables")
-        } else if st.user_locks {
-            Some("user_lock")
-        } else if !self.ps.text_prepares.is_empty() {
-            Some("text_prepare")
-        } else if !self.ps.handlers.is_empty() {
-            Some("handler")
+            None
         } else if self.ps.found_rows {
             Some("found_rows")
-        } else if self.ps.next_transaction {
-            Some("set_transaction")
-        } else if self.ps.long_data.is_some() {
-            Some("long_data")
         } else if !self.ps.unreplayable.is_empty() {
             Some("user_variable")
         } else {

@@ -1,0 +1,185 @@
+//! What a lost backend connection takes with it, and what the client sees.
+//!
+//! A client must see a lost backend as it would see its server die:
+//! - once any byte of a reply has reached the client, the client
+//!   connection is closed; an ERR packet after part of a reply would be
+//!   read as the rest of it (the client then waits forever);
+//! - a connection lost while it held what cannot move to another one (an
+//!   open transaction, temporary tables, locks, text prepares, a cursor,
+//!   ...) ends the session after an error that says what was lost, instead
+//!   of the session carrying on, on a new connection, without it;
+//! - otherwise the statement fails with an error and the session goes on:
+//!   its next statement gets a new connection with the session's state.
+
+use crate::admin::metrics as m;
+use crate::error::Error;
+use crate::protocol::consts::status;
+
+use super::{send_error, Flow, Session};
+
+impl Session {
+    /// What the session keeps only in its connection to backend `index`,
+    /// and would lose with it: the reason (a pin reason), if anything.
+    /// Known from the session's own records, so it can be asked after the
+    /// connection is gone. Only what certainly lives there: state made by
+    /// statements that always run on the primary, the transaction's own
+    /// backend, a cursor's backend. (The pool also pins for a pending
+    /// `FOUND_ROWS()` and for user variables it could not read back, which
+    /// may live on a replica connection: see `pin_for`.)
+    pub(super) fn held_state(&self, index: usize) -> Option<&'static str> {
+        if self.txn_backend == Some(index) {
+            return Some("transaction");
+        }
+        if self.tp && self.ps.cursor.is_some_and(|(_, b)| b == index) {
+            return Some("cursor");
+        }
+        if index != 0 {
+            return None;
+        }
+        let st = &self.state;
+        let ps = &self.ps;
+        if !st.temp_tables.is_empty() {
+            Some("temporary_table")
+        } else if st.table_locks {
+            Some("lock_tables")
+        } else if st.user_locks {
+            Some("user_lock")
+        } else if !ps.text_prepares.is_empty() {
+            Some("text_prepare")
+        } else if !ps.handlers.is_empty() {
+            Some("handler")
+        } else if !self.tp {
+            // Without a pool, user variables assigned from data exist on
+            // the primary connection only.
+            st.user_vars_on_primary.then_some("user_variable")
+        } else if ps.next_transaction {
+            Some("set_transaction")
+        } else if ps.long_data.is_some() {
+            Some("long_data")
+        } else {
+            None
+        }
+    }
+
+    /// The error for state that a connection dropped earlier took with it
+    /// (a connection the session no longer has, though it still holds
+    /// something only that connection had).
+    pub(super) fn lost_state(&self) -> Option<Error> {
+        (0..self.backends.len()).find_map(|i| {
+            let what = self.held_state(i).filter(|_| self.backends[i].is_none())?;
+            Some(Error::SessionLost {
+                backend: self.backend_name(i),
+                reason: "the connection was closed".into(),
+                lost: describe(what),
+            })
+        })
+    }
+
+    /// A backend connection broke mid-command (see the module comment). After part
+    /// of the reply reached the client, the client connection is closed
+    /// with no error packet. A transaction in progress, or other state only
+    /// that connection held, is gone with it: the client gets an error that
+    /// says so, then the connection is closed rather than silently continue
+    /// without it. Otherwise the client gets an error and the session goes on.
+    pub(super) async fn backend_failed(
+        &mut self,
+        index: usize,
+        e: Error,
+        seq: u8,
+        sent: bool,
+        in_trans: bool,
+    ) -> Flow {
+        let name = self.backend_name(index);
+        metrics::counter!(m::BACKEND_LOST, "backend" => name.clone()).increment(1);
+        tracing::warn!(session = self.id, error = %e, sent, "backend connection failed");
+        self.status &= !status::IN_TRANS;
+        if sent {
+            return Flow::Close;
+        }
+        match self.held_state(index).or(in_trans.then_some("transaction")) {
+            Some(what) => {
+                send_error(&mut self.client, seq, &session_lost(e, name, what)).await;
+                Flow::Close
+            }
+            None => self.fail(seq, &e).await,
+        }
+    }
+
+    /// Reports `e` for a statement that did not run; if what failed took
+    /// state only a lost connection had, the session ends instead.
+    pub(super) async fn fail_unless_lost(&mut self, seq: u8, e: &Error) -> Flow {
+        match self.lost_state() {
+            Some(lost) => {
+                send_error(&mut self.client, seq, &lost).await;
+                Flow::Close
+            }
+            None => self.fail(seq, e).await,
+        }
+    }
+
+    /// The configured name of backend `index`.
+    pub(super) fn backend_name(&self, index: usize) -> String {
+        self.ctx
+            .cluster
+            .topology()
+            .backends
+            .get(index)
+            .map(|b| b.name.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// `e`, for a connection that held `what`: the session is over.
+pub(super) fn session_lost(e: Error, backend: String, what: &'static str) -> Error {
+    let reason = match e {
+        Error::BackendLost { reason, .. } => reason,
+        Error::BackendProtocol { .. } => "it sent a malformed packet".into(),
+        other => other.to_string(),
+    };
+    Error::SessionLost {
+        backend,
+        reason,
+        lost: describe(what),
+    }
+}
+
+/// A pin reason in words, for the client's error message.
+fn describe(reason: &'static str) -> &'static str {
+    match reason {
+        "transaction" => "open transaction (rolled back)",
+        "temporary_table" => "temporary tables",
+        "lock_tables" => "table locks (LOCK TABLES)",
+        "user_lock" => "user locks (GET_LOCK)",
+        "text_prepare" => "prepared statements (PREPARE)",
+        "handler" => "open HANDLERs",
+        "cursor" => "open cursor",
+        "found_rows" => "FOUND_ROWS() result",
+        "set_transaction" => "SET TRANSACTION characteristics",
+        "long_data" => "parameter data (COM_STMT_SEND_LONG_DATA)",
+        "user_variable" => "user variables",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_session_says_what_it_lost() {
+        let e = session_lost(
+            Error::BackendLost {
+                backend: "primary".into(),
+                reason: "the backend closed the connection".into(),
+            },
+            "primary".into(),
+            "temporary_table",
+        );
+        assert_eq!(e.code().0, 1927);
+        assert_eq!(
+            e.to_string(),
+            "Causeway lost its connection to backend 'primary' (the backend closed the \
+             connection) and with it the session's temporary tables: the connection is closed"
+        );
+    }
+}
