@@ -5,6 +5,7 @@
 //! May import everything below it (`admin`, `pool`, `cluster`, `router`,
 //! `protocol`, `position`, `config`, `error`).
 
+mod carry;
 mod consistency;
 mod explain;
 mod login;
@@ -289,7 +290,8 @@ impl Session {
             }
             Command::Query(sql) => self.query(sql, raw, next).await,
             Command::SetOption(o) if self.tp => self.set_option_pooled(o, raw).await,
-            Command::InitDb(_) | Command::SetOption(_) => self.forward(raw, Expect::Single).await,
+            Command::SetOption(o) => self.set_option(o, raw).await,
+            Command::InitDb(_) => self.forward(raw, Expect::Single).await,
             Command::Statistics => self.forward(raw, Expect::Text).await,
             Command::FieldList { .. } => self.forward(raw, Expect::FieldList).await,
             Command::StmtPrepare(sql) => self.stmt_prepare(sql, raw).await,
@@ -328,6 +330,7 @@ impl Session {
                     version: 0,
                     database: self.database.clone(),
                     user_vars: 0,
+                    multi_statements: None,
                 };
             }
         }
@@ -541,6 +544,7 @@ impl Session {
                 version: self.state.version,
                 database: self.database.clone(),
                 user_vars: 0,
+                multi_statements: s.multi_statements,
             };
         }
         flow

