@@ -126,3 +126,101 @@ async fn set_option_follows_the_session_with_the_transaction_pool() {
     multi_statements_follow(&env).await;
     env.stop().await;
 }
+
+/// One statement's result as text (rows, or the error code), for
+/// comparing a proxied session with a direct one.
+async fn run(c: &mut mysql_async::Conn, sql: &str) -> String {
+    use mysql_async::prelude::Queryable;
+    match c.query::<mysql_async::Row, _>(sql).await {
+        Ok(rows) => format!(
+            "{:?}",
+            rows.into_iter().map(|r| r.unwrap()).collect::<Vec<_>>()
+        ),
+        Err(mysql_async::Error::Server(e)) => format!("error {}", e.code),
+        Err(e) => panic!("{sql}: {e}"),
+    }
+}
+
+/// Statements that raise warnings or errors, each followed by the
+/// statements that read them.
+const WARNINGS_SCRIPT: &[&str] = &[
+    "SHOW WARNINGS",
+    "SHOW COUNT(*) WARNINGS",
+    "SELECT @@warning_count",
+    // A read of no table leaves the warnings as they were.
+    "SELECT 1",
+    "SHOW WARNINGS",
+    "GET DIAGNOSTICS @n = NUMBER",
+    "GET DIAGNOSTICS CONDITION 1 @m = MESSAGE_TEXT",
+    "SELECT @n, @m",
+    // A read of a table clears them.
+    "SELECT a FROM wt ORDER BY a LIMIT 1",
+    "SHOW WARNINGS",
+    "SELECT @@warning_count",
+    "SELECT CAST('x' AS SIGNED) FROM wt ORDER BY a LIMIT 1",
+    "SHOW WARNINGS",
+    "SELECT @@session.warning_count, @@error_count",
+    "SELECT a FROM no_such_table",
+    "SHOW ERRORS",
+    "SHOW COUNT(*) ERRORS",
+    "SELECT @@error_count",
+    "SHOW WARNINGS LIMIT 1",
+];
+
+/// 50 rounds: a read that warns (served by a replica through Causeway),
+/// then the script; every diagnostics read matches a direct connection.
+/// With `noise`, another session raising its own warnings runs between
+/// steps (with a pool it shares backend connections with the first).
+async fn warnings_match_direct(env: &Env, noise: bool) {
+    use mysql_async::prelude::Queryable;
+    routable(env).await;
+    env.primary_sql("CREATE TABLE app.wt (a INT PRIMARY KEY); INSERT INTO app.wt VALUES (1), (2)")
+        .await;
+    env.cluster
+        .wait_replicas_caught_up(std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut direct = env.direct_primary().await;
+    let mut proxied = env.conn().await;
+    let mut other = env.conn().await;
+    let mut on_replica = 0;
+    for round in 0..50 {
+        let warn = "SELECT sha2(x'ff', 1)";
+        direct.query_drop(warn).await.unwrap();
+        let id: Option<(Option<String>, u32)> = proxied
+            .query_first("SELECT sha2(x'ff', 1), @@server_id")
+            .await
+            .unwrap();
+        if id.is_some_and(|(_, id)| id != 1) {
+            on_replica += 1;
+        }
+        for sql in WARNINGS_SCRIPT {
+            if noise {
+                let _ = other
+                    .query_drop("SELECT CAST('noise' AS SIGNED) FROM wt")
+                    .await;
+            }
+            let want = run(&mut direct, sql).await;
+            let got = run(&mut proxied, sql).await;
+            assert_eq!(got, want, "round {round}: {sql}");
+        }
+    }
+    assert!(on_replica > 0, "the warning reads reached replicas");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warnings_are_read_where_the_statement_ran_without_a_pool() {
+    let env = Env::start_with_policy(2, SPLIT).await;
+    warnings_match_direct(&env, false).await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warnings_are_read_where_the_statement_ran_with_the_transaction_pool() {
+    let env = Env::start_with_policy_and(2, SPLIT, |t| {
+        t.push_str("\n[pool]\ntransaction_pool = true\ntransaction_pool_max_per_backend = 2\n")
+    })
+    .await;
+    warnings_match_direct(&env, true).await;
+    env.stop().await;
+}

@@ -41,6 +41,7 @@
 //! boundary (only whether `".."` is a string or a name; [`mentions_table`]
 //! treats it as a string).
 
+mod diagnostics;
 mod head;
 mod hints;
 mod lexer;
@@ -52,6 +53,7 @@ mod set;
 #[cfg(test)]
 mod tests;
 
+pub use diagnostics::reads_diagnostics;
 pub use session_fns::{
     in_read_only, lock_calls, reads_a_table, reads_last_insert_id, substitute_row_count,
     user_var_names, InReadOnly, LockCalls,

@@ -452,6 +452,7 @@ impl Session {
                     self.backends[index] = None;
                 }
                 self.learn(index, &info, stmt);
+                self.learn_diagnostics(index, &info, stmt);
                 self.learn_row_count(&info);
                 if self.tp {
                     self.learn_pooled(&info, stmt);
@@ -460,6 +461,7 @@ impl Session {
                         self.capture_user_vars(index, class, sql).await;
                     }
                 }
+                self.learn_hidden_vars(index, &info, stmt).await;
                 self.last_prepared = info.prepared;
                 self.absorb(info);
                 Flow::Continue

@@ -44,6 +44,9 @@ impl Session {
             }
             None => (text, raw),
         };
+        if class.hints.route.is_none() && super::carry::is_diagnostics(&class, &text) {
+            return self.diagnostics(raw, &class, &text).await;
+        }
         let mut decision = self.decide(&class, &text);
         match self.read_only_guard(&decision, &class, &text).await {
             Ok(Some(d)) => decision = d,

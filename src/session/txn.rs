@@ -75,6 +75,16 @@ pub struct PoolSession {
     pub multi_statements: Option<bool>,
     /// The pin reason last published.
     pub published_pin: Option<&'static str>,
+    /// The backend whose connection holds the session's diagnostics area
+    /// (warnings and errors a `SHOW WARNINGS` would show).
+    pub diag_backend: Option<usize>,
+    /// ... and that area is not empty: with a pool, the connection stays
+    /// with the session until a statement clears it.
+    pub diag_pending: bool,
+    /// A statement set user variables Causeway could not read back (their
+    /// names are unknown): they live on the primary connection, which the
+    /// session keeps.
+    pub hidden_vars: bool,
 }
 
 impl Default for PoolSession {
@@ -96,6 +106,9 @@ impl Default for PoolSession {
             wants_last_insert_id: false,
             multi_statements: None,
             published_pin: None,
+            diag_backend: None,
+            diag_pending: false,
+            hidden_vars: false,
         }
     }
 }
@@ -322,6 +335,9 @@ impl Session {
         if self.ps.cursor.is_some_and(|(_, b)| b == index) {
             return Some("cursor");
         }
+        if self.ps.diag_pending && self.ps.diag_backend == Some(index) {
+            return Some("diagnostics");
+        }
         if index != 0 {
             return None;
         }
@@ -342,7 +358,7 @@ impl Session {
             Some("set_transaction")
         } else if self.ps.long_data.is_some() {
             Some("long_data")
-        } else if !self.ps.unreplayable.is_empty() {
+        } else if !self.ps.unreplayable.is_empty() || self.ps.hidden_vars {
             Some("user_variable")
         } else {
             None
@@ -418,7 +434,9 @@ impl Session {
             .hold
             .then(|| self.ctx.cluster.config().pool.session_pool_max_idle);
         for i in 0..self.backends.len() {
-            let pinned = self.pin_for(i).is_some();
+            // Warnings left on a connection need no reset: the next session
+            // that asks for them clears them first.
+            let pinned = self.pin_for(i).is_some_and(|r| r != "diagnostics");
             let (Some(mut conn), Some(lease)) = (self.backends[i].take(), self.leases[i].take())
             else {
                 continue;
@@ -519,6 +537,12 @@ impl Session {
             return;
         }
         let names = user_var_names(sql);
+        self.capture_named(index, names).await;
+    }
+
+    /// Reads back the user variables `names` on the connection to backend
+    /// `index` and records them for replay elsewhere.
+    pub(super) async fn capture_named(&mut self, index: usize, names: Vec<String>) {
         if names.is_empty() {
             return;
         }
