@@ -224,3 +224,79 @@ async fn warnings_are_read_where_the_statement_ran_with_the_transaction_pool() {
     warnings_match_direct(&env, true).await;
     env.stop().await;
 }
+
+/// A procedure, a function and a trigger that set user variables without
+/// the statement that runs them naming those variables.
+const PROGRAMS: &str = "CREATE TABLE app.vt (a INT);
+CREATE PROCEDURE app.p1(IN x INT) BEGIN SET @a = x; SET @b = CONCAT('v', x); END;
+CREATE FUNCTION app.f1(x INT) RETURNS INT DETERMINISTIC NO SQL BEGIN SET @fv = x * 2; RETURN x; END;
+CREATE TRIGGER app.vt_ai AFTER INSERT ON app.vt FOR EACH ROW SET @tv = NEW.a * 10;
+GRANT EXECUTE ON app.* TO app@'%'";
+
+/// Each step, then reads of the variables it set, many times: the same as
+/// on a direct connection.
+const HIDDEN_VARS_SCRIPT: &[(&str, &str)] = &[
+    ("CALL p1(7)", "SELECT @a, @b"),
+    ("SELECT f1(5)", "SELECT @fv"),
+    ("SELECT f1(6) FROM vt LIMIT 1", "SELECT @fv, @a"),
+    ("INSERT INTO vt VALUES (3)", "SELECT @tv"),
+    ("INSERT INTO vt VALUES (f1(4))", "SELECT @fv, @tv"),
+    ("EXECUTE IMMEDIATE 'SET @i = 11'", "SELECT @i"),
+    ("PREPARE s FROM 'SET @e = 12'", "SELECT @e"),
+    ("EXECUTE s", "SELECT @e, @i"),
+    ("BEGIN NOT ATOMIC SET @c = 13; END", "SELECT @c"),
+    ("CALL p1(8)", "SELECT @a, @b, @c, @fv"),
+];
+
+async fn hidden_user_vars_match_direct(env: &Env) {
+    use mysql_async::prelude::Queryable;
+    routable(env).await;
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(env.cluster.primary.addr.ip().to_string())
+        .tcp_port(env.cluster.primary.addr.port())
+        .user(Some("root"))
+        .prefer_socket(false);
+    let mut root = mysql_async::Conn::new(opts).await.unwrap();
+    for sql in PROGRAMS.split(";\n") {
+        root.query_drop(sql).await.unwrap();
+    }
+    root.disconnect().await.unwrap();
+    env.cluster
+        .wait_replicas_caught_up(std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut direct = env.direct_primary().await;
+    let mut proxied = env.conn().await;
+    for (step, read) in HIDDEN_VARS_SCRIPT {
+        direct.query_drop(*step).await.unwrap();
+        proxied.query_drop(*step).await.unwrap();
+        let want = run(&mut direct, read).await;
+        for i in 0..12 {
+            let got = run(&mut proxied, read).await;
+            assert_eq!(got, want, "after {step}, read {i}: {read}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_variables_set_by_stored_programs_are_read_where_set_without_a_pool() {
+    let env = Env::start_with_policy(2, SPLIT).await;
+    hidden_user_vars_match_direct(&env).await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_variables_set_by_stored_programs_are_carried_in_the_session_pool() {
+    let env =
+        Env::start_with_policy_and(2, SPLIT, |t| t.push_str("\n[pool]\nsession_pool = true\n"))
+            .await;
+    hidden_user_vars_match_direct(&env).await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_variables_set_by_stored_programs_are_carried_in_the_transaction_pool() {
+    let env = Env::start_with_policy_and(2, SPLIT, |t| t.push_str(TXN_POOL)).await;
+    hidden_user_vars_match_direct(&env).await;
+    env.stop().await;
+}

@@ -16,9 +16,7 @@
 //! `SET`, `SELECT @a`) leave it as it was. The session follows the same
 //! rule to know which connection holds the area that counts.
 
-use crate::classify::{
-    in_read_only, reads_a_table, reads_diagnostics, Class, Flags, InReadOnly, Kind,
-};
+use crate::classify::{reads_a_table, reads_diagnostics, Class, Flags, Kind};
 use crate::error::Error;
 use crate::protocol::consts::{cap, com};
 use crate::protocol::reply::Expect;
@@ -46,15 +44,16 @@ pub(super) fn is_diagnostics(class: &Class, sql: &str) -> bool {
     candidate && reads_diagnostics(sql)
 }
 
-/// Whether a statement may set user variables without naming them: a
-/// stored procedure, a text prepared statement, a compound or unknown
-/// statement, or (`triggers`) a data change that may fire a trigger.
-fn may_set_hidden_vars(class: &Class, sql: &str, triggers: bool) -> bool {
-    match class.kind {
+/// Whether a statement may set user variables without naming them (a
+/// stored procedure or function, a trigger, a text prepared statement, a
+/// compound statement) and its reply says it changed the session's state.
+fn set_hidden_vars(class: &Class, sql: &str, info: &ReplyInfo) -> bool {
+    let may = match class.kind {
         Kind::Call | Kind::Execute | Kind::Unknown => !is_diagnostics(class, sql),
-        Kind::Write => triggers && in_read_only(sql) == InReadOnly::DataChange,
+        Kind::Write | Kind::Read | Kind::LockingRead => true,
         _ => false,
-    }
+    };
+    may && info.state_changed && !info.error
 }
 
 impl Session {
@@ -159,12 +158,16 @@ impl Session {
         }
     }
 
-    /// After a statement that may have set user variables it does not name
-    /// ran on backend `index`: without a pool, later reads of user
-    /// variables go where it ran (the primary); with one, every user
-    /// variable of the connection is read back and carried, unless the
-    /// statement left warnings (the read-back uses a table, which would
-    /// clear them): then the connection stays with the session.
+    /// After a statement that set user variables it does not name (see
+    /// [`set_hidden_vars`]) ran on backend `index`, they must be readable
+    /// wherever the session's next statements run:
+    /// - on the primary without a pool: later reads of user variables go
+    ///   there (the session's connection keeps them);
+    /// - otherwise every user variable of that connection is read back
+    ///   (their names from `information_schema.USER_VARIABLES`) and carried
+    ///   like literal assignments. The read-back uses a table, which would
+    ///   clear the statement's warnings: a statement that left warnings
+    ///   instead keeps the primary connection with the session (pooled).
     pub(super) async fn learn_hidden_vars(
         &mut self,
         index: usize,
@@ -172,25 +175,28 @@ impl Session {
         stmt: Option<(&Class, &str)>,
     ) {
         let Some((class, sql)) = stmt else { return };
-        if index != 0 || !may_set_hidden_vars(class, sql, !self.tp) {
+        if !set_hidden_vars(class, sql, info) {
             return;
         }
-        if !self.tp {
+        if index == 0 && !self.tp {
             self.state.user_vars_on_primary = true;
-            return;
-        }
-        if info.error {
             return;
         }
         if info.warnings == 0 {
             if let Some(names) = self.user_variable_names(index).await {
-                self.ps.hidden_vars = false;
-                self.capture_named(index, names).await;
+                if self.tp {
+                    self.capture_named(index, names).await;
+                    self.ps.hidden_vars &= index != 0;
+                } else {
+                    self.capture_for_replay(index, names).await;
+                }
                 return;
             }
         }
-        self.ps.hidden_vars = true;
-        self.state.user_vars_on_primary = true;
+        if index == 0 {
+            self.ps.hidden_vars = true;
+            self.state.user_vars_on_primary = true;
+        }
     }
 
     /// The names of the user variables set on the connection to `index`.

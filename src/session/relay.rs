@@ -31,6 +31,10 @@ pub struct ReplyInfo {
     pub result_set: bool,
     /// Warnings the server counted for the statement (its last terminator).
     pub warnings: u16,
+    /// The server said the session's state changed beyond what it reports
+    /// item by item (user variables, prepares, temporary tables): the
+    /// state-change tracker's item, or the status flag of a classic EOF.
+    pub state_changed: bool,
     /// The backend's own status flags when they were rewritten for the client.
     backend_status: Option<u16>,
 }
@@ -72,6 +76,7 @@ impl ReplyInfo {
                     String::from_utf8_lossy(name).into_owned(),
                     String::from_utf8_lossy(value).into_owned(),
                 )),
+                StateChange::StateChanged(true) => self.state_changed = true,
                 StateChange::Gtids(g) => {
                     self.last_gtid = Some(String::from_utf8_lossy(g).into_owned());
                 }
@@ -244,6 +249,7 @@ pub async fn relay(
                                 if let Some(eof) = crate::protocol::response::Eof::decode(payload) {
                                     info.warnings = eof.warnings;
                                 }
+                                info.state_changed |= status & status::SESSION_STATE_CHANGED != 0;
                             }
                             Seen::Err => info.error = true,
                             Seen::PrepareOk {
