@@ -113,6 +113,9 @@ pub struct Cluster {
     tick: AtomicU64,
     /// Every backend's replication position, as polled and learned.
     positions: Arc<Positions>,
+    /// Serialises [`Cluster::update_topology`]: each backend's check
+    /// publishes on its own, and no change may overwrite another's.
+    topology_update: std::sync::Mutex<()>,
 }
 
 /// Unknown users trigger at most one reload per this interval.
@@ -135,6 +138,7 @@ impl Cluster {
             accounts: ArcSwap::from_pointee(accounts),
             config,
             last_account_load: Mutex::new(None),
+            topology_update: std::sync::Mutex::new(()),
         })
     }
 
@@ -152,6 +156,18 @@ impl Cluster {
 
     pub(crate) fn publish(&self, t: Topology) {
         self.topology.store(Arc::new(t));
+    }
+
+    /// Changes part of the topology and publishes the result, one change
+    /// at a time (the lock is never held across an `.await`).
+    pub(crate) fn update_topology(&self, change: impl FnOnce(&mut Topology)) {
+        let _one_at_a_time = self
+            .topology_update
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut t = (*self.topology()).clone();
+        change(&mut t);
+        self.publish(t);
     }
 
     /// A snapshot of the statements in flight per backend, and a fresh tick.
@@ -224,10 +240,21 @@ impl Cluster {
 
     async fn load_accounts(&self, last: &mut Option<Instant>) -> Result<usize, Error> {
         *last = Some(Instant::now());
+        // Bounded: logins of unknown users wait for this load, and a
+        // primary that hangs must not hold them (or the monitor) forever.
+        let limit = self.config.timeouts.connect();
         let mut conn = self.monitor_connect(0).await?;
-        let rows = conn
-            .query_rows("SELECT User, Host, plugin, authentication_string FROM mysql.user")
-            .await?;
+        let query =
+            conn.query_rows("SELECT User, Host, plugin, authentication_string FROM mysql.user");
+        let rows = match tokio::time::timeout(limit, query).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(Error::BackendLost {
+                    backend: conn.backend.clone(),
+                    reason: format!("the account query took longer than {limit:?}"),
+                })
+            }
+        };
         let list: Vec<Account> = rows
             .into_iter()
             .map(|r| {
