@@ -50,7 +50,10 @@ pub(super) fn is_diagnostics(class: &Class, sql: &str) -> bool {
 fn set_hidden_vars(class: &Class, sql: &str, info: &ReplyInfo) -> bool {
     let may = match class.kind {
         Kind::Call | Kind::Execute | Kind::Unknown => !is_diagnostics(class, sql),
-        Kind::Write | Kind::Read | Kind::LockingRead => true,
+        // Variables a read or write names are followed by name already.
+        Kind::Write | Kind::Read | Kind::LockingRead => !class
+            .flags
+            .intersects(Flags::USER_VAR_ASSIGN | Flags::SELECT_INTO),
         _ => false,
     };
     may && info.state_changed && !info.error
