@@ -277,3 +277,49 @@ async fn poll_positions(cluster: Arc<Cluster>, index: usize, mut shutdown: watch
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::cluster::Cluster;
+    use crate::config::Config;
+
+    /// A primary that accepts connections and never says a word (nor
+    /// loads accounts) does not hold up the checks of a replica: the
+    /// replica (nothing listens on its port) is checked, and found down,
+    /// every interval while the primary's first check and the account load
+    /// still wait for their timeout. (Real time: the crate's tokio has no
+    /// `test-util` for a paused clock.)
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_silent_primary_does_not_hold_up_a_replica_check() {
+        let stuck = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed_addr = closed.local_addr().unwrap();
+        drop(closed);
+        let text = format!(
+            "[cluster]\nprimary = {{ name = \"primary\", address = \"{}\" }}\n\
+             [[cluster.replicas]]\nname = \"replica\"\naddress = \"{closed_addr}\"\n\
+             [monitor]\nuser = \"m\"\ninterval_ms = 100\n\
+             [timeouts]\nconnect_ms = 60000\n",
+            stuck.local_addr().unwrap()
+        );
+        let config = Arc::new(Config::from_str(&text, "t.toml").unwrap());
+        let cluster = Cluster::new(config);
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let monitor = super::spawn_monitor(cluster.clone(), rx);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let topo = cluster.topology();
+        assert!(topo.backends[0].checked_at.is_none(), "primary still waits");
+        assert!(!topo.backends[1].up);
+        assert!(
+            topo.backends[1].consecutive_failures >= 10,
+            "replica checked every interval: {}",
+            topo.backends[1].consecutive_failures
+        );
+        let _ = tx.send(true);
+        monitor.abort();
+        drop(stuck);
+    }
+}
