@@ -41,6 +41,7 @@
 //! boundary (only whether `".."` is a string or a name; [`mentions_table`]
 //! treats it as a string).
 
+mod diagnostics;
 mod head;
 mod hints;
 mod kill;
@@ -54,6 +55,7 @@ mod set;
 #[cfg(test)]
 mod tests;
 
+pub use diagnostics::reads_diagnostics;
 pub use kill::{has_kill, kill_statement, KillScope, KillStatement, KillTarget};
 pub use processlist::{processlist_refs, show_processlist, ProcesslistRef, RefRole};
 pub use session_fns::{

@@ -115,6 +115,9 @@ pub struct Cluster {
     tick: AtomicU64,
     /// Every backend's replication position, as polled and learned.
     positions: Arc<Positions>,
+    /// Serialises [`Cluster::update_topology`]: each backend's check
+    /// publishes on its own, and no change may overwrite another's.
+    topology_update: std::sync::Mutex<()>,
 }
 
 /// Unknown users trigger at most one reload per this interval.
@@ -137,6 +140,7 @@ impl Cluster {
             accounts: ArcSwap::from_pointee(accounts),
             config,
             last_account_load: Mutex::new(None),
+            topology_update: std::sync::Mutex::new(()),
         })
     }
 
@@ -154,6 +158,18 @@ impl Cluster {
 
     pub(crate) fn publish(&self, t: Topology) {
         self.topology.store(Arc::new(t));
+    }
+
+    /// Changes part of the topology and publishes the result, one change
+    /// at a time (the lock is never held across an `.await`).
+    pub(crate) fn update_topology(&self, change: impl FnOnce(&mut Topology)) {
+        let _one_at_a_time = self
+            .topology_update
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut t = (*self.topology()).clone();
+        change(&mut t);
+        self.publish(t);
     }
 
     /// A snapshot of the statements in flight per backend, and a fresh tick.
@@ -226,15 +242,24 @@ impl Cluster {
 
     async fn load_accounts(&self, last: &mut Option<Instant>) -> Result<usize, Error> {
         *last = Some(Instant::now());
+        // Bounded: logins of unknown users wait for this load, and a
+        // primary that hangs must not hold them (or the monitor) forever.
+        let limit = self.config.timeouts.connect();
         let mut conn = self.monitor_connect(0).await?;
         // MariaDB 10.4+ keeps global privileges in `mysql.global_priv`; a
         // server without it (or a monitor account that may not read it)
         // still gives the accounts, with no privileges.
-        let rows = match conn.query_rows(ACCOUNTS_WITH_PRIVILEGES).await {
+        let rows = match bounded(
+            limit,
+            &conn.backend.clone(),
+            conn.query_rows(ACCOUNTS_WITH_PRIVILEGES),
+        )
+        .await
+        {
             Ok(rows) => rows,
             Err(Error::Server(e)) => {
                 tracing::warn!(error = %e, "could not read privileges; accounts get none");
-                conn.query_rows(ACCOUNTS).await?
+                bounded(limit, &conn.backend.clone(), conn.query_rows(ACCOUNTS)).await?
             }
             Err(e) => return Err(e),
         };
@@ -331,4 +356,20 @@ pub(crate) fn now_secs() -> f64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// `query`, or an error once it has taken longer than `limit`: the
+/// account query runs on the primary, which may hang.
+async fn bounded<T>(
+    limit: std::time::Duration,
+    backend: &str,
+    query: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(limit, query).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::BackendLost {
+            backend: backend.to_string(),
+            reason: format!("the account query took longer than {limit:?}"),
+        }),
+    }
 }

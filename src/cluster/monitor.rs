@@ -1,5 +1,7 @@
-//! The monitor loop: checks every backend each interval and publishes a new
-//! topology snapshot; reloads accounts from the primary periodically.
+//! The monitor: checks every backend on its own schedule (one task each,
+//! every check bounded by a timeout) and publishes each result into the
+//! topology snapshot; reloads accounts from the primary periodically in a
+//! task of its own.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,59 +15,92 @@ use crate::consistency::Flavor;
 use crate::error::Error;
 use crate::pool::conn::BackendConn;
 
-/// Runs until `shutdown` changes. Performs one full check before the
-/// returned future's first `.await` point completes, so the caller can
-/// wait for [`first_check`] before accepting clients.
+/// Runs until `shutdown` changes: one task per backend checks it on its
+/// own schedule, each check bounded by a timeout, so a backend that hangs
+/// delays no other backend's check; accounts load in a task of their own.
+/// The caller waits for the primary's first check before accepting
+/// clients.
 pub fn spawn_monitor(
     cluster: Arc<Cluster>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let n = cluster.topology().backends.len();
-        let mut conns: Vec<Option<BackendConn>> = (0..n).map(|_| None).collect();
-        let interval = Duration::from_millis(cluster.config().monitor.interval_ms);
-        let refresh = Duration::from_secs(cluster.config().monitor.accounts_refresh_s.max(1));
-        let mut last_accounts: Option<Instant> = None;
+        let mut tasks = tokio::task::JoinSet::new();
         for i in 0..n {
-            tokio::spawn(poll_positions(cluster.clone(), i, shutdown.clone()));
+            tasks.spawn(poll_positions(cluster.clone(), i, shutdown.clone()));
+            tasks.spawn(check_loop(cluster.clone(), i, shutdown.clone()));
         }
-        loop {
-            check_all(&cluster, &mut conns).await;
-            if cluster.config().auth.source == AuthSource::Primary
-                && last_accounts.is_none_or(|t| t.elapsed() >= refresh)
-            {
-                match cluster.reload_accounts().await {
-                    Ok(_) => last_accounts = Some(Instant::now()),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not load accounts from the primary")
-                    }
-                }
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = shutdown.changed() => return,
-            }
+        if cluster.config().auth.source == AuthSource::Primary {
+            tasks.spawn(accounts_loop(cluster.clone(), shutdown.clone()));
         }
+        while tasks.join_next().await.is_some() {}
     })
 }
 
-async fn check_all(cluster: &Cluster, conns: &mut [Option<BackendConn>]) {
-    let mut topo = (*cluster.topology()).clone();
-    let checks = conns
-        .iter_mut()
-        .enumerate()
-        .map(|(i, c)| check_one(cluster, i, c));
-    let results = futures_util::future::join_all(checks).await;
-    for (state, result) in topo.backends.iter_mut().zip(results) {
-        apply(state, result);
+/// How long one health check may take in all: connecting and each query
+/// are bounded by the connect timeout; this bounds the whole.
+fn check_limit(cluster: &Cluster) -> Duration {
+    cluster.config().timeouts.connect().saturating_mul(3)
+}
+
+/// Checks backend `index` every `monitor.interval_ms` and publishes what
+/// it found.
+async fn check_loop(cluster: Arc<Cluster>, index: usize, mut shutdown: watch::Receiver<bool>) {
+    let interval = Duration::from_millis(cluster.config().monitor.interval_ms);
+    let limit = check_limit(&cluster);
+    let mut conn: Option<BackendConn> = None;
+    loop {
+        let result = match tokio::time::timeout(limit, probe(&cluster, index, &mut conn)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::BackendLost {
+                backend: format!("#{index}"),
+                reason: format!("the health check took longer than {limit:?}"),
+            }),
+        };
+        if result.is_err() {
+            // A failed or slow check leaves the connection in an unknown state.
+            conn = None;
+        }
+        let version = conn
+            .as_ref()
+            .filter(|_| index == 0)
+            .map(|c| c.server_version.clone());
+        cluster.update_topology(|topo| {
+            if let Some(state) = topo.backends.get_mut(index) {
+                apply(state, result);
+            }
+            if let Some(v) = version {
+                topo.greeting_version = v;
+            }
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
     }
-    if let Some(Some(v)) = conns
-        .first()
-        .map(|c| c.as_ref().map(|c| c.server_version.clone()))
-    {
-        topo.greeting_version = v;
+}
+
+/// Loads accounts from the primary every `monitor.accounts_refresh_s`
+/// (sooner again after a failure), each load bounded by a timeout.
+async fn accounts_loop(cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
+    let refresh = Duration::from_secs(cluster.config().monitor.accounts_refresh_s.max(1));
+    let retry = Duration::from_millis(cluster.config().monitor.interval_ms)
+        .max(Duration::from_millis(200))
+        .min(refresh);
+    loop {
+        let wait = match cluster.reload_accounts().await {
+            Ok(_) => refresh,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not load accounts from the primary");
+                retry
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
     }
-    cluster.publish(topo);
 }
 
 struct Probe {
@@ -74,19 +109,6 @@ struct Probe {
     version: String,
     /// Replicas only: (Seconds_Behind_Master, both threads running).
     replication: Option<(Option<u64>, bool)>,
-}
-
-async fn check_one(
-    cluster: &Cluster,
-    index: usize,
-    slot: &mut Option<BackendConn>,
-) -> Result<Probe, Error> {
-    let result = probe(cluster, index, slot).await;
-    if result.is_err() {
-        // A failed or slow check leaves the connection in an unknown state.
-        *slot = None;
-    }
-    result
 }
 
 /// Runs one monitor query, bounded by the connect timeout.
@@ -253,5 +275,51 @@ async fn poll_positions(cluster: Arc<Cluster>, index: usize, mut shutdown: watch
             _ = tokio::time::sleep(wait), if index != 0 => asked = false,
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::cluster::Cluster;
+    use crate::config::Config;
+
+    /// A primary that accepts connections and never says a word (nor
+    /// loads accounts) does not hold up the checks of a replica: the
+    /// replica (nothing listens on its port) is checked, and found down,
+    /// every interval while the primary's first check and the account load
+    /// still wait for their timeout. (Real time: the crate's tokio has no
+    /// `test-util` for a paused clock.)
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_silent_primary_does_not_hold_up_a_replica_check() {
+        let stuck = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed_addr = closed.local_addr().unwrap();
+        drop(closed);
+        let text = format!(
+            "[cluster]\nprimary = {{ name = \"primary\", address = \"{}\" }}\n\
+             [[cluster.replicas]]\nname = \"replica\"\naddress = \"{closed_addr}\"\n\
+             [monitor]\nuser = \"m\"\ninterval_ms = 100\n\
+             [timeouts]\nconnect_ms = 60000\n",
+            stuck.local_addr().unwrap()
+        );
+        let config = Arc::new(Config::from_str(&text, "t.toml").unwrap());
+        let cluster = Cluster::new(config);
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let monitor = super::spawn_monitor(cluster.clone(), rx);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let topo = cluster.topology();
+        assert!(topo.backends[0].checked_at.is_none(), "primary still waits");
+        assert!(!topo.backends[1].up);
+        assert!(
+            topo.backends[1].consecutive_failures >= 10,
+            "replica checked every interval: {}",
+            topo.backends[1].consecutive_failures
+        );
+        let _ = tx.send(true);
+        monitor.abort();
+        drop(stuck);
     }
 }

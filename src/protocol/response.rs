@@ -149,7 +149,12 @@ impl<'a> StateChanges<'a> {
                 value: d.lenenc_bytes()?,
             },
             track::SCHEMA => StateChange::Schema(d.lenenc_bytes()?),
-            track::STATE_CHANGE => StateChange::StateChanged(d.lenenc_bytes()? == b"1"),
+            // MariaDB sends the flag as the entry's data itself (`02 01 31`);
+            // MySQL documents it length-encoded once more (`02 02 01 31`).
+            track::STATE_CHANGE => {
+                let data = d.rest();
+                StateChange::StateChanged(data == b"1" || data == b"\x011")
+            }
             track::GTIDS => {
                 d.u8()?; // encoding specification: 0 = string
                 StateChange::Gtids(d.lenenc_bytes()?)
@@ -272,6 +277,15 @@ mod tests {
         p.push(state.len() as u8);
         p.extend_from_slice(&state);
         p
+    }
+
+    #[test]
+    fn mariadb_state_change_entry() {
+        // What MariaDB 10.11 sends after `CALL p()` that sets a user variable.
+        let p = [0u8, 0, 0, 2, 0x40, 0, 0, 0, 3, 2, 1, b'1'];
+        let ok = Ok::decode(&p, TRACK).unwrap();
+        let changes: Vec<_> = ok.changes().collect();
+        assert_eq!(changes, vec![Result::Ok(StateChange::StateChanged(true))]);
     }
 
     #[test]

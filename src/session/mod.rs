@@ -5,6 +5,7 @@
 //! May import everything below it (`admin`, `pool`, `cluster`, `router`,
 //! `protocol`, `position`, `config`, `error`).
 
+mod carry;
 mod consistency;
 mod explain;
 mod idle;
@@ -334,7 +335,8 @@ impl Session {
             }
             Command::Query(sql) => self.query(sql, raw, next).await,
             Command::SetOption(o) if self.tp => self.set_option_pooled(o, raw).await,
-            Command::InitDb(_) | Command::SetOption(_) => self.forward(raw, Expect::Single).await,
+            Command::SetOption(o) => self.set_option(o, raw).await,
+            Command::InitDb(_) => self.forward(raw, Expect::Single).await,
             Command::Statistics => self.forward(raw, Expect::Text).await,
             Command::FieldList { .. } => self.forward(raw, Expect::FieldList).await,
             Command::StmtPrepare(sql) => self.stmt_prepare(sql, raw).await,
@@ -373,6 +375,7 @@ impl Session {
                     version: 0,
                     database: self.database.clone(),
                     user_vars: 0,
+                    multi_statements: None,
                 };
             }
         }
@@ -512,6 +515,7 @@ impl Session {
                     self.backends[index] = None;
                 }
                 self.learn(index, &info, stmt);
+                self.learn_diagnostics(index, &info, stmt);
                 self.learn_row_count(&info);
                 // Also without a pool: text prepares and handlers live on
                 // the connection, which the session must know if it is lost.
@@ -522,6 +526,7 @@ impl Session {
                         self.capture_user_vars(index, class, sql).await;
                     }
                 }
+                self.learn_hidden_vars(index, &info, stmt).await;
                 self.last_prepared = info.prepared;
                 self.absorb(info);
                 Flow::Continue
@@ -588,6 +593,7 @@ impl Session {
                 version: self.state.version,
                 database: self.database.clone(),
                 user_vars: 0,
+                multi_statements: s.multi_statements,
             };
         }
         flow

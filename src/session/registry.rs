@@ -367,7 +367,10 @@ impl Registry {
         let mut out: Vec<(u32, Option<Running>)> = Vec::new();
         for (id, e) in m.iter() {
             // The entry's host carries the client's port (`ip:port`).
-            let ip = e.host.rsplit_once(':').map_or(e.host.as_str(), |(ip, _)| ip);
+            let ip = e
+                .host
+                .rsplit_once(':')
+                .map_or(e.host.as_str(), |(ip, _)| ip);
             let host_ok = host.is_none_or(|h| h == "%" || h.eq_ignore_ascii_case(ip));
             if e.user != user || !host_ok {
                 continue;
@@ -586,7 +589,12 @@ mod tests {
     #[test]
     fn activity_is_published_and_cleared() {
         let r = Registry::new();
-        let reg = r.register(7, "app".into(), "127.0.0.1:5000".into(), Privileges::default());
+        let reg = r.register(
+            7,
+            "app".into(),
+            "127.0.0.1:5000".into(),
+            Privileges::default(),
+        );
         assert_eq!(r.rows()[0].command, "Sleep");
         reg.begin("Query", Some(Bytes::from_static(b"SELECT \xff")));
         let row = &r.rows()[0];

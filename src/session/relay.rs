@@ -29,6 +29,12 @@ pub struct ReplyInfo {
     pub prepared: Option<Prepared>,
     /// The last result of the reply was a result set (not a bare OK).
     pub result_set: bool,
+    /// Warnings the server counted for the statement (its last terminator).
+    pub warnings: u16,
+    /// The server said the session's state changed beyond what it reports
+    /// item by item (user variables, prepares, temporary tables): the
+    /// state-change tracker's item, or the status flag of a classic EOF.
+    pub state_changed: bool,
     /// The backend's own status flags when they were rewritten for the client.
     backend_status: Option<u16>,
 }
@@ -49,6 +55,7 @@ impl ReplyInfo {
             return;
         };
         self.status = Some(ok.status);
+        self.warnings = ok.warnings;
         self.affected_rows = ok.affected_rows;
         self.last_insert_id = ok.last_insert_id;
         if ok.status & status::SESSION_STATE_CHANGED == 0 {
@@ -69,6 +76,7 @@ impl ReplyInfo {
                     String::from_utf8_lossy(name).into_owned(),
                     String::from_utf8_lossy(value).into_owned(),
                 )),
+                StateChange::StateChanged(true) => self.state_changed = true,
                 StateChange::Gtids(g) => {
                     self.last_gtid = Some(String::from_utf8_lossy(g).into_owned());
                 }
@@ -301,7 +309,11 @@ pub async fn relay(
                                 }
                             }
                             Seen::Eof { status } => {
-                                info.status = Some(info.backend_status.unwrap_or(status))
+                                info.status = Some(info.backend_status.unwrap_or(status));
+                                if let Some(eof) = crate::protocol::response::Eof::decode(payload) {
+                                    info.warnings = eof.warnings;
+                                }
+                                info.state_changed |= status & status::SESSION_STATE_CHANGED != 0;
                             }
                             Seen::Err => info.error = true,
                             Seen::PrepareOk {

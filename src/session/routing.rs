@@ -20,6 +20,9 @@ pub struct Synced {
     pub version: u64,
     pub database: Option<String>,
     pub user_vars: usize,
+    /// Multi-statements as last set by COM_SET_OPTION on the connection
+    /// (`None`: as the login's capabilities said).
+    pub multi_statements: Option<bool>,
 }
 
 impl Session {
@@ -54,6 +57,9 @@ impl Session {
         }
         if class.flags.intersects(Flags::MULTI_STATEMENT) && crate::classify::has_kill(&text) {
             return self.fail(next, &Error::KillUnsupported).await;
+        }
+        if class.hints.route.is_none() && super::carry::is_diagnostics(&class, &text) {
+            return self.diagnostics(raw, &class, &text).await;
         }
         let mut decision = self.decide(&class, &text);
         match self.read_only_guard(&decision, &class, &text).await {
@@ -296,6 +302,9 @@ impl Session {
                 pre.push(p);
             }
         }
+        if let Some(p) = self.set_option_for(&synced) {
+            pre.push(p);
+        }
         for s in self.state.user_var_sets.iter().skip(synced.user_vars) {
             let mut p = vec![com::QUERY];
             p.extend_from_slice(s.as_bytes());
@@ -313,6 +322,7 @@ impl Session {
                 version: self.state.version,
                 database: want_db,
                 user_vars: self.state.user_var_sets.len(),
+                multi_statements: self.ps.multi_statements.or(s.multi_statements),
             };
         }
         Ok(())

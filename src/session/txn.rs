@@ -75,6 +75,16 @@ pub struct PoolSession {
     pub multi_statements: Option<bool>,
     /// The pin reason last published.
     pub published_pin: Option<&'static str>,
+    /// The backend whose connection holds the session's diagnostics area
+    /// (warnings and errors a `SHOW WARNINGS` would show).
+    pub diag_backend: Option<usize>,
+    /// ... and that area is not empty: with a pool, the connection stays
+    /// with the session until a statement clears it.
+    pub diag_pending: bool,
+    /// A statement set user variables Causeway could not read back (their
+    /// names are unknown): they live on the primary connection, which the
+    /// session keeps.
+    pub hidden_vars: bool,
 }
 
 impl Default for PoolSession {
@@ -96,6 +106,9 @@ impl Default for PoolSession {
             wants_last_insert_id: false,
             multi_statements: None,
             published_pin: None,
+            diag_backend: None,
+            diag_pending: false,
+            hidden_vars: false,
         }
     }
 }
@@ -324,11 +337,14 @@ impl Session {
         if let Some(held) = self.held_state(index) {
             return Some(held);
         }
+        if self.ps.diag_pending && self.ps.diag_backend == Some(index) {
+            return Some("diagnostics");
+        }
         if index != 0 {
             None
         } else if self.ps.found_rows {
             Some("found_rows")
-        } else if !self.ps.unreplayable.is_empty() {
+        } else if !self.ps.unreplayable.is_empty() || self.ps.hidden_vars {
             Some("user_variable")
         } else {
             None
@@ -404,7 +420,9 @@ impl Session {
             .hold
             .then(|| self.ctx.cluster.config().pool.session_pool_max_idle);
         for i in 0..self.backends.len() {
-            let pinned = self.pin_for(i).is_some();
+            // Warnings left on a connection need no reset: the next session
+            // that asks for them clears them first.
+            let pinned = self.pin_for(i).is_some_and(|r| r != "diagnostics");
             let (Some(mut conn), Some(lease)) = (self.backends[i].take(), self.leases[i].take())
             else {
                 continue;
@@ -505,6 +523,12 @@ impl Session {
             return;
         }
         let names = user_var_names(sql);
+        self.capture_named(index, names).await;
+    }
+
+    /// Reads back the user variables `names` on the connection to backend
+    /// `index` and records them for replay elsewhere.
+    pub(super) async fn capture_named(&mut self, index: usize, names: Vec<String>) {
         if names.is_empty() {
             return;
         }
