@@ -58,14 +58,14 @@ impl Session {
             return self.fail(seq, &e).await;
         };
         let class = classify(inner);
-        let decision = self.decide(&class, inner);
+        let decision = self.decide(&class, inner.as_bytes());
         let topo = self.ctx.cluster.topology();
         let policy = self.policy();
         let level = self.level_for(&class, &policy);
         let by_position = level
             .as_ref()
             .is_ok_and(|l| *l != crate::consistency::Level::Eventual);
-        let view = self.view(inner, by_position);
+        let view = self.view(inner.as_bytes(), by_position);
         let target = match decision.target {
             Target::Local => "causeway".to_string(),
             t => topo

@@ -364,7 +364,7 @@ impl Session {
         index: usize,
         raw: &[u8],
         expect: Expect,
-        stmt: Option<(&crate::classify::Class, &str)>,
+        stmt: Option<(&crate::classify::Class, &[u8])>,
         prepare_id: Option<u32>,
         wait: Option<&consistency::Wait>,
     ) -> Flow {
