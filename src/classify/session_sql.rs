@@ -63,7 +63,14 @@ fn may_be_compound(first: &Token<'_>, lx: &Lexer<'_>) -> bool {
         return next.is_some_and(|n| !(n.is_punct(b';') || n.is(b"WORK")));
     }
     const COMPOUND: [&[u8]; 8] = [
-        b"IF", b"LOOP", b"WHILE", b"REPEAT", b"CASE", b"DECLARE", b"FOR", b"DELIMITER",
+        b"IF",
+        b"LOOP",
+        b"WHILE",
+        b"REPEAT",
+        b"CASE",
+        b"DECLARE",
+        b"FOR",
+        b"DELIMITER",
     ];
     COMPOUND.iter().any(|k| first.is(k)) || next.is_some_and(|n| n.is_punct(b':'))
 }
@@ -339,7 +346,7 @@ fn literal(lx: &mut Lexer<'_>) -> bool {
                 // `_latin1 'x'`: an introducer and a string.
                 return lx.next_token().is_some_and(|n| n.kind == Tok::Str);
             }
-            number(t.text) || (number_dot(lx, t.text))
+            number_dot(lx, t.text) || number(t.text)
         }
         Tok::Punct if t.is_punct(b'.') => lx
             .next_token()
@@ -383,7 +390,10 @@ fn number_dot(lx: &mut Lexer<'_>, int: &[u8]) -> bool {
         return false;
     };
     lx.next_token();
-    if let Some(frac) = lx.peek().filter(|n| n.start == dot.end && n.kind == Tok::Word) {
+    if let Some(frac) = lx
+        .peek()
+        .filter(|n| n.start == dot.end && n.kind == Tok::Word)
+    {
         if !number(frac.text) {
             return false;
         }

@@ -490,7 +490,10 @@ mod tests {
         s.learn_temp_tables(temp_table_changes(
             "CREATE TEMPORARY TABLE T (a INT); CREATE TEMPORARY TABLE `é` (a INT)",
         ));
-        assert_eq!(s.temp_tables, vec![b"t".to_vec(), b"T".to_vec(), "é".into()]);
+        assert_eq!(
+            s.temp_tables,
+            vec![b"t".to_vec(), b"T".to_vec(), "é".into()]
+        );
         assert!(s.mentions_temp_table("SELECT * FROM É".as_bytes()));
         // The exact name first: `t` stays while `T` goes.
         s.learn_temp_tables(temp_table_changes("DROP TEMPORARY TABLE T, `É`"));
