@@ -306,6 +306,29 @@ pub fn user_var_literal(value: Option<&str>, column_type: u8, charset: u16) -> O
     }
 }
 
+/// Whether a column type is a string (not a number, not NULL).
+pub fn is_string_type(column_type: u8) -> bool {
+    !matches!(column_type, 0..=6 | 8 | 9 | 13 | 246)
+}
+
+/// A string value as a literal of the same bytes and character set, from
+/// `HEX()` and `CHARSET()` of it: `_latin1 X'E9'`. `None` if either is not
+/// what those functions return.
+pub fn string_literal(hex: &str, charset: &str) -> Option<String> {
+    let hex_ok = hex.len() % 2 == 0 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    let cs_ok = !charset.is_empty()
+        && charset
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !(hex_ok && cs_ok) {
+        return None;
+    }
+    if hex.is_empty() {
+        return Some(format!("_{charset}''"));
+    }
+    Some(format!("_{charset} X'{hex}'"))
+}
+
 /// The character set of a collation id, for the common ones.
 fn charset_name(id: u16) -> Option<&'static str> {
     match id {
@@ -463,6 +486,18 @@ mod tests {
         );
         assert_eq!(user_var_literal(Some("x"), 253, 9999), None);
         assert_eq!(user_var_literal(Some("1; DROP"), 8, 63), None);
+    }
+
+    #[test]
+    fn string_values_keep_their_bytes_and_character_set() {
+        assert_eq!(
+            string_literal("E9FF80", "latin1").as_deref(),
+            Some("_latin1 X'E9FF80'")
+        );
+        assert_eq!(string_literal("", "binary").as_deref(), Some("_binary''"));
+        assert_eq!(string_literal("E9F", "latin1"), None);
+        assert_eq!(string_literal("E9", "x'; DROP"), None);
+        assert!(is_string_type(253) && is_string_type(252) && !is_string_type(8));
     }
 
     #[test]

@@ -38,7 +38,7 @@ use crate::protocol::consts::{com, status};
 use crate::protocol::reply::Expect;
 
 use super::relay::ReplyInfo;
-use super::state::{quote_ident, user_var_literal, LOGIN_VARS};
+use super::state::{is_string_type, quote_ident, string_literal, user_var_literal, LOGIN_VARS};
 use super::{drain_reply, Session};
 
 /// What the transaction-level pool needs to know about a session beyond
@@ -516,11 +516,16 @@ impl Session {
         if names.is_empty() {
             return;
         }
+        // The value (for its type), and a string's bytes and character set
+        // as they are: the text of the value may not be UTF-8.
         let select = format!(
             "SELECT {}",
             names
                 .iter()
-                .map(|n| format!("@{}", quote_ident(n)))
+                .map(|n| {
+                    let v = format!("@{}", quote_ident(n));
+                    format!("{v}, HEX({v}), CHARSET({v})")
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -539,9 +544,18 @@ impl Session {
         };
         let row = table.rows.first();
         for (i, name) in names.into_iter().enumerate() {
-            let value = row.and_then(|r| r.get(i)).and_then(|v| v.as_deref());
-            let (ty, cs) = table.types.get(i).copied().unwrap_or((253, 0));
-            match user_var_literal(value, ty, cs) {
+            let col = |k: usize| {
+                row.and_then(|r| r.get(3 * i + k))
+                    .and_then(|v| v.as_deref())
+            };
+            let (ty, cs) = table.types.get(3 * i).copied().unwrap_or((253, 0));
+            let literal = match (col(0), col(1), col(2)) {
+                (Some(_), Some(hex), Some(charset)) if is_string_type(ty) => {
+                    string_literal(hex, charset)
+                }
+                (value, _, _) => user_var_literal(value, ty, cs),
+            };
+            match literal {
                 Some(lit) if lit == "NULL" => {
                     self.ps.unreplayable.remove(&name);
                     self.ps.user_values.remove(&name);
