@@ -36,7 +36,7 @@ impl Session {
         let rewritten;
         let (text, raw): (&[u8], &[u8]) = match self.session_functions(&class, sql) {
             Some(new) => {
-                class = classify(&String::from_utf8_lossy(&new));
+                class = classify(&String::from_utf8_lossy(new.get(1..).unwrap_or(&[])));
                 rewritten = new;
                 (rewritten.get(1..).unwrap_or(&[]), rewritten.as_slice())
             }
