@@ -54,7 +54,8 @@ mod set;
 mod tests;
 
 pub use session_fns::{
-    in_read_only, lock_calls, reads_a_table, reads_last_insert_id, substitute_connection_id,
+    hide_socket, in_read_only, lock_calls, reads_a_table, reads_last_insert_id,
+    substitute_connection_id,
     substitute_row_count, user_var_names, InReadOnly, LockCalls,
 };
 pub use session_sql::{

@@ -121,6 +121,49 @@ fn in_prepare_text(sql: &[u8], name: &[u8], lit: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// `sql` with every read of `@@socket` (any scope, any case) replaced by
+/// `NULL`, keeping the column name of a read that is a whole select item;
+/// `None` if it reads none. Connectors ask for the server's socket at
+/// connect time and, when the server looks local, reconnect to it, which
+/// would bypass the proxy: it has no socket to offer.
+pub fn hide_socket(sql: impl AsRef<[u8]>) -> Option<Vec<u8>> {
+    let src = sql.as_ref();
+    const NAME: &[u8] = b"@@";
+    if !src.windows(6).any(|w| w.eq_ignore_ascii_case(b"socket")) {
+        return None;
+    }
+    let mut lx = Lexer::new(src, Reading::DEFAULT);
+    let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
+    let mut prev: Option<Token<'_>> = None;
+    while let Some(t) = lx.next_token() {
+        if t.kind == Tok::SysVar && src.get(t.start..t.start + 2) == Some(NAME) {
+            let name = t.text.rsplit(|&b| b == b'.').next().unwrap_or(t.text);
+            if name.eq_ignore_ascii_case(b"socket") {
+                edits.push((t.start, t.end, call_text(src, &t, t.end, prev, &lx, "NULL")));
+            }
+        }
+        prev = Some(t);
+    }
+    splice(src, edits)
+}
+
+/// `src` with each `(start, end, text)` edit (in order, not overlapping)
+/// applied; `None` without edits.
+fn splice(src: &[u8], edits: Vec<(usize, usize, Vec<u8>)>) -> Option<Vec<u8>> {
+    if edits.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(src.len() + 32 * edits.len());
+    let mut at = 0;
+    for (s, e, text) in edits {
+        out.extend_from_slice(src.get(at..s).unwrap_or(&[]));
+        out.extend_from_slice(&text);
+        at = e;
+    }
+    out.extend_from_slice(src.get(at..).unwrap_or(&[]));
+    Some(out)
+}
+
 /// Which statements of a text [`substitute_calls`] edits.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Scope {
@@ -165,18 +208,7 @@ fn substitute_calls(src: &[u8], name: &[u8], lit: &str, scope: Scope) -> Option<
         }
         prev = Some(t);
     }
-    if edits.is_empty() {
-        return None;
-    }
-    let mut out = Vec::with_capacity(src.len() + 32 * edits.len());
-    let mut at = 0;
-    for (s, e, text) in edits {
-        out.extend_from_slice(src.get(at..s).unwrap_or(&[]));
-        out.extend_from_slice(&text);
-        at = e;
-    }
-    out.extend_from_slice(src.get(at..).unwrap_or(&[]));
-    Some(out)
+    splice(src, edits)
 }
 
 /// The replacement of the call at `t..end`: `lit`, named as the call was
@@ -355,6 +387,21 @@ mod tests {
         assert!(out.windows(7).any(|w| w == b"/* \x80 */"));
         let out = substitute_connection_id(&out, 7).unwrap();
         assert!(out.ends_with(b", CAST(0000000007 AS UNSIGNED) AS `CONNECTION_ID()`"));
+    }
+
+    #[test]
+    fn socket_reads_are_null() {
+        let h = |sql: &str| hide_socket(sql).map(|b| String::from_utf8(b).unwrap());
+        assert_eq!(
+            h("SELECT @@max_allowed_packet, @@socket").as_deref(),
+            Some("SELECT @@max_allowed_packet, NULL AS `@@socket`")
+        );
+        assert_eq!(
+            h("select @@SESSION.socket IS NULL").as_deref(),
+            Some("select NULL IS NULL")
+        );
+        assert_eq!(h("SELECT '@@socket', @@socket_x"), None);
+        assert_eq!(h("SELECT 1 /* @@socket */"), None);
     }
 
     #[test]
