@@ -55,8 +55,7 @@ mod tests;
 
 pub use session_fns::{
     hide_socket, in_read_only, lock_calls, reads_a_table, reads_last_insert_id,
-    substitute_connection_id,
-    substitute_row_count, user_var_names, InReadOnly, LockCalls,
+    substitute_connection_id, substitute_row_count, user_var_names, InReadOnly, LockCalls,
 };
 pub use session_sql::{
     handler, names_collation, prepared_name, replayable_user_var_set, same_table_name,

@@ -42,8 +42,8 @@ impl Session {
             }
             None => (sql, raw),
         };
-        let mut decision = self.decide(&class, &text);
-        match self.read_only_guard(&decision, &class, &text).await {
+        let mut decision = self.decide(&class, text);
+        match self.read_only_guard(&decision, &class, text).await {
             Ok(Some(d)) => decision = d,
             Ok(None) => {}
             Err(e) => return self.fail(next, &e).await,

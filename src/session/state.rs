@@ -315,7 +315,7 @@ pub fn is_string_type(column_type: u8) -> bool {
 /// `HEX()` and `CHARSET()` of it: `_latin1 X'E9'`. `None` if either is not
 /// what those functions return.
 pub fn string_literal(hex: &str, charset: &str) -> Option<String> {
-    let hex_ok = hex.len() % 2 == 0 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    let hex_ok = hex.len().is_multiple_of(2) && hex.bytes().all(|b| b.is_ascii_hexdigit());
     let cs_ok = !charset.is_empty()
         && charset
             .bytes()
