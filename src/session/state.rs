@@ -536,4 +536,33 @@ mod tests {
         s.learn_temp_tables(temp_table_changes("DROP TEMPORARY TABLE IF EXISTS db.T"));
         assert!(s.temp_tables.is_empty());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// The session-state helpers take any bytes a client sends (as
+        /// statements) or a backend returns (as values) without panicking,
+        /// and a table the session created is mentioned by a read of it.
+        #[test]
+        fn session_state_helpers_take_any_bytes(
+            stmt in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..160),
+            name in proptest::collection::vec(0x80u8..=0xff, 1..8),
+            value in "\\PC{0,40}",
+            ty in proptest::prelude::any::<u8>(),
+            cs in proptest::prelude::any::<u16>(),
+        ) {
+            use crate::classify::temp_table_changes;
+            let mut s = SessionState::default();
+            s.learn_temp_tables(temp_table_changes(&stmt));
+            let _ = s.mentions_temp_table(&stmt);
+            let create = [b"CREATE TEMPORARY TABLE ".as_slice(), &name, b" (a INT)"].concat();
+            s.learn_temp_tables(temp_table_changes(&create));
+            let read = [b"SELECT * FROM ".as_slice(), &name].concat();
+            proptest::prop_assert!(s.mentions_temp_table(&read));
+            s.learn_temp_tables(temp_table_changes(&stmt));
+            let _ = user_var_literal(Some(&value), ty, cs);
+            let _ = string_literal(&value, &value);
+            let _ = sql_value(&value, &value);
+        }
+    }
 }
