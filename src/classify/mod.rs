@@ -44,6 +44,7 @@
 mod head;
 mod hints;
 mod lexer;
+mod own;
 mod parse;
 mod scan;
 mod session_fns;
@@ -53,6 +54,7 @@ mod set;
 #[cfg(test)]
 mod tests;
 
+pub use own::{explain_route_target, own_statement, OwnStatement};
 pub use session_fns::{
     hide_socket, in_read_only, lock_calls, reads_a_table, reads_last_insert_id,
     substitute_connection_id, substitute_row_count, user_var_names, InReadOnly, LockCalls,

@@ -6,9 +6,10 @@
 use proptest::prelude::*;
 
 use super::super::{
-    classify, handler, in_read_only, lock_calls, mentions_table, names_collation, prepared_name,
-    reads_a_table, reads_last_insert_id, replayable_user_var_set, set_transaction,
-    substitute_connection_id, substitute_row_count, temp_table_changes, user_var_names,
+    classify, explain_route_target, handler, hide_socket, in_read_only, lock_calls, mentions_table,
+    names_collation, own_statement, prepared_name, reads_a_table, reads_last_insert_id,
+    replayable_user_var_set, set_transaction, substitute_connection_id, substitute_row_count,
+    temp_table_changes, user_var_names,
 };
 
 /// The shapes the session matches on, and the pieces that confuse lexers.
@@ -94,6 +95,9 @@ fn all(sql: &[u8]) {
     let _ = reads_last_insert_id(sql);
     let _ = reads_a_table(sql);
     let _ = in_read_only(sql);
+    let _ = own_statement(sql);
+    let _ = hide_socket(sql);
+    let _ = explain_route_target(&String::from_utf8_lossy(sql));
     if let Some(out) = substitute_row_count(sql, -1) {
         assert!(out.len() > sql.len() - 11);
     }
