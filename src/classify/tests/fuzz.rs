@@ -65,6 +65,10 @@ const SHAPES: &[&str] = &[
     "表",
     "t",
     "T",
+    "@@socket",
+    "EXPLAIN ROUTE ",
+    "SET CAUSEWAY CONSISTENCY = ",
+    "SHOW CAUSEWAY PROCESSLIST",
 ];
 
 fn sql_from(parts: Vec<(usize, bool)>) -> String {
