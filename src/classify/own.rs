@@ -65,8 +65,9 @@ pub fn own_statement(sql: impl AsRef<[u8]>) -> Option<OwnStatement> {
         Some(text) => text,
         None => src.get(first.start..end)?,
     };
+    // An empty value (`''`) is a value: refused as a bad level later.
     let value = String::from_utf8_lossy(value).trim().to_string();
-    (!value.is_empty()).then_some(OwnStatement::SetConsistency(value))
+    Some(OwnStatement::SetConsistency(value))
 }
 
 /// Whether only an optional `;` is left.
@@ -111,6 +112,10 @@ mod tests {
             None
         );
         assert_eq!(own_statement("SHOW CAUSEWAY TOKEN x"), None);
+        assert_eq!(
+            own_statement("SET CAUSEWAY CONSISTENCY = ''"),
+            Some(OwnStatement::SetConsistency(String::new()))
+        );
         assert_eq!(own_statement(b"SET CAUSEWAY CONSISTENCY = '\xff'"), {
             Some(OwnStatement::SetConsistency("\u{fffd}".into()))
         });
