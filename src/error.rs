@@ -1,9 +1,40 @@
 //! Typed errors and the one place that turns an error into the ERR packet a
 //! client sees (code, SQLSTATE, message).
 
+use std::borrow::Cow;
+
 use bytes::BytesMut;
 
 use crate::protocol::response;
+
+/// The longest message an ERR packet carries, in bytes: the server's
+/// `MYSQL_ERRMSG_SIZE` (512, terminating zero included, so 511 of text).
+pub const MAX_MESSAGE: usize = 511;
+
+/// How much of a value a message may echo, in bytes, as the server echoes
+/// a variable's value in ERROR 1231 (`%-.200T`).
+pub const MAX_ECHO: usize = 200;
+
+/// Client input as a message echoes it, the way the server does (`%-.NT`):
+/// when longer than `max` bytes, the longest prefix that ends on a
+/// character boundary and leaves room for `...`, then `...`.
+pub fn echo(value: &str, max: usize) -> Cow<'_, str> {
+    if value.len() <= max {
+        return Cow::Borrowed(value);
+    }
+    let keep = prefix(value, max.saturating_sub(3));
+    Cow::Owned(format!("{keep}..."))
+}
+
+/// The longest prefix of `s` of at most `max` bytes ending on a character
+/// boundary.
+fn prefix(s: &str, max: usize) -> &str {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or("")
+}
 
 /// Where an error came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,10 +273,12 @@ impl Error {
             Error::Server(e) => e.message.clone(),
             other => other.to_string(),
         };
+        // No message is longer than a server's: those Causeway writes may
+        // hold names and values from the client or the configuration.
         response::Err {
             code,
             sql_state: *state,
-            message: message.as_bytes(),
+            message: prefix(&message, MAX_MESSAGE).as_bytes(),
         }
         .encode(out);
     }
@@ -271,6 +304,28 @@ mod tests {
             back.message,
             "Access denied for user 'app'@'127.0.0.1' (using password: YES)"
         );
+    }
+
+    #[test]
+    fn echoed_values_and_messages_are_cut_as_the_server_cuts_them() {
+        // As MariaDB 10.11 answers `SET sql_mode = '<1000 x>'`: 197 bytes
+        // and `...`; with two-byte characters, 98 of them and `...`.
+        let long = "x".repeat(1000);
+        assert_eq!(echo(&long, MAX_ECHO), format!("{}...", "x".repeat(197)));
+        let wide = "é".repeat(300);
+        assert_eq!(echo(&wide, MAX_ECHO), format!("{}...", "é".repeat(98)));
+        assert_eq!(echo("short", MAX_ECHO), "short");
+        // Every message fits the server's limit, cut on a character.
+        let e = Error::BackendUnavailable {
+            backend: "é".repeat(1_000_000),
+            address: String::new(),
+            reason: String::new(),
+        };
+        let mut out = BytesMut::new();
+        e.encode_err(&mut out);
+        let back = ServerError::from_packet(&out).unwrap();
+        assert!(back.message.len() <= MAX_MESSAGE, "{}", back.message.len());
+        assert!(!back.message.contains('\u{fffd}'));
     }
 
     #[test]

@@ -30,9 +30,10 @@ async fn wait_pooled(env: &Env, n: f64) {
     }
 }
 
-/// `CONNECTION_ID()` of the primary connection serving the session.
+/// The thread id (`@@pseudo_thread_id`; `CONNECTION_ID()` is the
+/// session's own id) of the primary connection serving the session.
 async fn backend_id(c: &mut mysql_async::Conn) -> u64 {
-    c.query_first("/*FORCE_MASTER*/ SELECT CONNECTION_ID()")
+    c.query_first("/*FORCE_MASTER*/ SELECT @@pseudo_thread_id")
         .await
         .unwrap()
         .unwrap()

@@ -58,11 +58,12 @@ fn txn_pool(max_per_backend: usize, queue_timeout_ms: u64) -> String {
 
 // ------------------------------------------------------------ connections
 
-/// `CONNECTION_ID()` of the primary connection that served the statement.
+/// The thread id (`@@pseudo_thread_id`; `CONNECTION_ID()` is the
+/// session's own id) of the primary connection that served the statement.
 async fn backend_id(c: &mut Conn) -> u64 {
-    c.query_first("/*FORCE_MASTER*/ SELECT CONNECTION_ID()")
+    c.query_first("/*FORCE_MASTER*/ SELECT @@pseudo_thread_id")
         .await
-        .expect("SELECT CONNECTION_ID()")
+        .expect("SELECT @@pseudo_thread_id")
         .expect("one row")
 }
 
@@ -352,7 +353,7 @@ async fn every_pin_pins_and_unpins() {
     let held = pinned(&env, &mut o, aid, &mut b, "temporary_table", before).await;
     fails_with(&mut b, "SELECT COUNT(*) FROM tmp_pin", 1146).await;
     let got: Option<(i64, u64)> = a
-        .query_first("SELECT COUNT(*), CONNECTION_ID() FROM tmp_pin")
+        .query_first("SELECT COUNT(*), @@pseudo_thread_id FROM tmp_pin")
         .await
         .unwrap();
     assert_eq!(got, Some((2, held)));
@@ -414,7 +415,7 @@ async fn every_pin_pins_and_unpins() {
 
     // text_prepare
     let before = pins(&env, "text_prepare").await;
-    a.query_drop("PREPARE pin_s FROM 'SELECT ? + 1, CONNECTION_ID()'")
+    a.query_drop("PREPARE pin_s FROM 'SELECT ? + 1, @@pseudo_thread_id'")
         .await
         .unwrap();
     let held = pinned(&env, &mut o, aid, &mut b, "text_prepare", before).await;
@@ -451,7 +452,7 @@ async fn every_pin_pins_and_unpins() {
         .unwrap();
     assert_eq!(n, Some(2));
     let got: Option<(i64, u64)> = a
-        .query_first("SELECT FOUND_ROWS(), CONNECTION_ID()")
+        .query_first("SELECT FOUND_ROWS(), @@pseudo_thread_id")
         .await
         .unwrap();
     assert_eq!(got, Some((5, held)), "FOUND_ROWS() of A's own SELECT");
@@ -467,7 +468,7 @@ async fn every_pin_pins_and_unpins() {
     let n: Option<i64> = b.query_first("SELECT COUNT(*) FROM pin_t").await.unwrap();
     assert_eq!(n, Some(5), "B does not see A's uncommitted row");
     let got: Option<(i64, u64)> = a
-        .query_first("SELECT COUNT(*), CONNECTION_ID() FROM pin_t")
+        .query_first("SELECT COUNT(*), @@pseudo_thread_id FROM pin_t")
         .await
         .unwrap();
     assert_eq!(
@@ -1232,7 +1233,7 @@ async fn server_reported_changes_follow_the_session_and_timed_out_connections_ar
     }
     // A gets another connection (brought to A's state), with no error.
     let after: (u64, String) = a
-        .query_first("SELECT CONNECTION_ID(), @@time_zone")
+        .query_first("SELECT @@pseudo_thread_id, @@time_zone")
         .await
         .unwrap()
         .unwrap();

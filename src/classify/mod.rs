@@ -46,10 +46,12 @@ mod head;
 mod hints;
 mod kill;
 mod lexer;
+mod own;
 mod parse;
 mod processlist;
 mod scan;
 mod session_fns;
+mod session_sql;
 mod set;
 
 #[cfg(test)]
@@ -57,10 +59,15 @@ mod tests;
 
 pub use diagnostics::reads_diagnostics;
 pub use kill::{has_kill, kill_statement, KillScope, KillStatement, KillTarget};
+pub use own::{explain_route_target, own_statement, OwnStatement};
 pub use processlist::{processlist_refs, show_processlist, ProcesslistRef, RefRole};
 pub use session_fns::{
-    in_read_only, lock_calls, reads_a_table, reads_last_insert_id, substitute_row_count,
-    user_var_names, InReadOnly, LockCalls,
+    hide_socket, in_read_only, lock_calls, reads_a_table, reads_last_insert_id,
+    substitute_connection_id, substitute_row_count, user_var_names, InReadOnly, LockCalls,
+};
+pub use session_sql::{
+    handler, names_collation, prepared_name, replayable_user_var_set, same_table_name,
+    set_transaction, temp_table_changes, HandlerOp, SetTransaction, TempTableChange,
 };
 use std::fmt;
 use std::ops::{BitOr, BitOrAssign};
@@ -387,35 +394,36 @@ fn classify_all(src: &[u8], reading: Reading) -> All {
 }
 
 /// Whether `sql` mentions the table `name` as an identifier (unquoted,
-/// `` `quoted` ``, or `` db.`name` ``), case-insensitively, ignoring
-/// strings and comments (but not executable comments). Used for the
-/// session's temporary tables. A column of the same name also counts: a
-/// false positive only sends the statement to the primary.
-pub fn mentions_table(sql: &str, name: &str) -> bool {
+/// `` `quoted` ``, or `` db.`name` ``), ignoring strings and comments (but
+/// not executable comments), comparing names as [`same_table_name`] does.
+/// Used for the session's temporary tables; both are the client's bytes. A
+/// column of the same name also counts: a false positive only sends the
+/// statement to the primary.
+pub fn mentions_table(sql: impl AsRef<[u8]>, name: impl AsRef<[u8]>) -> bool {
+    let (sql, name) = (sql.as_ref(), name.as_ref());
     if name.is_empty() {
         return false;
     }
-    let (found, ambiguous) = mentions(sql.as_bytes(), name, Reading::DEFAULT);
+    let (found, ambiguous) = mentions(sql, name, Reading::DEFAULT);
     found
         || (ambiguous
             && Reading::ALL
                 .into_iter()
                 .skip(1)
-                .any(|r| mentions(sql.as_bytes(), name, r).0))
+                .any(|r| mentions(sql, name, r).0))
 }
 
 /// Whether a reading of `src` names `name`, and whether another reading
 /// could see other tokens.
-fn mentions(src: &[u8], name: &str, reading: Reading) -> (bool, bool) {
+fn mentions(src: &[u8], name: &[u8], reading: Reading) -> (bool, bool) {
     let mut lx = Lexer::new(src, reading);
     while let Some(t) = lx.next_token() {
         let hit = match t.kind {
-            Tok::Word => same_name(t.text, name),
+            Tok::Word => same_table_name(t.text, name),
             Tok::Quoted if t.text.windows(2).any(|w| w == b"``") => {
-                let unescaped = String::from_utf8_lossy(t.text).replace("``", "`");
-                same_name(unescaped.as_bytes(), name)
+                same_table_name(&session_sql::undouble(t.text, b'`'), name)
             }
-            Tok::Quoted => same_name(t.text, name),
+            Tok::Quoted => same_table_name(t.text, name),
             _ => false,
         };
         if hit {
@@ -423,22 +431,4 @@ fn mentions(src: &[u8], name: &str, reading: Reading) -> (bool, bool) {
         }
     }
     (false, lx.ambiguous())
-}
-
-/// Case-insensitive comparison of an identifier with a name, Unicode-aware
-/// beyond ASCII, without allocating.
-fn same_name(ident: &[u8], name: &str) -> bool {
-    if ident.eq_ignore_ascii_case(name.as_bytes()) {
-        return true;
-    }
-    if ident.is_ascii() && name.is_ascii() {
-        return false;
-    }
-    match std::str::from_utf8(ident) {
-        Ok(s) => s
-            .chars()
-            .flat_map(char::to_lowercase)
-            .eq(name.chars().flat_map(char::to_lowercase)),
-        Err(_) => false,
-    }
 }

@@ -9,9 +9,9 @@
 use super::lexer::{Lexer, Reading, Tok, Token};
 
 /// The user variables `sql` names (lower-case, each once, in order).
-pub fn user_var_names(sql: &str) -> Vec<String> {
+pub fn user_var_names(sql: impl AsRef<[u8]>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    let mut lx = Lexer::new(sql.as_bytes(), Reading::DEFAULT);
+    let mut lx = Lexer::new(sql.as_ref(), Reading::DEFAULT);
     while let Some(t) = lx.next_token() {
         if t.kind != Tok::UserVar || t.text.is_empty() {
             continue;
@@ -26,8 +26,8 @@ pub fn user_var_names(sql: &str) -> Vec<String> {
 
 /// Whether `sql` reads the connection's last insert id:
 /// `LAST_INSERT_ID()` without an argument, `@@last_insert_id`, `@@identity`.
-pub fn reads_last_insert_id(sql: &str) -> bool {
-    let mut lx = Lexer::new(sql.as_bytes(), Reading::DEFAULT);
+pub fn reads_last_insert_id(sql: impl AsRef<[u8]>) -> bool {
+    let mut lx = Lexer::new(sql.as_ref(), Reading::DEFAULT);
     while let Some(t) = lx.next_token() {
         match t.kind {
             Tok::Word if t.is(b"LAST_INSERT_ID") && is_empty_call(&mut lx).is_some() => {
@@ -61,15 +61,135 @@ fn is_empty_call(lx: &mut Lexer<'_>) -> Option<usize> {
 /// `sql` with every `ROW_COUNT()` of its first statement replaced by
 /// `value`; `None` if there is none. A call that makes up a whole item of a
 /// select list keeps its column name (`3 AS `ROW_COUNT()``), so clients
-/// that read the column by name see no difference.
-pub fn substitute_row_count(sql: &str, value: i64) -> Option<String> {
-    let src = sql.as_bytes();
+/// that read the column by name see no difference. Works on the client's
+/// bytes: everything but the calls is sent as it came.
+pub fn substitute_row_count(sql: impl AsRef<[u8]>, value: i64) -> Option<Vec<u8>> {
+    // A BIGINT, as the function's own result is: the server types an
+    // integer literal by its digits, zeros included.
+    let sign = if value < 0 { "-" } else { "" };
+    let lit = format!("CAST({sign}{:020} AS SIGNED)", value.unsigned_abs());
+    substitute_calls(sql.as_ref(), b"ROW_COUNT", &lit, Scope::FirstStatement)
+}
+
+/// `sql` with every `CONNECTION_ID()` replaced by `id`, the session's own
+/// id (a backend connection's thread id means nothing to the client); `None`
+/// if there is none. Calls in strings and comments stay; so do calls in
+/// `CREATE` and `ALTER` statements (a view, a default or a stored program
+/// body must call the function when it runs) and everything after one
+/// (a stored program's body may hold `;`). `CONNECTION_ID ()` with spaces
+/// is a call too, as the server reads it. The literal has the function's
+/// type, `INT(10) UNSIGNED`.
+pub fn substitute_connection_id(sql: impl AsRef<[u8]>, id: u32) -> Option<Vec<u8>> {
+    let sql = sql.as_ref();
+    // Most statements do not call it: no lexing for them.
+    const NAME: &[u8] = b"CONNECTION_ID";
+    if !sql
+        .windows(NAME.len())
+        .any(|w| w.eq_ignore_ascii_case(NAME))
+    {
+        return None;
+    }
+    let lit = format!("CAST({id:010} AS UNSIGNED)");
+    if let Some(done) = in_prepare_text(sql, NAME, &lit) {
+        return Some(done);
+    }
+    substitute_calls(sql, NAME, &lit, Scope::RunsNow)
+}
+
+/// `PREPARE s FROM '<sql>'`: the calls in the prepared text. Only a plain
+/// string (no escapes, no doubled quotes) is edited; the text of `PREPARE
+/// s FROM @var` is not known before it runs.
+fn in_prepare_text(sql: &[u8], name: &[u8], lit: &str) -> Option<Vec<u8>> {
+    let mut lx = Lexer::new(sql, Reading::DEFAULT);
+    if !lx.next_token()?.is(b"PREPARE") {
+        return None;
+    }
+    lx.next_token()?;
+    if !lx.next_token()?.is(b"FROM") {
+        return None;
+    }
+    let s = lx.next_token().filter(|t| t.kind == Tok::Str)?;
+    let quote = *sql.get(s.start)?;
+    let plain = !s.text.iter().any(|&b| b == b'\\' || b == quote);
+    let body = substitute_calls(s.text, name, lit, Scope::RunsNow).filter(|_| plain)?;
+    let open = s.start + 1;
+    let close = open + s.text.len();
+    let mut out = Vec::with_capacity(sql.len() + body.len());
+    out.extend_from_slice(sql.get(..open)?);
+    out.extend_from_slice(&body);
+    out.extend_from_slice(sql.get(close..)?);
+    Some(out)
+}
+
+/// `sql` with every read of `@@socket` (any scope, any case) replaced by
+/// `NULL`, keeping the column name of a read that is a whole select item;
+/// `None` if it reads none. Connectors ask for the server's socket at
+/// connect time and, when the server looks local, reconnect to it, which
+/// would bypass the proxy: it has no socket to offer.
+pub fn hide_socket(sql: impl AsRef<[u8]>) -> Option<Vec<u8>> {
+    let src = sql.as_ref();
+    const NAME: &[u8] = b"@@";
+    if !src.windows(6).any(|w| w.eq_ignore_ascii_case(b"socket")) {
+        return None;
+    }
     let mut lx = Lexer::new(src, Reading::DEFAULT);
-    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
+    let mut prev: Option<Token<'_>> = None;
+    while let Some(t) = lx.next_token() {
+        if t.kind == Tok::SysVar && src.get(t.start..t.start + 2) == Some(NAME) {
+            let name = t.text.rsplit(|&b| b == b'.').next().unwrap_or(t.text);
+            if name.eq_ignore_ascii_case(b"socket") {
+                edits.push((t.start, t.end, call_text(src, &t, t.end, prev, &lx, "NULL")));
+            }
+        }
+        prev = Some(t);
+    }
+    splice(src, edits)
+}
+
+/// `src` with each `(start, end, text)` edit (in order, not overlapping)
+/// applied; `None` without edits.
+fn splice(src: &[u8], edits: Vec<(usize, usize, Vec<u8>)>) -> Option<Vec<u8>> {
+    if edits.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(src.len() + 32 * edits.len());
+    let mut at = 0;
+    for (s, e, text) in edits {
+        out.extend_from_slice(src.get(at..s).unwrap_or(&[]));
+        out.extend_from_slice(&text);
+        at = e;
+    }
+    out.extend_from_slice(src.get(at..).unwrap_or(&[]));
+    Some(out)
+}
+
+/// Which statements of a text [`substitute_calls`] edits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// The first statement only.
+    FirstStatement,
+    /// Every statement up to the first `CREATE` or `ALTER`.
+    RunsNow,
+}
+
+/// `src` with every argument-less call of the function `name` replaced
+/// by the SQL expression `lit`, keeping the column name of a call that is a
+/// whole select item.
+fn substitute_calls(src: &[u8], name: &[u8], lit: &str, scope: Scope) -> Option<Vec<u8>> {
+    let mut lx = Lexer::new(src, Reading::DEFAULT);
+    let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
     let mut prev: Option<Token<'_>> = None;
     let mut depth = 0i32;
     while let Some(t) = lx.next_token() {
         if t.is_punct(b';') && depth == 0 {
+            if scope == Scope::FirstStatement {
+                break;
+            }
+            prev = None;
+            continue;
+        }
+        if prev.is_none() && (t.is(b"CREATE") || t.is(b"ALTER")) && scope == Scope::RunsNow {
             break;
         }
         if t.is_punct(b'(') {
@@ -77,52 +197,56 @@ pub fn substitute_row_count(sql: &str, value: i64) -> Option<String> {
         } else if t.is_punct(b')') {
             depth -= 1;
         }
-        if t.is(b"ROW_COUNT") {
+        // `db.f()` is a stored function of that name.
+        let qualified = prev.is_some_and(|p| p.is_punct(b'.'));
+        if t.is(name) && !qualified {
             if let Some(end) = is_empty_call(&mut lx) {
-                let item_start = prev.is_none_or(|p| p.is(b"SELECT") || p.is_punct(b','));
-                let item_end = lx.peek().is_none_or(|n| {
-                    n.is_punct(b',')
-                        || n.is_punct(b';')
-                        || n.is_punct(b')')
-                        || n.is(b"FROM")
-                        || n.is(b"WHERE")
-                        || n.is(b"UNION")
-                        || n.is(b"ORDER")
-                        || n.is(b"LIMIT")
-                        || n.is(b"INTO")
-                        || n.is(b"FOR")
-                });
-                let written = String::from_utf8_lossy(&src[t.start..end]).replace('`', "``");
-                // A BIGINT, as the function's own result is: the server
-                // types an integer literal by its digits, zeros included.
-                let sign = if value < 0 { "-" } else { "" };
-                let lit = format!("CAST({sign}{:020} AS SIGNED)", value.unsigned_abs());
-                let text = if item_start && item_end {
-                    format!("{lit} AS `{written}`")
-                } else {
-                    lit
-                };
-                edits.push((t.start, end, text));
-                prev = None;
+                edits.push((t.start, end, call_text(src, &t, end, prev, &lx, lit)));
+                prev = Some(t);
                 continue;
             }
         }
         prev = Some(t);
     }
-    if edits.is_empty() {
-        return None;
-    }
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut at = 0;
-    for (s, e, text) in edits {
-        out.push_str(&sql[at..s]);
-        out.push_str(&text);
-        at = e;
-    }
-    out.push_str(&sql[at..]);
-    Some(out)
+    splice(src, edits)
 }
 
+/// The replacement of the call at `t..end`: `lit`, named as the call was
+/// written when the call is a whole select item.
+fn call_text(
+    src: &[u8],
+    t: &Token<'_>,
+    end: usize,
+    prev: Option<Token<'_>>,
+    lx: &Lexer<'_>,
+    lit: &str,
+) -> Vec<u8> {
+    let item_start = prev.is_none_or(|p| p.is(b"SELECT") || p.is_punct(b','));
+    let item_end = lx.peek().is_none_or(|n| {
+        n.is_punct(b',')
+            || n.is_punct(b';')
+            || n.is_punct(b')')
+            || n.is(b"FROM")
+            || n.is(b"WHERE")
+            || n.is(b"UNION")
+            || n.is(b"ORDER")
+            || n.is(b"LIMIT")
+            || n.is(b"INTO")
+            || n.is(b"FOR")
+    });
+    let mut text = lit.as_bytes().to_vec();
+    if item_start && item_end {
+        text.extend_from_slice(b" AS `");
+        for &b in src.get(t.start..end).unwrap_or(&[]) {
+            if b == b'`' {
+                text.push(b'`');
+            }
+            text.push(b);
+        }
+        text.push(b'`');
+    }
+    text
+}
 /// The user-level locks a statement takes and releases, by literal name.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct LockCalls {
@@ -133,9 +257,9 @@ pub struct LockCalls {
     pub opaque: bool,
 }
 
-pub fn lock_calls(sql: &str) -> LockCalls {
+pub fn lock_calls(sql: impl AsRef<[u8]>) -> LockCalls {
     let mut calls = LockCalls::default();
-    let mut lx = Lexer::new(sql.as_bytes(), Reading::DEFAULT);
+    let mut lx = Lexer::new(sql.as_ref(), Reading::DEFAULT);
     while let Some(t) = lx.next_token() {
         let get = t.is(b"GET_LOCK");
         let release = t.is(b"RELEASE_LOCK");
@@ -222,30 +346,109 @@ mod tests {
         assert!(!reads_last_insert_id("SELECT 'LAST_INSERT_ID()'"));
     }
 
+    /// The substitution as text, for the tables below.
+    fn rc(sql: &str, v: i64) -> Option<String> {
+        substitute_row_count(sql, v).map(|b| String::from_utf8(b).unwrap())
+    }
+
+    fn cid(sql: &str, id: u32) -> Option<String> {
+        substitute_connection_id(sql, id).map(|b| String::from_utf8(b).unwrap())
+    }
+
     #[test]
     fn row_count_keeps_column_names() {
         assert_eq!(
-            substitute_row_count("SELECT ROW_COUNT()", 3).as_deref(),
+            rc("SELECT ROW_COUNT()", 3).as_deref(),
             Some("SELECT CAST(00000000000000000003 AS SIGNED) AS `ROW_COUNT()`")
         );
         assert_eq!(
-            substitute_row_count("select row_count() as n, 1", -1).as_deref(),
+            rc("select row_count() as n, 1", -1).as_deref(),
             Some("select CAST(-00000000000000000001 AS SIGNED) as n, 1")
         );
         assert_eq!(
-            substitute_row_count("SELECT x FROM t WHERE ROW_COUNT() > 0", 2).as_deref(),
+            rc("SELECT x FROM t WHERE ROW_COUNT() > 0", 2).as_deref(),
             Some("SELECT x FROM t WHERE CAST(00000000000000000002 AS SIGNED) > 0")
         );
         assert_eq!(
-            substitute_row_count("SELECT 1, ROW_COUNT(), 2", 0).as_deref(),
+            rc("SELECT 1, ROW_COUNT(), 2", 0).as_deref(),
             Some("SELECT 1, CAST(00000000000000000000 AS SIGNED) AS `ROW_COUNT()`, 2")
         );
         // Only the first statement: a later one follows its own predecessor.
+        assert_eq!(rc("UPDATE t SET a=1; SELECT ROW_COUNT()", 9), None);
+        assert_eq!(rc("SELECT 'ROW_COUNT()'", 1), None);
+    }
+
+    #[test]
+    fn substitutions_keep_every_other_byte() {
+        // latin1 and invalid UTF-8 around the call arrive as they came.
+        let sql = b"SELECT ROW_COUNT(), '\xe9\xff' /* \x80 */, CONNECTION_ID()";
+        let out = substitute_row_count(sql, 1).unwrap();
+        assert!(out.windows(4).any(|w| w == b"'\xe9\xff'"));
+        assert!(out.windows(7).any(|w| w == b"/* \x80 */"));
+        let out = substitute_connection_id(&out, 7).unwrap();
+        assert!(out.ends_with(b", CAST(0000000007 AS UNSIGNED) AS `CONNECTION_ID()`"));
+    }
+
+    #[test]
+    fn socket_reads_are_null() {
+        let h = |sql: &str| hide_socket(sql).map(|b| String::from_utf8(b).unwrap());
         assert_eq!(
-            substitute_row_count("UPDATE t SET a=1; SELECT ROW_COUNT()", 9),
+            h("SELECT @@max_allowed_packet, @@socket").as_deref(),
+            Some("SELECT @@max_allowed_packet, NULL AS `@@socket`")
+        );
+        assert_eq!(
+            h("select @@SESSION.socket IS NULL").as_deref(),
+            Some("select NULL IS NULL")
+        );
+        assert_eq!(h("SELECT '@@socket', @@socket_x"), None);
+        assert_eq!(h("SELECT 1 /* @@socket */"), None);
+    }
+
+    #[test]
+    fn connection_id_is_the_sessions() {
+        let lit = "CAST(0000000042 AS UNSIGNED)";
+        assert_eq!(
+            cid("SELECT CONNECTION_ID()", 42).unwrap(),
+            format!("SELECT {lit} AS `CONNECTION_ID()`")
+        );
+        assert_eq!(
+            cid("select connection_id ( ) + 1", 42).unwrap(),
+            format!("select {lit} + 1")
+        );
+        assert_eq!(
+            cid(
+                "SELECT * FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()",
+                42
+            )
+            .unwrap(),
+            format!("SELECT * FROM information_schema.PROCESSLIST WHERE ID = {lit}")
+        );
+        // Every statement that runs now, none in strings, comments or
+        // definitions.
+        assert_eq!(
+            cid("DO 1; SELECT `c`.CONNECTION_ID(), CONNECTION_ID() x", 42).unwrap(),
+            format!("DO 1; SELECT `c`.CONNECTION_ID(), {lit} x")
+        );
+        assert_eq!(cid("SELECT 'CONNECTION_ID()' -- CONNECTION_ID()", 1), None);
+        assert_eq!(cid("SELECT /* CONNECTION_ID() */ 1", 1), None);
+        assert_eq!(cid("SELECT connection_id FROM t", 1), None);
+        assert_eq!(cid("CREATE VIEW v AS SELECT CONNECTION_ID()", 1), None);
+        assert_eq!(
+            cid(
+                "CREATE PROCEDURE p() BEGIN SELECT 1; SELECT CONNECTION_ID(); END",
+                1
+            ),
             None
         );
-        assert_eq!(substitute_row_count("SELECT 'ROW_COUNT()'", 1), None);
+        // Text prepares: the prepared text.
+        assert_eq!(
+            cid("PREPARE s FROM 'SELECT CONNECTION_ID()'", 5).unwrap(),
+            "PREPARE s FROM 'SELECT CAST(0000000005 AS UNSIGNED) AS `CONNECTION_ID()`'"
+        );
+        assert_eq!(
+            cid("PREPARE s FROM 'SELECT \\'a\\', CONNECTION_ID()'", 5),
+            None
+        );
     }
 
     #[test]
@@ -259,8 +462,8 @@ mod tests {
 }
 
 /// Whether a read names a table (has a `FROM` other than `FROM DUAL`).
-pub fn reads_a_table(sql: &str) -> bool {
-    let mut lx = Lexer::new(sql.as_bytes(), Reading::DEFAULT);
+pub fn reads_a_table(sql: impl AsRef<[u8]>) -> bool {
+    let mut lx = Lexer::new(sql.as_ref(), Reading::DEFAULT);
     while let Some(t) = lx.next_token() {
         if t.kind == Tok::Word && t.is(b"FROM") {
             return !lx
@@ -283,8 +486,8 @@ pub enum InReadOnly {
     Other,
 }
 
-pub fn in_read_only(sql: &str) -> InReadOnly {
-    let mut lx = Lexer::new(sql.as_bytes(), Reading::DEFAULT);
+pub fn in_read_only(sql: impl AsRef<[u8]>) -> InReadOnly {
+    let mut lx = Lexer::new(sql.as_ref(), Reading::DEFAULT);
     let first = loop {
         match lx.next_token() {
             Some(t) if t.is_punct(b'(') => continue,

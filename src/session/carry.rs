@@ -38,16 +38,16 @@ const USER_VARIABLE_NAMES: &str = "SELECT VARIABLE_NAME FROM information_schema.
 
 /// Whether `class` (of `sql`) reads the diagnostics area. Only shapes that
 /// can be such a statement are looked at closer.
-pub(super) fn is_diagnostics(class: &Class, sql: &str) -> bool {
+pub(super) fn is_diagnostics(class: &Class, sql: &[u8]) -> bool {
     let candidate = matches!(class.kind, Kind::Show | Kind::Unknown)
         || (class.kind == Kind::Read && class.flags.contains(Flags::SIDE_EFFECT_FN));
-    candidate && reads_diagnostics(sql)
+    candidate && reads_diagnostics(&String::from_utf8_lossy(sql))
 }
 
 /// Whether a statement may set user variables without naming them (a
 /// stored procedure or function, a trigger, a text prepared statement, a
 /// compound statement) and its reply says it changed the session's state.
-fn set_hidden_vars(class: &Class, sql: &str, info: &ReplyInfo) -> bool {
+fn set_hidden_vars(class: &Class, sql: &[u8], info: &ReplyInfo) -> bool {
     let may = match class.kind {
         Kind::Call | Kind::Execute | Kind::Unknown => !is_diagnostics(class, sql),
         // Variables a read or write names are followed by name already.
@@ -93,7 +93,7 @@ impl Session {
 
     /// Runs a statement that reads the diagnostics area where the session's
     /// area is: on the connection that ran the statement that last set it.
-    pub(super) async fn diagnostics(&mut self, raw: &[u8], class: &Class, text: &str) -> Flow {
+    pub(super) async fn diagnostics(&mut self, raw: &[u8], class: &Class, text: &[u8]) -> Flow {
         let n = self.backends.len();
         let index = self.ps.diag_backend.filter(|&i| i < n).unwrap_or(0);
         let held = self.backends.get(index).is_some_and(Option::is_some);
@@ -142,7 +142,7 @@ impl Session {
         &mut self,
         index: usize,
         info: &ReplyInfo,
-        stmt: Option<(&Class, &str)>,
+        stmt: Option<(&Class, &[u8])>,
     ) {
         let raised = info.error || info.warnings > 0;
         let sets = raised
@@ -175,7 +175,7 @@ impl Session {
         &mut self,
         index: usize,
         info: &ReplyInfo,
-        stmt: Option<(&Class, &str)>,
+        stmt: Option<(&Class, &[u8])>,
     ) {
         let Some((class, sql)) = stmt else { return };
         if !set_hidden_vars(class, sql, info) {
@@ -249,7 +249,7 @@ impl Session {
                 Some(lit) => self
                     .state
                     .user_var_sets
-                    .push(format!("SET @{}={lit}", quote_ident(name))),
+                    .push(format!("SET @{}={lit}", quote_ident(name)).into_bytes()),
                 None => self.state.user_vars_on_primary = true,
             }
         }

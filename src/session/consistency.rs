@@ -15,7 +15,7 @@ use crate::admin::metrics as m;
 use crate::classify::{Class, Kind};
 use crate::config::{OnTimeout, Policy};
 use crate::consistency::{self, distance, Level};
-use crate::error::{Error, ServerError};
+use crate::error::{echo, Error, ServerError, MAX_ECHO};
 use crate::position::Position;
 use crate::protocol::consts::com;
 use crate::protocol::reply::Expect;
@@ -418,8 +418,10 @@ fn merge(into: &mut Option<Position>, p: &Position) {
     }
 }
 
-/// ERROR 1231 (42000), as the server says for a bad variable value.
+/// ERROR 1231 (42000), as the server says for a bad variable value (the
+/// value cut as the server cuts it: a hint may carry a megabyte).
 pub fn bad_value(name: &str, value: &str) -> Error {
+    let (name, value) = (echo(name, 64), echo(value, MAX_ECHO));
     Error::Server(ServerError {
         code: 1231,
         sql_state: *b"42000",

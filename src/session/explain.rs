@@ -61,14 +61,14 @@ impl Session {
             return self.fail(seq, &e).await;
         };
         let class = classify(inner);
-        let decision = self.decide(&class, inner);
+        let decision = self.decide(&class, inner.as_bytes());
         let topo = self.ctx.cluster.topology();
         let policy = self.policy();
         let level = self.level_for(&class, &policy);
         let by_position = level
             .as_ref()
             .is_ok_and(|l| *l != crate::consistency::Level::Eventual);
-        let view = self.view(inner, by_position);
+        let view = self.view(inner.as_bytes(), by_position);
         let target = match decision.target {
             Target::Local => "causeway".to_string(),
             t => topo
@@ -243,51 +243,17 @@ enum Own {
 }
 
 fn own_statement(sql: &str) -> Option<Own> {
-    let mut rest = sql.trim_start();
-    while let Some(r) = rest.strip_prefix("/*") {
-        rest = r.split_once("*/")?.1.trim_start();
-    }
-    let rest = rest.trim_end().trim_end_matches(';').trim_end();
-    let mut words = rest.split_whitespace();
-    let w1 = words.next()?;
-    let w2 = words.next()?;
-    if !w2.eq_ignore_ascii_case("causeway") {
-        return None;
-    }
-    let tail: Vec<&str> = words.collect();
-    let tail = tail.join(" ");
-    if w1.eq_ignore_ascii_case("show") {
-        return match tail.to_ascii_lowercase().as_str() {
-            "consistency" => Some(Own::ShowConsistency),
-            "token" => Some(Own::ShowToken),
-            "processlist" => Some(Own::ShowProcesslist),
-            _ => None,
-        };
-    }
-    if !w1.eq_ignore_ascii_case("set") {
-        return None;
-    }
-    let (name, value) = match tail.split_once('=') {
-        Some((n, v)) => (n.trim(), v.trim()),
-        None => tail.split_once(' ')?,
-    };
-    if !name.eq_ignore_ascii_case("consistency") {
-        return None;
-    }
-    let value = value.trim().trim_matches(['\'', '"']).trim();
-    Some(Own::SetConsistency(value.to_string()))
+    use crate::classify::OwnStatement as O;
+    Some(match crate::classify::own_statement(sql)? {
+        O::SetConsistency(v) => Own::SetConsistency(v),
+        O::ShowConsistency => Own::ShowConsistency,
+        O::ShowToken => Own::ShowToken,
+        O::ShowProcesslist => Own::ShowProcesslist,
+    })
 }
 
-/// The statement after `EXPLAIN ROUTE` (leading comments and case allowed).
 fn strip_explain_route(sql: &str) -> Option<&str> {
-    let mut rest = sql.trim_start();
-    while let Some(r) = rest.strip_prefix("/*") {
-        rest = r.split_once("*/")?.1.trim_start();
-    }
-    let (w1, r) = rest.split_once(char::is_whitespace)?;
-    let r = r.trim_start();
-    let (w2, r) = r.split_once(char::is_whitespace)?;
-    (w1.eq_ignore_ascii_case("explain") && w2.eq_ignore_ascii_case("route")).then_some(r.trim())
+    crate::classify::explain_route_target(sql)
 }
 
 #[cfg(test)]

@@ -329,11 +329,16 @@ impl Session {
             Command::ProcessKill(id) => self.process_kill(id, next).await,
             Command::ChangeUser(cu) => self.change_user(cu, next).await,
             Command::ResetConnection => self.forward_all(raw, Expect::Single).await,
-            Command::Query(sql) if asks_socket(sql) => {
-                let rewritten = hide_socket(raw);
-                self.query(&rewritten[1..], &rewritten, next).await
-            }
-            Command::Query(sql) => self.query(sql, raw, next).await,
+            // Reads of `@@socket` get NULL: Causeway has no socket to offer,
+            // and connectors would use the backend's to bypass it.
+            Command::Query(sql) => match crate::classify::hide_socket(sql) {
+                Some(mut hidden) => {
+                    hidden.insert(0, crate::protocol::consts::com::QUERY);
+                    let sql = hidden.get(1..).unwrap_or(&[]);
+                    self.query(sql, &hidden, next).await
+                }
+                None => self.query(sql, raw, next).await,
+            },
             Command::SetOption(o) if self.tp => self.set_option_pooled(o, raw).await,
             Command::SetOption(o) => self.set_option(o, raw).await,
             Command::InitDb(_) => self.forward(raw, Expect::Single).await,
@@ -412,7 +417,7 @@ impl Session {
         index: usize,
         raw: &[u8],
         expect: Expect,
-        stmt: Option<(&crate::classify::Class, &str)>,
+        stmt: Option<(&crate::classify::Class, &[u8])>,
         prepare_id: Option<u32>,
         wait: Option<&consistency::Wait>,
     ) -> Flow {
@@ -635,39 +640,6 @@ impl Session {
             Flow::Close
         }
     }
-}
-
-/// Connectors ask for `@@socket` and, when the server seems local,
-/// reconnect to that Unix socket, which would bypass Causeway without anyone
-/// noticing. Causeway has no socket to offer, so such reads return NULL.
-/// Whether a statement reads `@@socket` among other things (connectors'
-/// connect-time probes, e.g. `SELECT @@max_allowed_packet, @@wait_timeout, @@socket`).
-fn asks_socket(sql: &[u8]) -> bool {
-    sql.len() < 512
-        && sql.windows(8).any(|w| w.eq_ignore_ascii_case(b"@@socket"))
-        && sql
-            .trim_ascii_start()
-            .get(..6)
-            .is_some_and(|w| w.eq_ignore_ascii_case(b"select"))
-}
-
-/// The same COM_QUERY with every `@@socket` read as NULL.
-fn hide_socket(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw
-            .get(i..i + 8)
-            .is_some_and(|w| w.eq_ignore_ascii_case(b"@@socket"))
-        {
-            out.extend_from_slice(b"NULL");
-            i += 8;
-        } else {
-            out.push(raw[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 /// Reads one reply without relaying it (state sync, lazy prepares, and

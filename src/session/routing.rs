@@ -3,7 +3,10 @@
 //! reply (session variables, database, transaction, temporary tables,
 //! locks, user variables).
 
-use crate::classify::{classify, Class, Flags, InReadOnly, Kind};
+use crate::classify::{
+    classify, names_collation, replayable_user_var_set, set_transaction, temp_table_changes, Class,
+    Flags, InReadOnly, Kind,
+};
 use crate::error::Error;
 use crate::protocol::consts::{com, status};
 use crate::protocol::reply::Expect;
@@ -11,7 +14,6 @@ use crate::router::{self, Decision, Loads, SessionView, Target};
 
 use super::consistency::{fixed_backend, Plan};
 use super::relay::ReplyInfo;
-use super::state::{replayable_user_var_set, temp_table_name};
 use super::{drain_reply, Flow, Session};
 
 /// What a backend connection has been brought to.
@@ -26,7 +28,9 @@ pub struct Synced {
 }
 
 impl Session {
-    /// A COM_QUERY: classify, route, run.
+    /// A COM_QUERY: classify, route, run. `sql` is the client's bytes:
+    /// the classifier reads a UTF-8 copy for facts, but what runs anywhere
+    /// is those bytes (rewritten calls spliced in).
     pub(super) async fn query(&mut self, sql: &[u8], raw: &[u8], next: u8) -> Flow {
         // `information_schema.PROCESSLIST` is the sessions' (as a derived
         // table, on the primary).
@@ -35,34 +39,33 @@ impl Session {
             Some(p) => (p.get(1..).unwrap_or_default(), p.as_slice()),
             None => (sql, raw),
         };
-        let text = String::from_utf8_lossy(sql);
-        let mut class = classify(&text);
-        // The connection's own row count (and, pooled, last insert id) may
-        // be another statement's or session's: use the session's.
+        let mut class = classify(&String::from_utf8_lossy(sql));
+        // The connection's own row count, thread id (and, pooled, last
+        // insert id) may be another statement's or session's: use the
+        // session's.
         let rewritten;
-        let (text, raw) = match self.session_functions(&class, &text) {
+        let (text, raw): (&[u8], &[u8]) = match self.session_functions(&class, sql) {
             Some(new) => {
-                class = classify(&new);
-                let mut payload = Vec::with_capacity(new.len() + 1);
-                payload.push(com::QUERY);
-                payload.extend_from_slice(new.as_bytes());
-                rewritten = payload;
-                (std::borrow::Cow::Owned(new), rewritten.as_slice())
+                class = classify(&String::from_utf8_lossy(new.get(1..).unwrap_or(&[])));
+                rewritten = new;
+                (rewritten.get(1..).unwrap_or(&[]), rewritten.as_slice())
             }
-            None => (text, raw),
+            None => (sql, raw),
         };
         // KILL acts on Causeway's sessions: answered here, never sent on.
         if class.kind == Kind::Kill {
-            return self.kill_sql(&text, next).await;
+            return self.kill_sql(&String::from_utf8_lossy(text), next).await;
         }
-        if class.flags.intersects(Flags::MULTI_STATEMENT) && crate::classify::has_kill(&text) {
+        if class.flags.intersects(Flags::MULTI_STATEMENT)
+            && crate::classify::has_kill(&String::from_utf8_lossy(text))
+        {
             return self.fail(next, &Error::KillUnsupported).await;
         }
-        if class.hints.route.is_none() && super::carry::is_diagnostics(&class, &text) {
-            return self.diagnostics(raw, &class, &text).await;
+        if class.hints.route.is_none() && super::carry::is_diagnostics(&class, text) {
+            return self.diagnostics(raw, &class, text).await;
         }
-        let mut decision = self.decide(&class, &text);
-        match self.read_only_guard(&decision, &class, &text).await {
+        let mut decision = self.decide(&class, text);
+        match self.read_only_guard(&decision, &class, text).await {
             Ok(Some(d)) => decision = d,
             Ok(None) => {}
             Err(e) => return self.fail_unless_lost(next, &e).await,
@@ -74,7 +77,9 @@ impl Session {
             };
         }
         if decision.target == Target::Local {
-            return self.local_statement(&text, next).await;
+            return self
+                .local_statement(&String::from_utf8_lossy(text), next)
+                .await;
         }
         let index = decision.target.index().unwrap_or(0);
         let plan = if index > 0 && decision.reason != "transaction_bound" {
@@ -93,7 +98,7 @@ impl Session {
         if wait.is_none() && decision.target.index().unwrap_or(0) > 0 {
             self.count_plain(index);
         }
-        let stmt = Some((&class, &*text));
+        let stmt = Some((&class, text));
         match self
             .run(index, raw, Expect::ResultSets, stmt, None, wait.as_ref())
             .await
@@ -123,7 +128,7 @@ impl Session {
         &mut self,
         decision: &Decision,
         class: &Class,
-        text: &str,
+        text: &[u8],
     ) -> Result<Option<Decision>, Error> {
         let Some(index) = decision.target.index().filter(|&i| i > 0) else {
             return Ok(None);
@@ -201,17 +206,26 @@ impl Session {
         Ok(Some(self.decide(class, text)))
     }
 
-    /// The statement with `ROW_COUNT()` answered from the session's last
-    /// statement (which may have run on another backend), if it calls it;
-    /// with a pool, notes whether it reads the last insert id.
-    fn session_functions(&mut self, class: &Class, text: &str) -> Option<String> {
-        if !class.flags.contains(Flags::SIDE_EFFECT_FN) {
-            return None;
+    /// The COM_QUERY payload with `ROW_COUNT()` answered from the
+    /// session's last statement (which may have run on another backend) and
+    /// `CONNECTION_ID()` from the session's id, if it calls them; with a
+    /// pool, notes whether it reads the last insert id.
+    fn session_functions(&mut self, class: &Class, sql: &[u8]) -> Option<Vec<u8>> {
+        let mut new = None;
+        if class.flags.contains(Flags::SIDE_EFFECT_FN) {
+            if self.tp {
+                self.ps.wants_last_insert_id = crate::classify::reads_last_insert_id(sql);
+            }
+            new = crate::classify::substitute_row_count(sql, self.ps.row_count);
         }
-        if self.tp {
-            self.ps.wants_last_insert_id = crate::classify::reads_last_insert_id(text);
+        let cur = new.as_deref().unwrap_or(sql);
+        if let Some(n) = crate::classify::substitute_connection_id(cur, self.id) {
+            new = Some(n);
         }
-        crate::classify::substitute_row_count(text, self.ps.row_count)
+        new.map(|mut n| {
+            n.insert(0, com::QUERY);
+            n
+        })
     }
 
     /// Counts a read the router sent to a replica that needed no wait, at
@@ -224,7 +238,7 @@ impl Session {
         }
     }
 
-    pub(super) fn view(&self, sql: &str, by_position: bool) -> SessionView {
+    pub(super) fn view(&self, sql: &[u8], by_position: bool) -> SessionView {
         let temp = !self.state.temp_tables.is_empty() && self.state.mentions_temp_table(sql);
         SessionView {
             in_transaction: self.txn_backend.is_some() || self.status & status::AUTOCOMMIT == 0,
@@ -238,7 +252,7 @@ impl Session {
         }
     }
 
-    pub(super) fn decide(&self, class: &Class, sql: &str) -> Decision {
+    pub(super) fn decide(&self, class: &Class, sql: &[u8]) -> Decision {
         let cluster = &self.ctx.cluster;
         let topo = cluster.topology();
         let policy = self.policy();
@@ -250,6 +264,8 @@ impl Session {
             .level_for(class, &policy)
             .unwrap_or(policy.consistency.level);
         let view = self.view(sql, level != crate::consistency::Level::Eventual);
+        let sql = String::from_utf8_lossy(sql);
+        let sql = &*sql;
         let decision = router::route(
             class,
             &view,
@@ -307,7 +323,7 @@ impl Session {
         }
         for s in self.state.user_var_sets.iter().skip(synced.user_vars) {
             let mut p = vec![com::QUERY];
-            p.extend_from_slice(s.as_bytes());
+            p.extend_from_slice(s);
             pre.push(p);
         }
         if !pre.is_empty() {
@@ -329,7 +345,7 @@ impl Session {
     }
 
     /// Learns from a reply of backend `index` to a statement of class `class`.
-    pub(super) fn learn(&mut self, index: usize, info: &ReplyInfo, stmt: Option<(&Class, &str)>) {
+    pub(super) fn learn(&mut self, index: usize, info: &ReplyInfo, stmt: Option<(&Class, &[u8])>) {
         let st = info.status.unwrap_or(self.status);
         let was_written = self.txn_written;
         let owner = self.txn_backend.unwrap_or(0);
@@ -353,7 +369,7 @@ impl Session {
             Some((c, sql))
                 if c.kind == Kind::SetTransaction
                     && !c.flags.contains(Flags::GLOBAL)
-                    && !is_session_scope(sql) =>
+                    && !set_transaction(sql).session =>
             {
                 one_shot = info
                     .variables
@@ -425,28 +441,25 @@ impl Session {
             info.last_gtid.is_some(),
             in_trans,
         );
+        if matches!(class.kind, Kind::TempTable { .. })
+            || class.flags.contains(Flags::MULTI_STATEMENT)
+        {
+            self.state.learn_temp_tables(temp_table_changes(sql));
+        }
         match class.kind {
-            Kind::TempTable { create } => {
-                if let Some(name) = temp_table_name(sql) {
-                    self.state.temp_tables.retain(|t| *t != name);
-                    if create {
-                        self.state.temp_tables.push(name);
-                    }
-                }
-            }
             Kind::LockTables => self.state.table_locks = true,
             Kind::UnlockTables | Kind::Begin { .. } => self.state.table_locks = false,
             // The transaction pool reads assigned values back instead.
             Kind::SetUserVar if self.tp => {}
             Kind::SetUserVar if replayable_user_var_set(sql) => {
-                self.state.user_var_sets.push(sql.to_string());
+                self.state.user_var_sets.push(sql.to_vec());
                 if let Some(s) = self.synced.get_mut(index) {
                     s.user_vars = self.state.user_var_sets.len();
                 }
             }
             Kind::SetUserVar => self.state.user_vars_on_primary = true,
             Kind::SetSession => {
-                if let Some(c) = super::state::names_collation(sql) {
+                if let Some(c) = names_collation(sql) {
                     if self.state.set_collation(&c) {
                         if let Some(s) = self.synced.get_mut(index) {
                             s.version = self.state.version;
@@ -454,22 +467,21 @@ impl Session {
                     }
                 }
             }
-            Kind::SetTransaction
-                if !class.flags.contains(Flags::GLOBAL) && session_isolation(sql).is_none() =>
-            {
-                // Only for the next transaction, and only on this connection.
-                self.ps.next_transaction = !is_session_scope(sql);
-            }
             Kind::SetTransaction if !class.flags.contains(Flags::GLOBAL) => {
-                // The server does not report `SET SESSION TRANSACTION
-                // ISOLATION LEVEL` as a variable change; record it.
-                if let Some(level) = session_isolation(sql) {
-                    if self
-                        .state
-                        .record_vars(&[("tx_isolation".into(), level.into())])
-                    {
-                        if let Some(s) = self.synced.get_mut(index) {
-                            s.version = self.state.version;
+                let st = set_transaction(sql);
+                match st.isolation.filter(|_| st.session) {
+                    // Only for the next transaction, and only on this connection.
+                    None => self.ps.next_transaction = !st.session,
+                    // The server does not report `SET SESSION TRANSACTION
+                    // ISOLATION LEVEL` as a variable change; record it.
+                    Some(level) => {
+                        if self
+                            .state
+                            .record_vars(&[("tx_isolation".into(), level.into())])
+                        {
+                            if let Some(s) = self.synced.get_mut(index) {
+                                s.version = self.state.version;
+                            }
                         }
                     }
                 }
@@ -507,59 +519,4 @@ fn is_transaction_var(name: &str) -> bool {
     ]
     .iter()
     .any(|v| name.eq_ignore_ascii_case(v))
-}
-
-/// Whether a `SET .. TRANSACTION` names the session scope.
-fn is_session_scope(sql: &str) -> bool {
-    sql.split_whitespace()
-        .take_while(|w| !w.eq_ignore_ascii_case("TRANSACTION"))
-        .any(|w| w.eq_ignore_ascii_case("SESSION") || w.eq_ignore_ascii_case("LOCAL"))
-}
-
-/// The level of `SET SESSION TRANSACTION ISOLATION LEVEL ...` as the
-/// `tx_isolation` value (`READ-COMMITTED`); `None` for a bare
-/// `SET TRANSACTION` (next transaction only) or anything else.
-fn session_isolation(sql: &str) -> Option<&'static str> {
-    let words: Vec<String> = sql
-        .split_whitespace()
-        .map(|w| w.trim_end_matches([';', ',']).to_ascii_uppercase())
-        .collect();
-    let at = words.iter().position(|w| w == "TRANSACTION")?;
-    if !words[..at].iter().any(|w| w == "SESSION" || w == "LOCAL") {
-        return None;
-    }
-    let rest = words.get(at + 1..)?;
-    let lvl = rest.iter().position(|w| w == "LEVEL")?;
-    match (
-        rest.get(lvl + 1).map(String::as_str),
-        rest.get(lvl + 2).map(String::as_str),
-    ) {
-        (Some("READ"), Some("COMMITTED")) => Some("READ-COMMITTED"),
-        (Some("READ"), Some("UNCOMMITTED")) => Some("READ-UNCOMMITTED"),
-        (Some("REPEATABLE"), Some("READ")) => Some("REPEATABLE-READ"),
-        (Some("SERIALIZABLE"), _) => Some("SERIALIZABLE"),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::session_isolation;
-
-    #[test]
-    fn session_isolation_levels() {
-        assert_eq!(
-            session_isolation("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"),
-            Some("READ-COMMITTED")
-        );
-        assert_eq!(
-            session_isolation("set session transaction isolation level serializable;"),
-            Some("SERIALIZABLE")
-        );
-        assert_eq!(
-            session_isolation("SET TRANSACTION ISOLATION LEVEL READ COMMITTED"),
-            None
-        );
-        assert_eq!(session_isolation("SET SESSION TRANSACTION READ ONLY"), None);
-    }
 }

@@ -51,12 +51,15 @@ pub struct SessionState {
     vars: BTreeMap<String, String>,
     /// Bumped whenever `vars` changes.
     pub version: u64,
-    /// Literal user-variable assignments, in order, to replay elsewhere.
-    pub user_var_sets: Vec<String>,
+    /// Literal user-variable assignments, in order, to replay elsewhere:
+    /// the statements as the client sent them (its bytes, in its character
+    /// set).
+    pub user_var_sets: Vec<Vec<u8>>,
     /// User variables were assigned from data on the primary.
     pub user_vars_on_primary: bool,
-    /// Temporary tables the session created (lower-case names).
-    pub temp_tables: Vec<String>,
+    /// Temporary tables the session created: names as the client wrote
+    /// them (its bytes, unquoted, without database).
+    pub temp_tables: Vec<Vec<u8>>,
     /// `LOCK TABLES` in effect.
     pub table_locks: bool,
     /// `GET_LOCK()` was called and not every lock released.
@@ -229,10 +232,34 @@ impl SessionState {
         }
     }
 
-    pub fn mentions_temp_table(&self, sql: &str) -> bool {
+    pub fn mentions_temp_table(&self, sql: &[u8]) -> bool {
         self.temp_tables
             .iter()
             .any(|t| crate::classify::mentions_table(sql, t))
+    }
+
+    /// Records the temporary tables a statement that succeeded created and
+    /// dropped. A drop removes the table of exactly that name, else one
+    /// that differs only in case (the server folds names under
+    /// `lower_case_table_names`, and then two such tables cannot exist).
+    pub fn learn_temp_tables(&mut self, changes: Vec<crate::classify::TempTableChange>) {
+        for c in changes {
+            let exact = self.temp_tables.iter().position(|t| *t == c.name);
+            if c.create {
+                if exact.is_none() {
+                    self.temp_tables.push(c.name);
+                }
+                continue;
+            }
+            let at = exact.or_else(|| {
+                self.temp_tables
+                    .iter()
+                    .position(|t| crate::classify::same_table_name(t, &c.name))
+            });
+            if let Some(i) = at {
+                self.temp_tables.remove(i);
+            }
+        }
     }
 }
 
@@ -279,22 +306,27 @@ pub fn user_var_literal(value: Option<&str>, column_type: u8, charset: u16) -> O
     }
 }
 
-/// The collation of `SET NAMES cs COLLATE c` (`c`), if `sql` is one.
-pub fn names_collation(sql: &str) -> Option<String> {
-    let words: Vec<&str> = sql.split_whitespace().collect();
-    let at = words.iter().position(|w| w.eq_ignore_ascii_case("NAMES"))?;
-    if at == 0 || !words[at - 1].eq_ignore_ascii_case("SET") {
+/// Whether a column type is a string (not a number, not NULL).
+pub fn is_string_type(column_type: u8) -> bool {
+    !matches!(column_type, 0..=6 | 8 | 9 | 13 | 246)
+}
+
+/// A string value as a literal of the same bytes and character set, from
+/// `HEX()` and `CHARSET()` of it: `_latin1 X'E9'`. `None` if either is not
+/// what those functions return.
+pub fn string_literal(hex: &str, charset: &str) -> Option<String> {
+    let hex_ok = hex.len().is_multiple_of(2) && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    let cs_ok = !charset.is_empty()
+        && charset
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !(hex_ok && cs_ok) {
         return None;
     }
-    let collate = words.get(at + 2)?;
-    if !collate.eq_ignore_ascii_case("COLLATE") {
-        return None;
+    if hex.is_empty() {
+        return Some(format!("_{charset}''"));
     }
-    let c = words
-        .get(at + 3)?
-        .trim_end_matches([';', ','])
-        .trim_matches(['\'', '"', '`']);
-    (!c.is_empty()).then(|| c.to_ascii_lowercase())
+    Some(format!("_{charset} X'{hex}'"))
 }
 
 /// The character set of a collation id, for the common ones.
@@ -334,49 +366,11 @@ fn sql_value(name: &str, v: &str) -> String {
     s
 }
 
-/// The table name of `CREATE|DROP TEMPORARY TABLE [IF [NOT] EXISTS] name`,
-/// lower-case, without quotes or database. `None` if it cannot be read.
-pub fn temp_table_name(sql: &str) -> Option<String> {
-    let lower = sql.to_ascii_lowercase();
-    let at = lower.find("table")? + "table".len();
-    let mut rest = sql[at..].trim_start();
-    for kw in ["if not exists", "if exists"] {
-        if rest.len() >= kw.len() && rest[..kw.len()].eq_ignore_ascii_case(kw) {
-            rest = rest[kw.len()..].trim_start();
-        }
-    }
-    let end = rest
-        .find(|c: char| c.is_whitespace() || c == '(' || c == ';' || c == ',')
-        .unwrap_or(rest.len());
-    let name = &rest[..end];
-    let name = name.rsplit('.').next()?.trim_matches('`');
-    (!name.is_empty()).then(|| name.to_ascii_lowercase())
-}
-
-/// Whether a `SET @v = ...` can be replayed elsewhere with the same result:
-/// only literal values (no function calls, no subqueries, no variables).
-pub fn replayable_user_var_set(sql: &str) -> bool {
-    !sql.contains('(')
-        && !sql.to_ascii_lowercase().contains("select")
-        && sql.matches('@').count() <= sql.matches('=').count()
-}
-
 #[cfg(test)]
 mod tests {
 
     #[test]
     fn a_names_collation_moves_and_a_new_character_set_drops_it() {
-        assert_eq!(
-            names_collation("SET NAMES utf8mb4 COLLATE utf8mb4_bin"),
-            Some("utf8mb4_bin".into())
-        );
-        assert_eq!(
-            names_collation("set names 'latin1' collate 'LATIN1_BIN';"),
-            Some("latin1_bin".into())
-        );
-        assert_eq!(names_collation("SET NAMES utf8mb4"), None);
-        assert_eq!(names_collation("SELECT 'SET NAMES x COLLATE y'"), None);
-
         let names = |cs: &str| {
             [
                 "character_set_client",
@@ -495,6 +489,18 @@ mod tests {
     }
 
     #[test]
+    fn string_values_keep_their_bytes_and_character_set() {
+        assert_eq!(
+            string_literal("E9FF80", "latin1").as_deref(),
+            Some("_latin1 X'E9FF80'")
+        );
+        assert_eq!(string_literal("", "binary").as_deref(), Some("_binary''"));
+        assert_eq!(string_literal("E9F", "latin1"), None);
+        assert_eq!(string_literal("E9", "x'; DROP"), None);
+        assert!(is_string_type(253) && is_string_type(252) && !is_string_type(8));
+    }
+
+    #[test]
     fn quoting_and_nulls() {
         assert_eq!(sql_value("x", "it's"), "'it''s'");
         assert_eq!(sql_value("x", "a\\b"), "'a\\\\b'");
@@ -512,27 +518,51 @@ mod tests {
     }
 
     #[test]
-    fn temp_table_names() {
+    fn temp_tables_are_created_and_dropped_by_name() {
+        use crate::classify::temp_table_changes;
+        let mut s = SessionState::default();
+        s.learn_temp_tables(temp_table_changes("CREATE TEMPORARY TABLE t (a INT)"));
+        s.learn_temp_tables(temp_table_changes(
+            "CREATE TEMPORARY TABLE T (a INT); CREATE TEMPORARY TABLE `é` (a INT)",
+        ));
         assert_eq!(
-            temp_table_name("CREATE TEMPORARY TABLE t1 (a INT)").as_deref(),
-            Some("t1")
+            s.temp_tables,
+            vec![b"t".to_vec(), b"T".to_vec(), "é".into()]
         );
-        assert_eq!(
-            temp_table_name("create temporary table if not exists `My`.`Tmp`(a int)").as_deref(),
-            Some("tmp")
-        );
-        assert_eq!(
-            temp_table_name("DROP TEMPORARY TABLE IF EXISTS x").as_deref(),
-            Some("x")
-        );
-        assert_eq!(temp_table_name("CREATE TEMPORARY"), None);
+        assert!(s.mentions_temp_table("SELECT * FROM É".as_bytes()));
+        // The exact name first: `t` stays while `T` goes.
+        s.learn_temp_tables(temp_table_changes("DROP TEMPORARY TABLE T, `É`"));
+        assert_eq!(s.temp_tables, vec![b"t".to_vec()]);
+        s.learn_temp_tables(temp_table_changes("DROP TEMPORARY TABLE IF EXISTS db.T"));
+        assert!(s.temp_tables.is_empty());
     }
 
-    #[test]
-    fn replayable_sets() {
-        assert!(replayable_user_var_set("SET @a = 1, @b = 'x'"));
-        assert!(!replayable_user_var_set("SET @a = (SELECT MAX(id) FROM t)"));
-        assert!(!replayable_user_var_set("SET @a = NOW()"));
-        assert!(!replayable_user_var_set("SET @a = @b"));
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// The session-state helpers take any bytes a client sends (as
+        /// statements) or a backend returns (as values) without panicking,
+        /// and a table the session created is mentioned by a read of it.
+        #[test]
+        fn session_state_helpers_take_any_bytes(
+            stmt in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..160),
+            name in proptest::collection::vec(0x80u8..=0xff, 1..8),
+            value in "\\PC{0,40}",
+            ty in proptest::prelude::any::<u8>(),
+            cs in proptest::prelude::any::<u16>(),
+        ) {
+            use crate::classify::temp_table_changes;
+            let mut s = SessionState::default();
+            s.learn_temp_tables(temp_table_changes(&stmt));
+            let _ = s.mentions_temp_table(&stmt);
+            let create = [b"CREATE TEMPORARY TABLE ".as_slice(), &name, b" (a INT)"].concat();
+            s.learn_temp_tables(temp_table_changes(&create));
+            let read = [b"SELECT * FROM ".as_slice(), &name].concat();
+            proptest::prop_assert!(s.mentions_temp_table(&read));
+            s.learn_temp_tables(temp_table_changes(&stmt));
+            let _ = user_var_literal(Some(&value), ty, cs);
+            let _ = string_literal(&value, &value);
+            let _ = sql_value(&value, &value);
+        }
     }
 }

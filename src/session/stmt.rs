@@ -20,7 +20,9 @@ use super::{Flow, Session};
 pub struct PsEntry {
     /// The COM_STMT_PREPARE payload, to prepare elsewhere.
     prepare: Vec<u8>,
-    sql: String,
+    /// The statement's text as prepared (the client's bytes, calls
+    /// Causeway answers already replaced).
+    sql: Vec<u8>,
     class: Class,
     params: u16,
     /// The backend's statement id, per topology index.
@@ -70,6 +72,16 @@ impl Session {
         }
         let id = self.next_stmt_id;
         self.last_prepared = None;
+        // The prepared text, as every backend gets it: `CONNECTION_ID()`
+        // is the session's id wherever it executes.
+        let rewritten = crate::classify::substitute_connection_id(sql, self.id).map(|mut v| {
+            v.insert(0, com::STMT_PREPARE);
+            v
+        });
+        let (sql, raw) = match &rewritten {
+            Some(v) => (v.get(1..).unwrap_or(&[]), v.as_slice()),
+            None => (sql, raw),
+        };
         let flow = self
             .run(0, raw, Expect::Prepare, None, Some(id), None)
             .await;
@@ -79,7 +91,7 @@ impl Session {
             }
             self.next_stmt_id = self.next_stmt_id.wrapping_add(1).max(1);
             let n = self.backends.len();
-            let text = String::from_utf8_lossy(sql).into_owned();
+            let text = sql.to_vec();
             let mut ids = vec![None; n];
             ids[0] = Some(p.stmt_id);
             // The prepare carried no parameter types: the first execute on
@@ -89,7 +101,7 @@ impl Session {
                 id,
                 PsEntry {
                     prepare: raw.to_vec(),
-                    class: classify(&text),
+                    class: classify(&String::from_utf8_lossy(&text)),
                     sql: text,
                     params: p.params,
                     ids,

@@ -28,7 +28,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::admin::metrics as m;
-use crate::classify::{lock_calls, user_var_names, Class, Flags, Kind};
+use crate::classify::{
+    handler, lock_calls, prepared_name, user_var_names, Class, Flags, HandlerOp, Kind,
+};
 use crate::error::Error;
 use crate::pool::conn::BackendConn;
 use crate::pool::txn_pool::{Applied, GroupKey};
@@ -36,7 +38,7 @@ use crate::protocol::consts::{com, status};
 use crate::protocol::reply::Expect;
 
 use super::relay::ReplyInfo;
-use super::state::{quote_ident, user_var_literal, LOGIN_VARS};
+use super::state::{is_string_type, quote_ident, string_literal, user_var_literal, LOGIN_VARS};
 use super::{drain_reply, Session};
 
 /// What the transaction-level pool needs to know about a session beyond
@@ -469,7 +471,7 @@ impl Session {
     /// Learns what a statement left on the connection that the pool must
     /// carry or pin: generated ids, row counts, text prepares, pending
     /// `FOUND_ROWS()`.
-    pub(super) fn learn_pooled(&mut self, info: &ReplyInfo, stmt: Option<(&Class, &str)>) {
+    pub(super) fn learn_pooled(&mut self, info: &ReplyInfo, stmt: Option<(&Class, &[u8])>) {
         if info.last_insert_id != 0 {
             self.ps.last_insert_id = Some(info.last_insert_id);
         }
@@ -481,40 +483,32 @@ impl Session {
         }
         match class.kind {
             Kind::Prepare => {
-                if let Some(name) = nth_word(sql, 1) {
+                if let Some(name) = prepared_name(sql) {
                     self.ps.text_prepares.insert(name);
                 }
             }
             Kind::Deallocate => {
-                if let Some(name) = nth_word(sql, 2) {
+                if let Some(name) = prepared_name(sql) {
                     self.ps.text_prepares.remove(&name);
                 }
             }
             _ => {}
         }
-        if nth_word(sql, 0).as_deref() == Some("handler") {
-            // `HANDLER t OPEN [AS a]` is closed by its alias if it has one.
-            let words: Vec<String> = (1..6).map_while(|i| nth_word(sql, i)).collect();
-            match words.get(1).map(String::as_str) {
-                Some("open") => {
-                    let name = match (words.get(2).map(String::as_str), words.get(3)) {
-                        (Some("as"), Some(alias)) => alias.clone(),
-                        (Some(alias), _) => alias.to_string(),
-                        _ => words[0].clone(),
-                    };
-                    self.ps.handlers.insert(name);
-                }
-                Some("close") => {
-                    self.ps.handlers.remove(&words[0]);
-                }
-                _ => {}
+        // `HANDLER t OPEN [AS a]` is closed by its alias if it has one.
+        match handler(sql) {
+            Some(HandlerOp::Open(name)) => {
+                self.ps.handlers.insert(name);
             }
+            Some(HandlerOp::Close(name)) => {
+                self.ps.handlers.remove(&name);
+            }
+            None => {}
         }
     }
 
     /// Reads back the user variables a statement may have assigned, on the
     /// connection it ran on, so they can be replayed on any other.
-    pub(super) async fn capture_user_vars(&mut self, index: usize, class: &Class, sql: &str) {
+    pub(super) async fn capture_user_vars(&mut self, index: usize, class: &Class, sql: &[u8]) {
         let assigns = class.kind == Kind::SetUserVar
             || class
                 .flags
@@ -532,11 +526,16 @@ impl Session {
         if names.is_empty() {
             return;
         }
+        // The value (for its type), and a string's bytes and character set
+        // as they are: the text of the value may not be UTF-8.
         let select = format!(
             "SELECT {}",
             names
                 .iter()
-                .map(|n| format!("@{}", quote_ident(n)))
+                .map(|n| {
+                    let v = format!("@{}", quote_ident(n));
+                    format!("{v}, HEX({v}), CHARSET({v})")
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -555,9 +554,18 @@ impl Session {
         };
         let row = table.rows.first();
         for (i, name) in names.into_iter().enumerate() {
-            let value = row.and_then(|r| r.get(i)).and_then(|v| v.as_deref());
-            let (ty, cs) = table.types.get(i).copied().unwrap_or((253, 0));
-            match user_var_literal(value, ty, cs) {
+            let col = |k: usize| {
+                row.and_then(|r| r.get(3 * i + k))
+                    .and_then(|v| v.as_deref())
+            };
+            let (ty, cs) = table.types.get(3 * i).copied().unwrap_or((253, 0));
+            let literal = match (col(0), col(1), col(2)) {
+                (Some(_), Some(hex), Some(charset)) if is_string_type(ty) => {
+                    string_literal(hex, charset)
+                }
+                (value, _, _) => user_var_literal(value, ty, cs),
+            };
+            match literal {
                 Some(lit) if lit == "NULL" => {
                     self.ps.unreplayable.remove(&name);
                     self.ps.user_values.remove(&name);
@@ -617,7 +625,7 @@ impl Session {
 
     /// Updates the user-level locks the session holds after a statement
     /// that called a lock function succeeded.
-    pub(super) fn learn_locks(&mut self, sql: &str) {
+    pub(super) fn learn_locks(&mut self, sql: &[u8]) {
         let calls = lock_calls(sql);
         if calls.release_all {
             self.ps.locks.clear();
@@ -671,33 +679,4 @@ async fn login_values(conn: &mut BackendConn) -> Result<BTreeMap<String, String>
         }
     }
     Ok(out)
-}
-
-/// The `n`th word of a statement (0-based), lower-case, without quotes.
-fn nth_word(sql: &str, n: usize) -> Option<String> {
-    let mut rest = sql.trim_start();
-    while let Some(r) = rest.strip_prefix("/*") {
-        rest = r.split_once("*/")?.1.trim_start();
-    }
-    let w = rest.split_whitespace().nth(n)?;
-    let w = w.trim_end_matches(';').trim_matches('`');
-    (!w.is_empty()).then(|| w.to_ascii_lowercase())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::nth_word;
-
-    #[test]
-    fn statement_names() {
-        assert_eq!(
-            nth_word("PREPARE s1 FROM 'SELECT 1'", 1).as_deref(),
-            Some("s1")
-        );
-        assert_eq!(
-            nth_word("/* x */ DEALLOCATE PREPARE `S1`;", 2).as_deref(),
-            Some("s1")
-        );
-        assert_eq!(nth_word("DROP PREPARE s1", 2).as_deref(), Some("s1"));
-    }
 }

@@ -8,8 +8,10 @@
 mod cases_connect;
 mod cases_sql;
 mod cases_tricky;
+mod fuzz;
 mod hints;
 mod robust;
+mod session_sql;
 mod tables;
 
 use super::{classify, Flags, Kind};
