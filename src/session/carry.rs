@@ -178,7 +178,14 @@ impl Session {
         stmt: Option<(&Class, &[u8])>,
     ) {
         let Some((class, sql)) = stmt else { return };
-        if !set_hidden_vars(class, sql, info) {
+        // A statement prepared on this connection just before its execute
+        // makes the server report a state change (the prepare) in the
+        // execute's reply: that is no sign of variables set by a read or a
+        // write (a stored function called by such a first execute is
+        // missed).
+        let fresh_prepare = std::mem::take(&mut self.ps.fresh_prepare)
+            && matches!(class.kind, Kind::Read | Kind::Write | Kind::LockingRead);
+        if fresh_prepare || !set_hidden_vars(class, sql, info) {
             return;
         }
         if index == 0 && !self.tp {

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use bytes::BytesMut;
 use tokio::sync::Notify;
 
-use super::registry::{Killer, QueryTarget, Registration, Running};
+use super::registry::{Activity, Killer, QueryTarget, Registration, Running};
 use super::{send_error, Flow, Session};
 use crate::classify::{kill_statement, KillScope, KillStatement, KillTarget};
 use crate::cluster::BackendKill;
@@ -31,7 +31,7 @@ use crate::protocol::response::Ok as OkPacket;
 pub(super) struct KillWatch {
     pub kill: Arc<Notify>,
     killed: Arc<AtomicBool>,
-    running: Arc<Mutex<Option<Running>>>,
+    activity: Arc<Mutex<Activity>>,
 }
 
 impl KillWatch {
@@ -39,19 +39,24 @@ impl KillWatch {
         KillWatch {
             kill: reg.kill.clone(),
             killed: reg.killed.clone(),
-            running: reg.running.clone(),
+            activity: reg.activity.clone(),
         }
     }
 
-    /// A statement now runs on backend `backend`, thread `thread_id`.
+    /// A statement now runs on backend `backend`, thread `thread_id` (also
+    /// what SHOW CAUSEWAY PROCESSLIST shows as its backend thread).
     pub fn publish(&self, backend: usize, thread_id: u32) {
-        *self.running.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(Running { backend, thread_id });
+        let mut a = self.activity.lock().unwrap_or_else(|e| e.into_inner());
+        a.backend = Some((backend, thread_id));
+        a.running = true;
     }
 
-    /// No statement runs.
+    /// No statement runs (the backend that ran the last one stays shown).
     pub fn idle(&self) {
-        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.activity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .running = false;
     }
 
     pub fn is_killed(&self) -> bool {

@@ -120,7 +120,6 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         tp,
         ps: txn::PoolSession::default(),
         published: Default::default(),
-        activity: reg.activity.clone(),
         ctx: ctx.clone(),
         id,
         peer,
@@ -231,8 +230,6 @@ struct Session {
     ps: txn::PoolSession,
     /// What SHOW CAUSEWAY PROCESSLIST last showed of the session.
     published: registry::Status,
-    /// What the session is doing now, for SHOW PROCESSLIST.
-    activity: Arc<std::sync::Mutex<registry::Activity>>,
     scratch: BytesMut,
     /// Session variables, user variables, temporary tables, locks.
     state: SessionState,
@@ -492,7 +489,6 @@ impl Session {
                 return self.backend_failed(index, e, 1, false, in_trans).await;
             }
         }
-        self.running_on(index);
         let Some(conn) = self.backends[index].as_mut() else {
             return Flow::Close;
         };

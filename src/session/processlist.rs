@@ -135,19 +135,6 @@ impl Session {
         self.privileges.process || self.privileges.super_
     }
 
-    /// Publishes the backend connection that runs the statement (an
-    /// uncontended lock; only when it changed).
-    pub(super) fn running_on(&self, index: usize) {
-        let Some(t) = self.backends.get(index).and_then(|b| b.as_ref()) else {
-            return;
-        };
-        let now = Some((index, t.thread_id));
-        let mut a = self.activity.lock().unwrap_or_else(|e| e.into_inner());
-        if a.backend != now {
-            a.backend = now;
-        }
-    }
-
     /// The sessions this one may see.
     fn visible_rows(&self) -> Vec<Row> {
         self.ctx

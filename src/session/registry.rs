@@ -39,8 +39,6 @@ pub struct Entry {
     pub killed: Arc<AtomicBool>,
     /// What the session publishes about itself.
     pub status: Arc<Mutex<Status>>,
-    /// The statement the session runs now, if any.
-    pub running: Arc<Mutex<Option<Running>>>,
     /// What it is doing now (SHOW PROCESSLIST's Command, Time, Info).
     pub activity: Arc<Mutex<Activity>>,
 }
@@ -59,6 +57,8 @@ pub struct Activity {
     /// The backend connection (topology index, server thread id) running
     /// the statement, or that ran the last one.
     pub backend: Option<(usize, u32)>,
+    /// A statement runs on `backend` now (what `KILL QUERY` interrupts).
+    pub running: bool,
 }
 
 impl Default for Activity {
@@ -68,6 +68,7 @@ impl Default for Activity {
             since: Instant::now(),
             info: None,
             backend: None,
+            running: false,
         }
     }
 }
@@ -135,7 +136,6 @@ pub struct Registration {
     pub kill: Arc<Notify>,
     pub killed: Arc<AtomicBool>,
     pub status: Arc<Mutex<Status>>,
-    pub running: Arc<Mutex<Option<Running>>>,
     pub activity: Arc<Mutex<Activity>>,
 }
 
@@ -191,7 +191,11 @@ impl Registration {
 
     /// Publishes the statement the session runs now (`None`: it is idle).
     pub fn set_running(&self, running: Option<Running>) {
-        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = running;
+        let mut a = self.activity.lock().unwrap_or_else(|e| e.into_inner());
+        a.running = running.is_some();
+        if let Some(r) = running {
+            a.backend = Some((r.backend, r.thread_id));
+        }
     }
 
     /// Whether the session has been killed.
@@ -218,6 +222,15 @@ impl Killer<'_> {
     /// `CONNECTION ADMIN` or `SUPER`. `PROCESS` only lets one see them.
     fn may_kill(&self, owner: &str) -> bool {
         self.user == owner || self.privileges.connection_admin || self.privileges.super_
+    }
+}
+
+/// Where the session of `e` runs a statement now, if it runs one.
+fn running_of(e: &Entry) -> Option<Running> {
+    let a = e.activity.lock().unwrap_or_else(|e| e.into_inner());
+    match a.backend {
+        Some((backend, thread_id)) if a.running => Some(Running { backend, thread_id }),
+        _ => None,
     }
 }
 
@@ -282,7 +295,6 @@ impl Registry {
         let kill = Arc::new(Notify::new());
         let killed = Arc::new(AtomicBool::new(false));
         let status = Arc::new(Mutex::new(Status::default()));
-        let running = Arc::new(Mutex::new(None));
         let activity = Arc::new(Mutex::new(Activity::default()));
         self.lock().insert(
             id,
@@ -293,7 +305,6 @@ impl Registry {
                 kill: kill.clone(),
                 killed: killed.clone(),
                 status: status.clone(),
-                running: running.clone(),
                 activity: activity.clone(),
             },
         );
@@ -307,7 +318,6 @@ impl Registry {
             kill,
             killed,
             status,
-            running,
             activity,
         }
     }
@@ -349,8 +359,7 @@ impl Registry {
         if !killer.may_kill(&e.user) {
             return Err(Error::NotOwnerOfThread(id));
         }
-        let running = e.running.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        Ok(running.map_or(QueryTarget::Idle, QueryTarget::Running))
+        Ok(running_of(e).map_or(QueryTarget::Idle, QueryTarget::Running))
     }
 
     /// The sessions of `user` (from `host`, when given and not `%`), by id,
@@ -381,8 +390,7 @@ impl Registry {
                     host: host.unwrap_or("%").to_string(),
                 });
             }
-            let running = e.running.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            out.push((*id, running));
+            out.push((*id, running_of(e)));
         }
         out.sort_by_key(|(id, _)| *id);
         Ok(out)

@@ -211,6 +211,11 @@ impl Session {
     /// `CONNECTION_ID()` from the session's id, if it calls them; with a
     /// pool, notes whether it reads the last insert id.
     fn session_functions(&mut self, class: &Class, sql: &[u8]) -> Option<Vec<u8>> {
+        // `KILL CONNECTION_ID()` names the session itself: Causeway
+        // answers it, reading the call as the session's id.
+        if class.kind == Kind::Kill {
+            return None;
+        }
         let mut new = None;
         if class.flags.contains(Flags::SIDE_EFFECT_FN) {
             if self.tp {

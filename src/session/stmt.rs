@@ -285,6 +285,7 @@ impl Session {
             .ok_or(Error::BackendProtocol {
                 backend: conn.backend.clone(),
             })?;
+        self.ps.fresh_prepare = true;
         self.cache_statement(index, prepare, id).await;
         Ok(id)
     }
@@ -321,6 +322,7 @@ impl Session {
             .ok_or(Error::BackendProtocol {
                 backend: conn.backend.clone(),
             })?;
+        self.ps.fresh_prepare = true;
         if let Some(e) = self.stmts.get_mut(&id) {
             if let Some(slot) = e.ids.get_mut(index) {
                 *slot = Some(b);

@@ -87,6 +87,9 @@ pub struct PoolSession {
     /// names are unknown): they live on the primary connection, which the
     /// session keeps.
     pub hidden_vars: bool,
+    /// The statement about to be executed was just prepared on its
+    /// connection (the server reports that as a state change).
+    pub fresh_prepare: bool,
 }
 
 impl Default for PoolSession {
@@ -111,6 +114,7 @@ impl Default for PoolSession {
             diag_backend: None,
             diag_pending: false,
             hidden_vars: false,
+            fresh_prepare: false,
         }
     }
 }
