@@ -308,6 +308,22 @@ fn steps() -> usize {
         .unwrap_or(STEPS)
 }
 
+/// Whether the last step is a `FOUND_ROWS()` that does not directly follow
+/// its client's own `SQL_CALC_FOUND_ROWS` read. With a pool such a
+/// `FOUND_ROWS()` reads the backend connection's own count, which is
+/// documented as unsupported (docs/pools.md, "What remains unsupported"),
+/// so pooled modes do not compare it.
+fn bare_found_rows(steps: &[(usize, Op)]) -> bool {
+    let Some(((c, Op::Sql(last)), before)) = steps.split_last() else {
+        return false;
+    };
+    if last != "SELECT FOUND_ROWS()" {
+        return false;
+    }
+    let previous = before.iter().rev().find(|(cc, _)| cc == c);
+    !matches!(previous, Some((_, Op::Sql(p))) if p.contains("SQL_CALC_FOUND_ROWS"))
+}
+
 /// Plays every seed's schedule directly and through Causeway, and fails
 /// with each client's first differing step and what led to it.
 async fn matches_direct(env: &Env, mode: &str) {
@@ -339,7 +355,7 @@ async fn matches_direct(env: &Env, mode: &str) {
         let got = play(&schedule, &format!("{mode}_p{seed}"), || env.conn()).await;
         let mut seen = [false; CLIENTS];
         for (i, ((c, op), (w, g))) in schedule.iter().zip(want.iter().zip(&got)).enumerate() {
-            if w == g || seen[*c] {
+            if w == g || seen[*c] || (mode != "np" && bare_found_rows(&schedule[..=i])) {
                 continue;
             }
             seen[*c] = true;

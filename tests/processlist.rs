@@ -359,6 +359,53 @@ async fn each_user_sees_only_its_own_sessions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_sees_every_session_and_connection_id_finds_ones_own() {
+    let env = Env::start(1).await;
+    users(&env).await;
+    // Created after Causeway loaded the accounts: its first login (an
+    // unknown user) reloads them, privileges included.
+    env.primary_sql(
+        "CREATE USER 'carol'@'%' IDENTIFIED BY 'carol-pw'; GRANT SELECT ON app.* TO 'carol'@'%'; \
+         GRANT PROCESS ON *.* TO 'carol'@'%';",
+    )
+    .await;
+    let mut a = proxied(&env, "alice").await;
+    let b = proxied(&env, "bob").await;
+    let mut c = proxied(&env, "carol").await;
+    let all = BTreeSet::from([a.id(), b.id(), c.id()]);
+    for sql in [
+        "SHOW PROCESSLIST",
+        "SELECT ID FROM information_schema.PROCESSLIST",
+        "SHOW CAUSEWAY PROCESSLIST",
+    ] {
+        assert_eq!(
+            ids(&table(&mut c, sql).await.1),
+            all,
+            "carol (PROCESS): {sql}"
+        );
+    }
+    // The session's own row, by the id a connector knows it by, on every
+    // repetition (plain reads go to the replica; this one is rewritten
+    // and runs on the primary, where CONNECTION_ID() is not the session's
+    // without Causeway's rewrite).
+    for _ in 0..5 {
+        for (conn, user) in [(&mut a, "alice"), (&mut c, "carol")] {
+            let sql =
+                "SELECT ID, USER FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()";
+            let rows = table(conn, sql).await.1;
+            assert_eq!(ids(&rows), BTreeSet::from([conn.id()]), "{user}: {sql}");
+            let got: Option<(u64, String)> = conn
+                .query_first("SELECT ID, USER FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()")
+                .await
+                .unwrap();
+            assert_eq!(got, Some((u64::from(conn.id()), user.to_string())));
+        }
+    }
+    drop(b);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mariadb_cli_lists_client_sessions() {
     let env = Env::start(0).await;
     users(&env).await;
