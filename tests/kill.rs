@@ -305,8 +305,8 @@ async fn a_backend_thread_id_is_never_killed_through_causeway() {
     // statement; and Causeway's own backend connection for `c`.
     let direct = env.direct_primary().await;
     let did = direct.id();
-    let task = spawn_query(direct, "SELECT SLEEP(2)");
-    thread_running(&env, "SELECT SLEEP(2)").await;
+    let task = spawn_query(direct, "SELECT SLEEP(6)");
+    thread_running(&env, "SELECT SLEEP(6)").await;
     let unknown = format!("Unknown thread id: {did}");
     fails_with(&mut c, &format!("KILL QUERY {did}"), 1094, &unknown).await;
     fails_with(&mut c, &format!("KILL {did}"), 1094, &unknown).await;
@@ -322,7 +322,7 @@ async fn a_backend_thread_id_is_never_killed_through_causeway() {
     assert_eq!(err_of(&p).map(|e| e.0), Some(1094));
     let (_, r, took) = task.await.unwrap();
     r.expect("the direct client's statement was not touched");
-    assert!(took >= Duration::from_secs(2));
+    assert!(took >= Duration::from_secs(6));
     // A multi-statement holding a KILL is refused, not sent on.
     let e = c
         .query_drop(format!("SELECT 1; KILL {did}"))
@@ -533,8 +533,8 @@ async fn kill_query_says_why_when_the_monitor_may_not_kill() {
     let mut killer = env.conn().await;
     let victim = env.conn().await;
     let vid = victim.id();
-    let task = spawn_query(victim, "SELECT SLEEP(2)");
-    thread_running(&env, "SELECT SLEEP(2)").await;
+    let task = spawn_query(victim, "SELECT SLEEP(6)");
+    thread_running(&env, "SELECT SLEEP(6)").await;
     fails_with(
         &mut killer,
         &format!("KILL QUERY {vid}"),
