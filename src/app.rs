@@ -9,10 +9,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::admin::{http, metrics as m};
+use crate::admin::{http, metrics as exporter};
 use crate::cluster::{spawn_monitor, Cluster};
 use crate::config::Config;
 use crate::error::Error;
+use crate::metrics::{self as m, Handles, Labels, RouteTarget};
+use crate::protocol::command::Command;
 use crate::protocol::packet::{begin_packet, finish_packet};
 use crate::session::{handle_client, Ctx, Registry};
 
@@ -25,7 +27,7 @@ pub async fn run(
     admin: Option<TcpListener>,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let prometheus = m::install();
+    let prometheus = exporter::install();
     {
         // Summaries (consistency waits) take their samples in at upkeep;
         // without it they would only do so when /metrics is scraped.
@@ -41,6 +43,7 @@ pub async fn run(
         });
     }
     let cluster = Cluster::new(config.clone());
+    let handles = Arc::new(handles(&cluster));
     let monitor = spawn_monitor(cluster.clone(), shutdown.clone());
     wait_first_check(&cluster, config.timeouts.connect() * 2).await;
     let registry = Registry::with_instance(config.proxy.instance);
@@ -53,6 +56,7 @@ pub async fn run(
         // The transaction-level pool: close connections idle too long and
         // show how many are idle and busy.
         let ctx = ctx.clone();
+        let handles = handles.clone();
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
             loop {
@@ -65,7 +69,9 @@ pub async fn run(
                     .sweep(Duration::from_millis(cfg.transaction_pool_idle_ms));
                 ctx.session_conns
                     .sweep(Duration::from_millis(cfg.session_pool_idle_ms));
-                metrics::gauge!(m::SESSION_POOL_IDLE).set(ctx.session_conns.idle_total() as f64);
+                handles
+                    .session_pool_idle()
+                    .set(ctx.session_conns.idle_total() as f64);
                 for (backend, idle, busy) in ctx.txn_pool.usage() {
                     metrics::gauge!(m::TXN_POOL_CONNECTIONS, "backend" => backend.clone(), "state" => "idle")
                         .set(idle as f64);
@@ -111,18 +117,19 @@ pub async fn run(
                     }
                 };
                 if sessions.len() >= max {
-                    tokio::spawn(refuse(sock, Error::TooManyConnections));
+                    tokio::spawn(refuse(sock, Error::TooManyConnections, handles.clone()));
                     continue;
                 }
-                metrics::counter!(m::CLIENT_CONNECTIONS).increment(1);
+                handles.client_connections().increment(1);
                 let ctx = ctx.clone();
+                let handles = handles.clone();
                 sessions.spawn(async move {
-                    metrics::gauge!(m::CLIENT_CONNECTIONS_OPEN).increment(1.0);
+                    handles.client_connections_open().increment(1.0);
                     if !nodelay_inherited {
                         let _ = sock.set_nodelay(true);
                     }
                     handle_client(ctx, sock, peer).await;
-                    metrics::gauge!(m::CLIENT_CONNECTIONS_OPEN).decrement(1.0);
+                    handles.client_connections_open().decrement(1.0);
                 });
             }
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
@@ -146,6 +153,31 @@ pub async fn run(
     Ok(())
 }
 
+/// Route pairs registered at start (the rest register on first use).
+const ROUTES: &[(RouteTarget, &str)] = &[
+    (RouteTarget::Primary, "command"),
+    (RouteTarget::Primary, "write"),
+    (RouteTarget::Replica, "read"),
+    (RouteTarget::Primary, "read_on_primary"),
+];
+
+/// The metric handles of this process's label values (after the recorder
+/// is installed, so they record into it).
+fn handles(cluster: &Cluster) -> Handles {
+    let backends: Vec<String> = cluster
+        .topology()
+        .backends
+        .iter()
+        .map(|b| b.name.clone())
+        .collect();
+    Handles::new(&Labels {
+        backends: &backends,
+        commands: Command::LABELS,
+        routes: ROUTES,
+        error_kinds: Error::LABELS,
+    })
+}
+
 /// Waits until the monitor has checked the primary once (so clients are
 /// greeted with its version), or `limit` passes.
 async fn wait_first_check(cluster: &Cluster, limit: Duration) {
@@ -156,9 +188,9 @@ async fn wait_first_check(cluster: &Cluster, limit: Duration) {
 }
 
 /// Answers a connection Causeway will not serve with an ERR instead of a greeting.
-async fn refuse(mut sock: TcpStream, e: Error) {
+async fn refuse(mut sock: TcpStream, e: Error, handles: Arc<Handles>) {
     use tokio::io::AsyncWriteExt;
-    metrics::counter!(m::CLIENT_ERRORS, "kind" => e.label()).increment(1);
+    handles.client_error(e.label());
     let mut out = BytesMut::new();
     let start = begin_packet(&mut out, 0);
     e.encode_err(&mut out);

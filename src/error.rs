@@ -198,6 +198,34 @@ impl Error {
         )
     }
 
+    /// Every value [`Error::label`] returns (registered as metric handles
+    /// at start).
+    pub const LABELS: &'static [&'static str] = &[
+        "access_denied",
+        "server",
+        "backend_unavailable",
+        "backend_lost",
+        "backend_protocol",
+        "session_lost",
+        "unknown_command",
+        "malformed_packet",
+        "packet_too_large",
+        "packets_out_of_order",
+        "tls_unsupported",
+        "too_many_connections",
+        "no_such_thread",
+        "no_such_query",
+        "kill_unsupported",
+        "not_owner_of_thread",
+        "kill_user_denied",
+        "kill_failed",
+        "connection_killed",
+        "query_interrupted",
+        "shutting_down",
+        "pool_timeout",
+        "read_only_transaction",
+    ];
+
     /// A fixed label for metrics.
     pub fn label(&self) -> &'static str {
         match self {

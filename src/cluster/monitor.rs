@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::{now_secs, BackendState, Cluster};
-use crate::admin::metrics as m;
 use crate::config::AuthSource;
 use crate::consistency::Flavor;
 use crate::error::Error;
+use crate::metrics as m;
 use crate::pool::conn::BackendConn;
 
 /// Runs until `shutdown` changes: one task per backend checks it on its

@@ -20,8 +20,8 @@ mod tests;
 pub use digest::digest;
 
 use crate::classify::{Class, Flags, Kind, RouteHint};
-use crate::cluster::{Role, Topology};
 use crate::config::{LoadBalance, Policy, RuleOn};
+use crate::topology::{Role, Topology};
 
 /// The backend a statement runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

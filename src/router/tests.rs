@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::classify::classify;
-use crate::cluster::{BackendState, Role, Topology};
+use crate::topology::{BackendState, Role, Topology};
 
 fn backend(name: &str, role: Role, up: bool, lag: Option<u64>) -> BackendState {
     BackendState {
