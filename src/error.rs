@@ -1,5 +1,8 @@
 //! Typed errors and the one place that turns an error into the ERR packet a
 //! client sees (code, SQLSTATE, message).
+//!
+//! May import `protocol` (and `classify`, `position`, `metrics`); nothing
+//! above it.
 
 use std::borrow::Cow;
 

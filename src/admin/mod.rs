@@ -1,8 +1,9 @@
-//! The admin side: metric names and the recorder, the HTTP endpoint.
+//! The admin side: the Prometheus recorder and the HTTP endpoint (metric
+//! names and handles live in `crate::metrics`, below every recorder).
 //! In-band admin statements (SHOW PROCESSLIST, EXPLAIN ROUTE) come with the
 //! router.
 //!
-//! May import `cluster`, `config`, `error`; never `session`.
+//! May import `cluster` and what is below it; never `session` or `app`.
 
 pub mod http;
 pub mod metrics;

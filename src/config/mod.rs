@@ -3,7 +3,8 @@
 //! `Config::from_str` is pure; `Config::load` reads the file and the policy
 //! it names (relative paths are resolved against the config file's folder).
 //! Unknown keys are errors. Every error names the file, the field and why.
-//! Imports nothing from the crate but `protocol::auth` (password hashes).
+//! Imports `consistency` (levels in policy files) and `protocol::auth`
+//! (password hashes); nothing above it.
 
 mod policy;
 

@@ -8,7 +8,8 @@
 //! server flavour speaks to report and wait for positions; causal tokens
 //! carry a session's position to another connection.
 //!
-//! May import `position`, `error`, `config` (nothing above them).
+//! May import `error`, `position`, `protocol`, `metrics`; never `config`
+//! (which reads [`Level`] from policy files) or anything above it.
 
 pub mod positions;
 #[cfg(test)]

@@ -4,8 +4,10 @@
 //! connections until it ends) and the transaction-level pool (one statement
 //! or transaction) both draw from it.
 //!
-//! May import `protocol`, `consistency` (server flavours), `config`,
-//! `error`; never `session` or `admin` (sessions count the pool's metrics).
+//! May import what is below it in `src/lib.rs`'s order (`consistency` for
+//! server flavours, `config`, `error`, `protocol`, `metrics`); never
+//! `cluster` (the monitor's connections come from here), `admin` or
+//! `session`.
 
 pub mod conn;
 pub mod txn_pool;

@@ -12,6 +12,9 @@
 //!
 //! When unsure, the primary: a misrouted statement may cost speed, never
 //! correctness.
+//!
+//! May import `topology` (the snapshot's data, not the monitor), `config`,
+//! `classify` and what is below them; never `cluster`, `pool` or above.
 
 mod digest;
 #[cfg(test)]
