@@ -235,14 +235,17 @@ REPORT=(perf report -i "$TMP/perf.data" --stdio --no-header)
 "${REPORT[@]}" --children --sort symbol -g none --percent-limit 2 >"$TMP/report.children.txt" 2>/dev/null
 "${REPORT[@]}" --no-children --sort symbol -g caller,0.5,callee --percent-limit 1 >"$TMP/report.callers.txt" 2>/dev/null
 
+# perf appends empty srcline columns ("-  -") to every row; drop them.
+tidy() { grep -v '^#' | sed -e '/^$/d' -e 's/ *-  *- *$//' -e 's/ *$//'; }
+NSAMPLES=$(awk '/^# Samples:/ { sub(/^# /, ""); print; exit }' "$TMP/report.dso.txt")
 echo
-echo "### causeway: samples by shared object (self time)"
-grep -v '^#' "$TMP/report.dso.txt" | sed '/^$/d' | head -n 12
+echo "### causeway: samples by shared object (self time)${NSAMPLES:+ ($NSAMPLES)}"
+tidy <"$TMP/report.dso.txt" | head -n 12
 echo
 echo "### causeway: top symbols (self time, --no-children)"
-grep -v '^#' "$TMP/report.self.txt" | sed '/^$/d' | head -n 40
+tidy <"$TMP/report.self.txt" | head -n 40
 echo
 echo "### causeway: Causeway functions with their callees (--children, >= 2 %)"
-grep -v '^#' "$TMP/report.children.txt" | sed '/^$/d' | grep -E 'causeway::|tokio::|mio::' | head -n 40
+tidy <"$TMP/report.children.txt" | grep -E 'causeway::|mio::' | head -n 40
 echo
 log "full reports: $TMP/report.*.txt (set KEEP=DIR to keep them and perf.data)"
