@@ -14,7 +14,11 @@
 # Usage: benches/e2e.sh                       (3 workloads x 3 paths x 10 s)
 #        DURATION=3 WORKLOADS=oltp_point_select PATHS="haproxy causeway" benches/e2e.sh
 # Env:   DURATION (s, default 10), THREADS (16), WORKLOADS, PATHS,
-#        OUT (Markdown table, default target/e2e-results.md)
+#        OUT (Markdown table, default target/e2e-results.md),
+#        POLICY (a policy file for Causeway, e.g. policies/primary-only.toml;
+#        default: the built-in session-level read split),
+#        CAUSEWAY_BIN (a prebuilt causeway binary, e.g. an older build to
+#        compare against; default: build and use target/release/causeway)
 # Needs: sysbench, haproxy, mariadb client, MariaDB server (for the playground).
 set -euo pipefail
 
@@ -29,11 +33,13 @@ THREADS=${THREADS:-16}
 WORKLOADS=${WORKLOADS:-oltp_point_select oltp_read_only oltp_read_write}
 PATHS=${PATHS:-direct haproxy causeway}
 OUT=${OUT:-target/e2e-results.md}
+POLICY=${POLICY:-}
+CAUSEWAY_BIN=${CAUSEWAY_BIN:-}
 TABLES=4
 TABLE_SIZE=10000
 READY_TIMEOUT=60
 
-COMMAND="DURATION=$DURATION THREADS=$THREADS WORKLOADS=\"$WORKLOADS\" PATHS=\"$PATHS\" OUT=$OUT benches/e2e.sh"
+COMMAND="DURATION=$DURATION THREADS=$THREADS WORKLOADS=\"$WORKLOADS\" PATHS=\"$PATHS\"${POLICY:+ POLICY=$POLICY}${CAUSEWAY_BIN:+ CAUSEWAY_BIN=$CAUSEWAY_BIN} OUT=$OUT benches/e2e.sh"
 
 for tool in sysbench haproxy mariadb python3 getconf; do
     command -v "$tool" >/dev/null || { echo "e2e: $tool not found" >&2; exit 1; }
@@ -95,11 +101,20 @@ sum_ticks() {
 
 # ---------------------------------------------------------------- start
 
-log "building release binary"
-cargo build --release --quiet
+if [[ -z $CAUSEWAY_BIN ]]; then
+    log "building release binary"
+    cargo build --release --quiet
+    CAUSEWAY_BIN=target/release/causeway
+fi
+[[ -x $CAUSEWAY_BIN ]] || { log "no executable causeway at $CAUSEWAY_BIN"; exit 1; }
+POLICY_ARGS=()
+if [[ -n $POLICY ]]; then
+    [[ -f $POLICY ]] || { log "no policy file $POLICY"; exit 1; }
+    POLICY_ARGS=(--policy "$(realpath "$POLICY")")
+fi
 
-log "starting playground"
-target/release/causeway playground --port 0 --admin-port 0 --replicas 2 --json \
+log "starting playground ($CAUSEWAY_BIN${POLICY:+, policy $POLICY})"
+"$CAUSEWAY_BIN" playground --port 0 --admin-port 0 --replicas 2 --json "${POLICY_ARGS[@]}" \
     >"$TMP/playground.json" 2>"$TMP/causeway.err" &
 CW_PID=$!
 deadline=$((SECONDS + READY_TIMEOUT))
@@ -289,7 +304,12 @@ print_markdown() {
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "- machine: $(nproc) CPUs, ${model:-unknown CPU}; $(uname -sr); load average before the runs: $LOAD_BEFORE"
     echo "- versions: $(sysbench --version), $(haproxy -v | head -n 1 | awk '{ print $1, $3 }'), MariaDB $(mariadbd --version 2>/dev/null | awk '{ print $3 }')"
-    echo "- causeway: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (+ uncommitted changes in src/)')"
+    if [[ $CAUSEWAY_BIN == target/release/causeway ]]; then
+        echo "- causeway: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (+ uncommitted changes in src/)')"
+    else
+        echo "- causeway: prebuilt binary $CAUSEWAY_BIN"
+    fi
+    echo "- policy: ${POLICY:-built-in default (session level, read split)}"
     echo "- command: \`$COMMAND\`"
     echo "- sysbench: $THREADS threads, ${DURATION}s per run, --db-ps-mode=auto, $TABLES tables x $TABLE_SIZE rows;"
     echo "  sysbench, the proxy and three mariadbd servers share the machine's cores"
