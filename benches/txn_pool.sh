@@ -487,7 +487,7 @@ report() {
         echo
         md_row "round|no pool q/s|pool q/s|throughput ratio|no pool µs/query|pool µs/query|CPU ratio|errors no pool|errors pool"
         md_row "--:|--:|--:|--:|--:|--:|--:|---|---"
-        while IFS= read -r row; do [[ -n $row ]] && md_row "$row"; done <<<"${R[cmp_rows]}"
+        while IFS= read -r row; do if [[ -n $row ]]; then md_row "$row"; fi; done <<<"${R[cmp_rows]}"
     fi
 }
 

@@ -1,14 +1,16 @@
 //! Backend connections: connect and log in ([`conn`]), and the pools of
 //! them ([`txn_pool`]: per-backend fair queues, idle connections with the
-//! state each was brought to). The session-level pool (a session keeps its
-//! connections until it ends) and the transaction-level pool (one statement
-//! or transaction) both draw from it.
+//! state each was brought to, [`applied`]). The session-level pool (a
+//! session keeps its connections until it ends) and the transaction-level
+//! pool (one statement or transaction) are both a [`Pool`].
 //!
 //! May import `protocol`, `consistency` (server flavours), `config`,
 //! `error`; never `session` or `admin` (sessions count the pool's metrics).
 
+pub mod applied;
 pub mod conn;
 pub mod txn_pool;
 
+pub use applied::{same_vars, Applied, Vars};
 pub use conn::{BackendConn, ConnectParams};
-pub use txn_pool::TxnPool;
+pub use txn_pool::{GroupKey, Lease, Pool, TxnPool};
