@@ -502,6 +502,31 @@ mod tests {
     }
 
     #[test]
+    fn connections_share_the_sessions_maps_copy_on_write() {
+        let mut s = SessionState::default();
+        s.record_vars(&[("time_zone".into(), "+03:00".into())]);
+        // No primary-only variable: replicas are brought to the same map.
+        assert!(Arc::ptr_eq(s.shared_vars(true), s.shared_vars(false)));
+        let applied = Applied {
+            vars: s.vars_for(true),
+            ..Applied::default()
+        };
+        assert!(Arc::ptr_eq(&applied.vars, s.shared_vars(true)));
+        assert_eq!(s.pooled_set(&applied, true, &BTreeMap::new(), None), None);
+        // A change leaves what the connection was brought to as it was.
+        s.record_vars(&[("autocommit".into(), "OFF".into())]);
+        assert_eq!(applied.vars.len(), 1);
+        assert_eq!(
+            s.pooled_set(&applied, true, &BTreeMap::new(), None)
+                .unwrap(),
+            "SET @@session.autocommit='OFF'"
+        );
+        // A replica connection never takes autocommit: still in step.
+        assert_eq!(s.pooled_set(&applied, false, &BTreeMap::new(), None), None);
+        assert!(!s.shared_vars(false).contains_key("autocommit"));
+    }
+
+    #[test]
     fn user_variable_literals_keep_their_type() {
         assert_eq!(user_var_literal(Some("42"), 8, 63).as_deref(), Some("42"));
         assert_eq!(
