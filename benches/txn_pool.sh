@@ -15,14 +15,17 @@
 #            (examples/idle_clients.rs) connect: KiB per client.
 #            Target: at most 16 KiB.
 #   compare  sysbench oltp_point_select, THREADS (64) threads, DURATION s,
-#            through the pooled Causeway and through the playground's own
-#            (no transaction pool): q/s and the ratio.
+#            through two second Causeways started side by side, one without
+#            and one with the transaction pool, one run after the other,
+#            ROUNDS (2) times alternating: q/s and Causeway's CPU per query
+#            (utime+stime from /proc/PID/stat over sysbench's query count)
+#            of each, and the ratios pool / no pool.
 #
 # Usage: benches/txn_pool.sh                    (about 3 minutes)
 #        DURATION=5 CLIENTS=1000 IDLE=1000 benches/txn_pool.sh
 #        TXN_POOL=off BACKEND_MAX_CONNECTIONS= benches/txn_pool.sh   (rehearsal, see below)
 # Env:   DURATION (s per sysbench run, default 30), CLIENTS (5000), IDLE (5000),
-#        THREADS (64), PARTS ("clients idle compare"),
+#        THREADS (64), ROUNDS (2), PARTS ("clients idle compare"),
 #        BACKEND_MAX_CONNECTIONS (151; empty keeps the playground's 2000),
 #        PS_MODE (sysbench --db-ps-mode, auto), TXN_POOL (on; off runs the
 #        same measurements through a second Causeway without the pool: the
@@ -40,12 +43,14 @@ DURATION=${DURATION:-30}
 CLIENTS=${CLIENTS:-5000}
 IDLE=${IDLE:-5000}
 THREADS=${THREADS:-64}
+ROUNDS=${ROUNDS:-2}
 PARTS=${PARTS:-clients idle compare}
 BACKEND_MAX_CONNECTIONS=${BACKEND_MAX_CONNECTIONS-151}
 PS_MODE=${PS_MODE:-auto}
 TXN_POOL=${TXN_POOL:-on}
 KEEP=${KEEP:-0}
 OUT=${OUT:-target/txn-pool-results.md}
+CLK_TCK=$(getconf CLK_TCK)
 TABLES=4
 TABLE_SIZE=10000
 MAX_PER_BACKEND=50 # the pool's limit, and the target for `clients`
@@ -55,7 +60,7 @@ SAMPLE_S=0.5
 READY_TIMEOUT=60
 IDLE_TIMEOUT=600 # seconds for IDLE clients to log in
 
-COMMAND="DURATION=$DURATION CLIENTS=$CLIENTS IDLE=$IDLE THREADS=$THREADS PARTS=\"$PARTS\" BACKEND_MAX_CONNECTIONS=$BACKEND_MAX_CONNECTIONS PS_MODE=$PS_MODE TXN_POOL=$TXN_POOL OUT=$OUT benches/txn_pool.sh"
+COMMAND="DURATION=$DURATION CLIENTS=$CLIENTS IDLE=$IDLE THREADS=$THREADS ROUNDS=$ROUNDS PARTS=\"$PARTS\" BACKEND_MAX_CONNECTIONS=$BACKEND_MAX_CONNECTIONS PS_MODE=$PS_MODE TXN_POOL=$TXN_POOL OUT=$OUT benches/txn_pool.sh"
 
 for tool in sysbench mariadb python3 cargo; do
     command -v "$tool" >/dev/null || { echo "txn_pool: $tool not found" >&2; exit 1; }
@@ -83,6 +88,7 @@ fi
 TMP=$(mktemp -d -t causeway-txn-pool.XXXXXX)
 PG_PID=""
 CW_PID=""     # the second Causeway of the current part
+CW_OFF_PID="" # compare: the second Causeway without the pool
 SAMPLER_PID=""
 IDLE_PID=""
 
@@ -98,6 +104,7 @@ cleanup() {
     stop_pid "$SAMPLER_PID" TERM 8
     stop_pid "$IDLE_PID" TERM 160
     stop_pid "$CW_PID" TERM 60
+    stop_pid "$CW_OFF_PID" TERM 60
     if [[ -n $PG_PID ]]; then
         # The playground stops its own mariadbd children on SIGINT.
         stop_pid "$PG_PID" INT 160
@@ -160,12 +167,14 @@ got=$(sql "$REPLICA_PORT" "SELECT MASTER_GTID_WAIT('$GTID', 120)")
 # ---------------------------------------------------------------- helpers
 
 # Starts a second Causeway (the playground's configuration, new ports, the
-# transaction pool unless TXN_POOL=off); sets CW_PID, CW_PORT, CW_ADMIN.
-start_causeway() { # tag
+# transaction pool if the second argument, default TXN_POOL, is on); sets
+# CW_PID, CW_PORT, CW_ADMIN.
+start_causeway() { # tag [on|off]
+    local with=${2:-$TXN_POOL}
     CW_PORT=$(free_port)
     CW_ADMIN=$(free_port)
     local pool=""
-    [[ $TXN_POOL == on ]] && pool="
+    [[ $with == on ]] && pool="
 [pool]
 transaction_pool = true
 transaction_pool_max_per_backend = $MAX_PER_BACKEND
@@ -182,7 +191,7 @@ PY
     target/release/causeway --config "$TMP/cw.$1.toml" >"$TMP/cw.$1.out" 2>"$TMP/cw.$1.err" &
     CW_PID=$!
     wait_port "$CW_PORT" "$CW_PID" || { tail -n 5 "$TMP/cw.$1.err" >&2; exit 1; }
-    log "causeway ($1, transaction pool $TXN_POOL) pid $CW_PID on :$CW_PORT, admin :$CW_ADMIN"
+    log "causeway ($1, transaction pool $with) pid $CW_PID on :$CW_PORT, admin :$CW_ADMIN"
 }
 
 stop_causeway() {
@@ -378,22 +387,41 @@ part_idle() {
     log "idle: $connected connected, $failed failed; VmRSS $before -> $after KiB: ${R[idle_per_client]} KiB per client"
 }
 
+# One compare run through port $1 (Causeway pid $2): "qps cpu_us errors".
+compare_run() { # port pid log
+    local rc=0 t0 t1 total
+    t0=$(cpu_ticks "$2")
+    run_sysbench "$1" "$THREADS" "$3" || rc=$?
+    t1=$(cpu_ticks "$2")
+    total=$(awk '$1 == "queries:" { print $2 }' "$3")
+    echo "$(sb_qps "$3") $(awk -v t=$((t1 - t0)) -v q="${total:-0}" -v hz="$CLK_TCK" \
+        'BEGIN { if (q > 0) printf "%.1f", t / hz * 1e6 / q; else print "n/a" }') $(sb_errors "$3" "$rc" | tr ' ' '_')"
+}
+
+ratio() { awk -v a="${1#\~}" -v b="${2#\~}" 'BEGIN { if (b > 0 && a != "n/a") printf "%.2f", a / b; else print "n/a" }'; }
+
 part_compare() {
-    start_causeway compare
-    local rc=0
-    log "compare: $THREADS threads, ${DURATION}s, playground's Causeway (no transaction pool) :$PROXY_PORT"
-    run_sysbench "$PROXY_PORT" "$THREADS" "$TMP/sysbench.compare.off.log" || rc=$?
-    R[cmp_off_qps]=$(sb_qps "$TMP/sysbench.compare.off.log")
-    R[cmp_off_err]=$(sb_errors "$TMP/sysbench.compare.off.log" "$rc")
-    rc=0
-    log "compare: $THREADS threads, ${DURATION}s, second Causeway (transaction pool $TXN_POOL) :$CW_PORT"
-    run_sysbench "$CW_PORT" "$THREADS" "$TMP/sysbench.compare.on.log" || rc=$?
-    R[cmp_on_qps]=$(sb_qps "$TMP/sysbench.compare.on.log")
-    R[cmp_on_err]=$(sb_errors "$TMP/sysbench.compare.on.log" "$rc")
+    start_causeway compare-off off
+    CW_OFF_PID=$CW_PID
+    local off_port=$CW_PORT
+    start_causeway compare-on
+    local round q c e
+    R[cmp_rows]=""
+    for ((round = 1; round <= ROUNDS; round++)); do
+        log "compare $round/$ROUNDS: $THREADS threads, ${DURATION}s, no transaction pool :$off_port"
+        read -r q c e < <(compare_run "$off_port" "$CW_OFF_PID" "$TMP/sysbench.compare.off.$round.log")
+        local off_q=$q off_c=$c off_e=$e
+        log "compare $round/$ROUNDS: $THREADS threads, ${DURATION}s, transaction pool $TXN_POOL :$CW_PORT"
+        read -r q c e < <(compare_run "$CW_PORT" "$CW_PID" "$TMP/sysbench.compare.on.$round.log")
+        local qr cr
+        qr=$(ratio "$q" "$off_q")
+        cr=$(ratio "$c" "$off_c")
+        R[cmp_rows]+="$round|$off_q|$q|$qr|$off_c|$c|$cr|${off_e//_/ }|${e//_/ }"$'\n'
+        log "compare $round/$ROUNDS: pool $q q/s $c µs/query, no pool $off_q q/s $off_c µs/query: throughput ${qr}x, CPU per query ${cr}x"
+    done
     stop_causeway
-    R[cmp_ratio]=$(awk -v a="${R[cmp_on_qps]#\~}" -v b="${R[cmp_off_qps]#\~}" \
-        'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-    log "compare: pool ${R[cmp_on_qps]} q/s, no pool ${R[cmp_off_qps]} q/s, ratio ${R[cmp_ratio]}"
+    stop_pid "$CW_OFF_PID" TERM 60
+    CW_OFF_PID=""
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -431,11 +459,6 @@ report() {
         [[ ${R[idle_failed]} == 0 ]] && awk -v v="${R[idle_per_client]}" -v t="$RSS_TARGET_KIB" 'BEGIN { exit !(v != "n/a" && v + 0 <= t) }' && ok=1
         md_row "$IDLE idle clients: RSS per client (KiB)|${R[idle_per_client]}|≤ $RSS_TARGET_KIB|$(verdict $ok)"
     fi
-    if [[ -n ${R[cmp_ratio]:-} ]]; then
-        md_row "$THREADS threads: queries/s, transaction pool $TXN_POOL|${R[cmp_on_qps]}|—|"
-        md_row "$THREADS threads: queries/s, playground's Causeway (no pool)|${R[cmp_off_qps]}|—|"
-        md_row "$THREADS threads: ratio pool / no pool|${R[cmp_ratio]}|—|"
-    fi
     echo
     echo "Details:"
     echo
@@ -456,9 +479,15 @@ report() {
         echo "  VmRSS ${R[idle_before]} KiB before, ${R[idle_after]} KiB after (2 s after the last login): (after - before) / connected."
         echo "  While they were connected: Causeway's \`causeway_client_connections_open\` ${R[idle_open]:-?}; app-user connections on the primary ${R[idle_backend_p]:-?}, replica ${R[idle_backend_r]:-?}."
     fi
-    if [[ -n ${R[cmp_ratio]:-} ]]; then
-        echo "- **$THREADS threads**: errors without the pool: ${R[cmp_off_err]}; with: ${R[cmp_on_err]}. The playground's Causeway runs inside the playground process,"
-        echo "  the pooled one in its own; same binary and configuration apart from \`[pool]\`. Run one after the other on $(nproc) shared cores."
+    if [[ -n ${R[cmp_rows]:-} ]]; then
+        echo
+        echo "**$THREADS threads, oltp_point_select**: two second Causeways (same binary and configuration apart from"
+        echo "\`[pool]\`), one run after the other on $(nproc) shared cores, $ROUNDS rounds. CPU: Causeway's utime+stime per query."
+        echo "Targets: throughput ≥ 0.95x, CPU per query ≤ 1.1x."
+        echo
+        md_row "round|no pool q/s|pool q/s|throughput ratio|no pool µs/query|pool µs/query|CPU ratio|errors no pool|errors pool"
+        md_row "--:|--:|--:|--:|--:|--:|--:|---|---"
+        while IFS= read -r row; do if [[ -n $row ]]; then md_row "$row"; fi; done <<<"${R[cmp_rows]}"
     fi
 }
 

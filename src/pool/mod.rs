@@ -1,16 +1,18 @@
 //! Backend connections: connect and log in ([`conn`]), and the pools of
 //! them ([`txn_pool`]: per-backend fair queues, idle connections with the
-//! state each was brought to). The session-level pool (a session keeps its
-//! connections until it ends) and the transaction-level pool (one statement
-//! or transaction) both draw from it.
+//! state each was brought to, [`applied`]). The session-level pool (a
+//! session keeps its connections until it ends) and the transaction-level
+//! pool (one statement or transaction) are both a [`Pool`].
 //!
 //! May import what is below it in `src/lib.rs`'s order (`consistency` for
 //! server flavours, `config`, `error`, `protocol`, `metrics`); never
 //! `cluster` (the monitor's connections come from here), `admin` or
 //! `session`.
 
+pub mod applied;
 pub mod conn;
 pub mod txn_pool;
 
+pub use applied::{same_vars, Applied, Vars};
 pub use conn::{BackendConn, ConnectParams};
-pub use txn_pool::TxnPool;
+pub use txn_pool::{GroupKey, Lease, Pool, TxnPool};

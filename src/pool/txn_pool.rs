@@ -1,7 +1,10 @@
-//! The transaction-level pool: client sessions hold no backend connection
-//! between transactions. A session borrows one for an autocommit statement
+//! The pool of backend connections, one [`BackendPool`] per backend. Both
+//! the transaction-level pool (client sessions hold no backend connection
+//! between transactions: a session borrows one for an autocommit statement
 //! or a transaction and gives it back when the server's status flags say
-//! the transaction is over (and nothing pins the session to it).
+//! the transaction is over and nothing pins the session to it) and the
+//! session-level pool (a session keeps its connections until it ends) are
+//! instances of [`Pool`].
 //!
 //! Per backend there is a fair queue (a FIFO semaphore) of at most
 //! `max_per_backend` borrowers, and at most that many connections open.
@@ -10,86 +13,62 @@
 //! that finds none of its kind while the backend is at its maximum closes
 //! the oldest idle connection of another kind and opens its own.
 //!
+//! Nothing is shared by all borrowers: finding a backend's pool reads an
+//! immutable list (published whole when a backend is added), and a borrow
+//! of one backend touches only that backend's queue and idle list. A
+//! borrow allocates nothing: the session makes its [`GroupKey`] once and
+//! lends it by reference.
+//!
 //! Each pooled connection carries what it has been brought to
-//! ([`Applied`]: session variables, database, user variables, prepared
-//! statements); the session diffs that against its own state before it
-//! runs anything, so nothing of one client's session is seen by another.
-//! A connection the server closed while idle (`wait_timeout`, `KILL`) is
-//! found out before it is handed out and dropped.
+//! ([`Applied`]). A connection the server closed while idle
+//! (`wait_timeout`, `KILL`) is found out before it is handed out and
+//! dropped.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use arc_swap::ArcSwap;
+use tokio::sync::Semaphore;
 
 use super::conn::BackendConn;
 use crate::error::Error;
 
-/// What a connection cannot change after it logged in.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub use super::applied::{Applied, MAX_STMTS_PER_CONN};
+/// The name [`Pool`] had before both pools were called that.
+pub use Pool as TxnPool;
+
+/// What a connection cannot change after it logged in. Made once per
+/// session (the user is shared, not copied, by every connection of it).
+#[derive(Debug, Clone, Eq)]
 pub struct GroupKey {
-    pub user: String,
+    pub user: Arc<str>,
     pub charset: u16,
     /// The client capabilities the connection mirrors.
     pub capabilities: u32,
 }
 
-/// The session state a pooled connection has been brought to.
-#[derive(Debug, Default, Clone)]
-pub struct Applied {
-    /// Session variables that differ from the connection's login state,
-    /// as the server reported them.
-    pub vars: BTreeMap<String, String>,
-    pub database: Option<String>,
-    /// User variables set on the connection, as SQL literals.
-    pub user_vars: BTreeMap<String, String>,
-    /// Values the login set for variables whose `DEFAULT` is something
-    /// else (the character sets of the handshake).
-    pub baseline: BTreeMap<String, String>,
-    /// Multi-statements as COM_SET_OPTION last set them (`None`: as the
-    /// login's capabilities say).
-    pub multi_statements: Option<bool>,
-    /// Statements prepared on the connection: the COM_STMT_PREPARE payload
-    /// and the server's statement id, oldest first.
-    pub stmts: VecDeque<(Vec<u8>, u32)>,
+impl PartialEq for GroupKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.charset == other.charset
+            && self.capabilities == other.capabilities
+            && (Arc::ptr_eq(&self.user, &other.user) || self.user == other.user)
+    }
 }
 
-/// Most statements kept prepared on one pooled connection; the least
-/// recently used is closed when another is needed. Kept small so that many
-/// pooled connections stay well under the server's
-/// `max_prepared_stmt_count` (16,382 by default).
-pub const MAX_STMTS_PER_CONN: usize = 64;
-
-impl Applied {
-    /// The server id of a statement prepared with this payload.
-    pub fn stmt(&mut self, prepare: &[u8]) -> Option<u32> {
-        let i = self.stmts.iter().position(|(p, _)| p == prepare)?;
-        // Most recently used last.
-        let e = self.stmts.remove(i)?;
-        let id = e.1;
-        self.stmts.push_back(e);
-        Some(id)
+impl GroupKey {
+    pub fn new(user: &str, charset: u16, capabilities: u32) -> GroupKey {
+        GroupKey {
+            user: Arc::from(user),
+            charset,
+            capabilities,
+        }
     }
 
-    /// Records a statement prepared on the connection; returns the ids of
-    /// statements it displaces (to close).
-    pub fn add_stmt(&mut self, prepare: Vec<u8>, id: u32) -> Vec<u32> {
-        let mut closed = Vec::new();
-        if let Some(i) = self.stmts.iter().position(|(p, _)| *p == prepare) {
-            if let Some((_, old)) = self.stmts.remove(i) {
-                closed.push(old);
-            }
-        }
-        while self.stmts.len() >= MAX_STMTS_PER_CONN {
-            match self.stmts.pop_front() {
-                Some((_, old)) => closed.push(old),
-                None => break,
-            }
-        }
-        self.stmts.push_back((prepare, id));
-        closed
+    /// Whether this is the key of `user` with `charset` and `capabilities`.
+    pub fn is_for(&self, user: &str, charset: u16, capabilities: u32) -> bool {
+        self.charset == charset && self.capabilities == capabilities && &*self.user == user
     }
 }
 
@@ -103,7 +82,7 @@ impl Drop for Ticket {
     }
 }
 
-/// What a connection of the transaction-level pool carries.
+/// What a connection of the pool carries.
 #[derive(Debug)]
 pub struct Pooled {
     pub key: GroupKey,
@@ -119,22 +98,30 @@ struct IdleConn {
 /// The pool of one backend.
 pub struct BackendPool {
     pub name: String,
-    /// Borrowers, first come first served.
-    queue: Arc<Semaphore>,
+    address: String,
+    /// Borrowers, first come first served. A [`Lease`] holds one permit.
+    queue: Semaphore,
     /// The number of permits `queue` was given.
-    max: Mutex<usize>,
+    max: AtomicUsize,
+    /// Held while `max` and the permits are changed together.
+    resizing: Mutex<()>,
     /// Connections open (idle or borrowed).
     open: Arc<AtomicUsize>,
     idle: Mutex<VecDeque<IdleConn>>,
 }
 
 /// The right to use one connection of a backend; holding it is what a
-/// borrower waits for in the queue.
+/// borrower waits for in the queue. Dropping it lets the next one in.
 pub struct Lease {
     pool: Arc<BackendPool>,
     /// The queue was full when it was asked for.
     pub waited: bool,
-    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.pool.queue.add_permits(1);
+    }
 }
 
 impl std::fmt::Debug for Lease {
@@ -145,40 +132,62 @@ impl std::fmt::Debug for Lease {
 
 /// Every backend's pool, by backend name and address (a reload that keeps
 /// a backend keeps its pool).
-#[derive(Default)]
-pub struct TxnPool {
-    backends: Mutex<HashMap<(String, String), Arc<BackendPool>>>,
+pub struct Pool {
+    /// Read by every borrow without a lock; replaced whole (rarely: a
+    /// backend seen for the first time).
+    backends: ArcSwap<Vec<Arc<BackendPool>>>,
+    /// Serialises adding backends.
+    adding: Mutex<()>,
 }
 
-impl TxnPool {
-    pub fn new() -> TxnPool {
-        TxnPool::default()
+impl Default for Pool {
+    fn default() -> Self {
+        Pool {
+            backends: ArcSwap::from_pointee(Vec::new()),
+            adding: Mutex::new(()),
+        }
+    }
+}
+
+impl Pool {
+    pub fn new() -> Pool {
+        Pool::default()
     }
 
     /// The pool of backend `name` at `address`, sized to `max` connections.
     pub fn backend(&self, name: &str, address: &str, max: usize) -> Arc<BackendPool> {
-        let mut m = self.backends.lock().unwrap_or_else(|e| e.into_inner());
-        let p = m
-            .entry((name.to_string(), address.to_string()))
-            .or_insert_with(|| {
-                Arc::new(BackendPool {
-                    name: name.to_string(),
-                    queue: Arc::new(Semaphore::new(max)),
-                    max: Mutex::new(max),
-                    open: Arc::new(AtomicUsize::new(0)),
-                    idle: Mutex::new(VecDeque::new()),
-                })
-            })
-            .clone();
-        drop(m);
+        let find = |list: &[Arc<BackendPool>]| {
+            list.iter()
+                .find(|p| p.name == name && p.address == address)
+                .cloned()
+        };
+        let p = match find(&self.backends.load()) {
+            Some(p) => p,
+            None => {
+                let _adding = self.adding.lock().unwrap_or_else(|e| e.into_inner());
+                let list = self.backends.load_full();
+                match find(&list) {
+                    Some(p) => p,
+                    None => {
+                        let p = Arc::new(BackendPool::new(name, address, max));
+                        let mut next = Vec::with_capacity(list.len() + 1);
+                        next.extend(list.iter().cloned());
+                        next.push(p.clone());
+                        self.backends.store(Arc::new(next));
+                        p
+                    }
+                }
+            }
+        };
         p.resize(max);
         p
     }
 
     /// (backend, idle, busy) for every backend's pool.
     pub fn usage(&self) -> Vec<(String, usize, usize)> {
-        let m = self.backends.lock().unwrap_or_else(|e| e.into_inner());
-        m.values()
+        self.backends
+            .load()
+            .iter()
             .map(|p| {
                 let idle = p.idle_count();
                 let open = p.open.load(Ordering::Acquire);
@@ -189,53 +198,60 @@ impl TxnPool {
 
     /// Idle connections over every backend.
     pub fn idle_total(&self) -> usize {
-        let m = self.backends.lock().unwrap_or_else(|e| e.into_inner());
-        m.values().map(|p| p.idle_count()).sum()
+        self.backends.load().iter().map(|p| p.idle_count()).sum()
     }
 
     /// Closes idle connections unused for longer than `keep`.
     pub fn sweep(&self, keep: Duration) {
-        let pools: Vec<_> = {
-            let m = self.backends.lock().unwrap_or_else(|e| e.into_inner());
-            m.values().cloned().collect()
-        };
-        for p in pools {
+        for p in self.backends.load_full().iter() {
             let expired: Vec<IdleConn> = {
                 let mut idle = p.idle.lock().unwrap_or_else(|e| e.into_inner());
-                let mut kept = VecDeque::with_capacity(idle.len());
-                let mut gone = Vec::new();
-                for i in idle.drain(..) {
-                    if i.since.elapsed() >= keep {
-                        gone.push(i);
-                    } else {
-                        kept.push_back(i);
-                    }
-                }
-                *idle = kept;
-                gone
+                // Oldest first: the expired ones are a prefix.
+                let n = idle
+                    .iter()
+                    .take_while(|i| i.since.elapsed() >= keep)
+                    .count();
+                idle.drain(..n).collect()
             };
+            // Closed outside the lock.
             drop(expired);
         }
     }
 }
 
 impl BackendPool {
+    fn new(name: &str, address: &str, max: usize) -> BackendPool {
+        BackendPool {
+            name: name.to_string(),
+            address: address.to_string(),
+            queue: Semaphore::new(max),
+            max: AtomicUsize::new(max),
+            resizing: Mutex::new(()),
+            open: Arc::new(AtomicUsize::new(0)),
+            idle: Mutex::new(VecDeque::new()),
+        }
+    }
+
     /// Follows a new configured maximum.
     fn resize(&self, max: usize) {
-        let mut cur = self.max.lock().unwrap_or_else(|e| e.into_inner());
-        if max > *cur {
-            self.queue.add_permits(max - *cur);
-            *cur = max;
-        } else if max < *cur {
-            // Permits in use come back and are then forgotten, up to the
-            // difference; `forget_permits` takes what is available now.
-            let gone = self.queue.forget_permits(*cur - max);
-            *cur -= gone;
+        if self.max.load(Ordering::Acquire) == max {
+            return;
+        }
+        let _resizing = self.resizing.lock().unwrap_or_else(|e| e.into_inner());
+        let cur = self.max.load(Ordering::Acquire);
+        if max > cur {
+            self.queue.add_permits(max - cur);
+            self.max.store(max, Ordering::Release);
+        } else if max < cur {
+            // `forget_permits` takes what is free now; permits in use are
+            // taken on a later call, when they have come back.
+            let gone = self.queue.forget_permits(cur - max);
+            self.max.store(cur - gone, Ordering::Release);
         }
     }
 
     pub fn max(&self) -> usize {
-        *self.max.lock().unwrap_or_else(|e| e.into_inner())
+        self.max.load(Ordering::Acquire)
     }
 
     pub fn idle_count(&self) -> usize {
@@ -245,27 +261,30 @@ impl BackendPool {
     /// Waits in the queue, at most `timeout`, for the right to use a
     /// connection. The lease says whether it had to wait.
     pub async fn lease(self: &Arc<Self>, timeout: Duration) -> Result<Lease, Error> {
-        let (permit, waited) = match self.queue.clone().try_acquire_owned() {
-            Ok(p) => (p, false),
-            Err(_) => {
-                let acquire = self.queue.clone().acquire_owned();
-                match tokio::time::timeout(timeout, acquire).await {
-                    Ok(Ok(p)) => (p, true),
-                    Ok(Err(_)) => return Err(Error::ShuttingDown),
-                    Err(_) => {
-                        return Err(Error::PoolTimeout {
-                            backend: self.name.clone(),
-                            waited_ms: timeout.as_millis() as u64,
-                            max: self.max(),
-                        })
-                    }
-                }
+        let waited = match self.queue.try_acquire() {
+            Ok(p) => {
+                p.forget();
+                false
             }
+            Err(_) => match tokio::time::timeout(timeout, self.queue.acquire()).await {
+                Ok(Ok(p)) => {
+                    p.forget();
+                    true
+                }
+                Ok(Err(_)) => return Err(Error::ShuttingDown),
+                Err(_) => {
+                    return Err(Error::PoolTimeout {
+                        backend: self.name.clone(),
+                        waited_ms: timeout.as_millis() as u64,
+                        max: self.max(),
+                    })
+                }
+            },
         };
+        // The permit is given back when the lease is dropped.
         Ok(Lease {
             pool: self.clone(),
             waited,
-            _permit: permit,
         })
     }
 }
@@ -347,31 +366,31 @@ impl Lease {
     /// Like [`Lease::give_back`], keeping at most `max_idle` idle
     /// connections of the same kind (the oldest goes).
     pub fn give_back_capped(self, conn: BackendConn, max_idle: Option<usize>) {
-        let Some(key) = conn.pooled.as_ref().map(|p| p.key.clone()) else {
-            return;
-        };
-        if conn.in_transaction() || conn.stream.buffered() > 0 {
+        if conn.pooled.is_none() || conn.in_transaction() || conn.stream.buffered() > 0 {
             return;
         }
-        let mut idle = self.pool.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(max) = max_idle {
-            let same: Vec<usize> = (0..idle.len())
-                .filter(|&i| idle[i].conn.pooled.as_ref().is_some_and(|p| p.key == key))
-                .collect();
-            if same.len() >= max {
-                let gone = same.first().and_then(|&i| idle.remove(i));
-                drop(idle);
-                drop(gone);
-                if max == 0 {
-                    return;
+        let mut gone = None;
+        {
+            let mut idle = self.pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(max) = max_idle {
+                let key = conn.pooled.as_ref().map(|p| &p.key);
+                let same = |i: &IdleConn| i.conn.pooled.as_ref().map(|p| &p.key) == key;
+                if idle.iter().filter(|i| same(i)).count() >= max {
+                    gone = idle.iter().position(same).and_then(|i| idle.remove(i));
+                    if max == 0 {
+                        drop(idle);
+                        drop(gone);
+                        return;
+                    }
                 }
-                idle = self.pool.idle.lock().unwrap_or_else(|e| e.into_inner());
             }
+            idle.push_back(IdleConn {
+                conn,
+                since: Instant::now(),
+            });
         }
-        idle.push_back(IdleConn {
-            conn,
-            since: Instant::now(),
-        });
+        // Closed outside the lock.
+        drop(gone);
     }
 }
 
@@ -379,25 +398,9 @@ impl Lease {
 mod tests {
     use super::*;
 
-    #[test]
-    fn statement_cache_is_bounded_and_most_recent_last() {
-        let mut a = Applied::default();
-        for i in 0..MAX_STMTS_PER_CONN as u32 {
-            assert!(a.add_stmt(format!("s{i}").into_bytes(), i).is_empty());
-        }
-        assert_eq!(a.stmt(b"s0"), Some(0));
-        // s0 was used last: s1 is the oldest now.
-        assert_eq!(a.add_stmt(b"new".to_vec(), 999), vec![1]);
-        assert_eq!(a.stmt(b"s1"), None);
-        assert_eq!(a.stmt(b"s0"), Some(0));
-        // Preparing the same text again replaces the old statement.
-        assert_eq!(a.add_stmt(b"new".to_vec(), 1000), vec![999]);
-        assert_eq!(a.stmt(b"new"), Some(1000));
-    }
-
     #[tokio::test]
     async fn the_queue_is_fair_and_times_out() {
-        let pool = TxnPool::new();
+        let pool = Pool::new();
         let b = pool.backend("primary", "x:1", 1);
         let first = b.lease(Duration::from_millis(50)).await.unwrap();
         let e = b.lease(Duration::from_millis(30)).await.unwrap_err();
@@ -426,12 +429,44 @@ mod tests {
 
     #[tokio::test]
     async fn resizing_follows_the_configuration() {
-        let pool = TxnPool::new();
+        let pool = Pool::new();
         let b = pool.backend("r", "x:2", 1);
         let _one = b.lease(Duration::from_millis(10)).await.unwrap();
         let b = pool.backend("r", "x:2", 2);
         let _two = b.lease(Duration::from_millis(10)).await.unwrap();
         assert_eq!(b.max(), 2);
         assert!(b.lease(Duration::from_millis(10)).await.is_err());
+        // Shrinking while both are in use takes effect as they come back.
+        pool.backend("r", "x:2", 1);
+        drop(_two);
+        let b = pool.backend("r", "x:2", 1);
+        assert_eq!(b.max(), 1);
+        assert!(b.lease(Duration::from_millis(10)).await.is_err());
+        drop(_one);
+        assert!(b.lease(Duration::from_millis(10)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn backends_have_their_own_pools() {
+        let pool = Pool::new();
+        let a = pool.backend("a", "x:1", 1);
+        let b = pool.backend("b", "x:2", 1);
+        let _held = a.lease(Duration::from_millis(10)).await.unwrap();
+        // A borrow of one backend never waits for another's.
+        assert!(b.lease(Duration::from_millis(10)).await.is_ok());
+        // The same name at a new address is another backend.
+        let moved = pool.backend("a", "x:3", 1);
+        assert!(moved.lease(Duration::from_millis(10)).await.is_ok());
+        assert!(Arc::ptr_eq(&a, &pool.backend("a", "x:1", 1)));
+        assert_eq!(pool.usage().len(), 3);
+    }
+
+    #[test]
+    fn group_keys_compare_by_contents() {
+        let k = GroupKey::new("app", 45, 7);
+        assert_eq!(k, GroupKey::new("app", 45, 7));
+        assert_ne!(k, GroupKey::new("app", 46, 7));
+        assert_ne!(k, GroupKey::new("other", 45, 7));
+        assert!(k.is_for("app", 45, 7) && !k.is_for("app", 45, 8));
     }
 }

@@ -16,8 +16,10 @@
 //! reads of user variables there too.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::pool::txn_pool::Applied;
+use crate::pool::{same_vars, Vars};
 use crate::router::Isolation;
 
 /// Variables the login itself sets (from the handshake's character set):
@@ -47,8 +49,12 @@ const PRIMARY_ONLY: &[&str] = &["autocommit"];
 
 #[derive(Debug, Default, Clone)]
 pub struct SessionState {
-    /// Session variables the server reported as changed, by name.
-    vars: BTreeMap<String, String>,
+    /// Session variables the server reported as changed, by name; shared
+    /// with the connections brought to them, so changed copy-on-write.
+    vars: Vars,
+    /// `vars` without the primary-only ones, when it has any (else replica
+    /// connections are brought to `vars` itself).
+    replica_vars: Option<Vars>,
     /// Bumped whenever `vars` changes.
     pub version: u64,
     /// Literal user-variable assignments, in order, to replay elsewhere:
@@ -76,7 +82,7 @@ impl SessionState {
                 continue;
             }
             if self.vars.get(&k) != Some(v) {
-                self.vars.insert(k, v.clone());
+                Arc::make_mut(&mut self.vars).insert(k, v.clone());
                 changed = true;
             }
         }
@@ -85,12 +91,13 @@ impl SessionState {
         let reported = |name: &str| changes.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
         if reported("character_set_connection")
             && !reported("collation_connection")
-            && self.vars.remove("collation_connection").is_some()
+            && self.vars.contains_key("collation_connection")
         {
+            Arc::make_mut(&mut self.vars).remove("collation_connection");
             changed = true;
         }
         if changed {
-            self.version += 1;
+            self.changed();
         }
         changed
     }
@@ -101,10 +108,34 @@ impl SessionState {
         if self.var("collation_connection") == Some(collation) {
             return false;
         }
-        self.vars
-            .insert("collation_connection".into(), collation.to_string());
-        self.version += 1;
+        Arc::make_mut(&mut self.vars).insert("collation_connection".into(), collation.to_string());
+        self.changed();
         true
+    }
+
+    /// After `vars` changed: a new version, and the replicas' view anew.
+    fn changed(&mut self) {
+        self.version += 1;
+        self.replica_vars = PRIMARY_ONLY
+            .iter()
+            .any(|k| self.vars.contains_key(*k))
+            .then(|| {
+                let only_replica = self
+                    .vars
+                    .iter()
+                    .filter(|(k, _)| !PRIMARY_ONLY.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()));
+                Arc::new(only_replica.collect())
+            });
+    }
+
+    /// The variables a connection of this role must have, as the map the
+    /// session shares with connections brought to it.
+    pub fn shared_vars(&self, primary: bool) -> &Vars {
+        match &self.replica_vars {
+            Some(r) if !primary => r,
+            _ => &self.vars,
+        }
     }
 
     pub fn var(&self, name: &str) -> Option<&str> {
@@ -124,7 +155,7 @@ impl SessionState {
     pub fn sync_statement(&self, primary: bool) -> Option<String> {
         let mut s = String::from("SET SESSION ");
         let mut n = 0;
-        for (k, v) in &self.vars {
+        for (k, v) in self.vars.iter() {
             if !primary && PRIMARY_ONLY.contains(&k.as_str()) {
                 continue;
             }
@@ -140,12 +171,8 @@ impl SessionState {
     }
 
     /// The variables a connection of this role must have.
-    pub fn vars_for(&self, primary: bool) -> BTreeMap<String, String> {
-        self.vars
-            .iter()
-            .filter(|(k, _)| primary || !PRIMARY_ONLY.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+    pub fn vars_for(&self, primary: bool) -> Vars {
+        self.shared_vars(primary).clone()
     }
 
     /// One `SET` that brings a pooled connection from what it has
@@ -170,7 +197,13 @@ impl SessionState {
             }
         };
         let mut items: Vec<String> = Vec::new();
-        let names: BTreeSet<&String> = self.vars.keys().chain(applied.vars.keys()).collect();
+        // In step (the map this session shares, or an equal one): nothing
+        // to compare name by name.
+        let names: BTreeSet<&String> = if same_vars(self.shared_vars(primary), &applied.vars) {
+            BTreeSet::new()
+        } else {
+            self.vars.keys().chain(applied.vars.keys()).collect()
+        };
         for k in names {
             let have = applied.vars.get(k);
             match (mine(k), have) {
@@ -196,12 +229,13 @@ impl SessionState {
                 _ => {}
             }
         }
-        for (k, v) in user {
+        let user_same = std::ptr::eq(user, &*applied.user_vars) || *user == *applied.user_vars;
+        for (k, v) in user.iter().filter(|_| !user_same) {
             if applied.user_vars.get(k) != Some(v) {
                 items.push(format!("@{}={v}", quote_ident(k)));
             }
         }
-        for k in applied.user_vars.keys() {
+        for k in applied.user_vars.keys().filter(|_| !user_same) {
             if !user.contains_key(k) {
                 // A binary NULL: what a variable never set reads as (a plain
                 // NULL would keep the old value's type).
@@ -438,14 +472,13 @@ mod tests {
             ("autocommit".into(), "OFF".into()),
         ]);
         let mut applied = Applied::default();
-        applied.vars.insert("sql_mode".into(), "ANSI_QUOTES".into());
-        applied
-            .vars
-            .insert("character_set_client".into(), "latin1".into());
+        let vars = Arc::make_mut(&mut applied.vars);
+        vars.insert("sql_mode".into(), "ANSI_QUOTES".into());
+        vars.insert("character_set_client".into(), "latin1".into());
         applied
             .baseline
             .insert("character_set_client".into(), "utf8mb4".into());
-        applied.user_vars.insert("old".into(), "1".into());
+        Arc::make_mut(&mut applied.user_vars).insert("old".into(), "1".into());
         let mut user = BTreeMap::new();
         user.insert("n".into(), "7".into());
         assert_eq!(
@@ -462,10 +495,35 @@ mod tests {
         // In step: nothing to do.
         let applied = Applied {
             vars: s.vars_for(true),
-            user_vars: user.clone(),
+            user_vars: Arc::new(user.clone()),
             ..Applied::default()
         };
         assert_eq!(s.pooled_set(&applied, true, &user, None), None);
+    }
+
+    #[test]
+    fn connections_share_the_sessions_maps_copy_on_write() {
+        let mut s = SessionState::default();
+        s.record_vars(&[("time_zone".into(), "+03:00".into())]);
+        // No primary-only variable: replicas are brought to the same map.
+        assert!(Arc::ptr_eq(s.shared_vars(true), s.shared_vars(false)));
+        let applied = Applied {
+            vars: s.vars_for(true),
+            ..Applied::default()
+        };
+        assert!(Arc::ptr_eq(&applied.vars, s.shared_vars(true)));
+        assert_eq!(s.pooled_set(&applied, true, &BTreeMap::new(), None), None);
+        // A change leaves what the connection was brought to as it was.
+        s.record_vars(&[("autocommit".into(), "OFF".into())]);
+        assert_eq!(applied.vars.len(), 1);
+        assert_eq!(
+            s.pooled_set(&applied, true, &BTreeMap::new(), None)
+                .unwrap(),
+            "SET @@session.autocommit='OFF'"
+        );
+        // A replica connection never takes autocommit: still in step.
+        assert_eq!(s.pooled_set(&applied, false, &BTreeMap::new(), None), None);
+        assert!(!s.shared_vars(false).contains_key("autocommit"));
     }
 
     #[test]

@@ -26,6 +26,7 @@
 //! own value).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::admin::metrics as m;
 use crate::classify::{
@@ -34,6 +35,7 @@ use crate::classify::{
 use crate::error::Error;
 use crate::pool::conn::BackendConn;
 use crate::pool::txn_pool::{Applied, GroupKey};
+use crate::pool::Vars;
 use crate::protocol::consts::{com, status};
 use crate::protocol::reply::Expect;
 
@@ -45,8 +47,11 @@ use super::{drain_reply, Session};
 /// its [`super::state::SessionState`].
 #[derive(Debug)]
 pub struct PoolSession {
-    /// User variables by lower-case name, as SQL literals.
-    pub user_values: BTreeMap<String, String>,
+    /// User variables by lower-case name, as SQL literals (shared with the
+    /// connections brought to them; changed copy-on-write).
+    pub user_values: Vars,
+    /// The pool key of the session's connections, made once.
+    pub key: Option<GroupKey>,
     /// User variables whose values could not be written back as literals.
     pub unreplayable: BTreeSet<String>,
     /// Names of text-protocol prepared statements.
@@ -95,7 +100,8 @@ pub struct PoolSession {
 impl Default for PoolSession {
     fn default() -> Self {
         PoolSession {
-            user_values: BTreeMap::new(),
+            user_values: Vars::default(),
+            key: None,
             unreplayable: BTreeSet::new(),
             text_prepares: BTreeSet::new(),
             handlers: BTreeSet::new(),
@@ -120,11 +126,15 @@ impl Default for PoolSession {
 }
 
 impl Session {
-    fn group_key(&self) -> GroupKey {
-        GroupKey {
-            user: self.user.clone(),
-            charset: self.charset,
-            capabilities: self.caps & crate::protocol::consts::cap::MIRRORED_FROM_CLIENT,
+    fn group_key(&mut self) -> GroupKey {
+        let caps = self.caps & crate::protocol::consts::cap::MIRRORED_FROM_CLIENT;
+        match &self.ps.key {
+            Some(k) if k.is_for(&self.user, self.charset, caps) => k.clone(),
+            _ => {
+                let k = GroupKey::new(&self.user, self.charset, caps);
+                self.ps.key = Some(k.clone());
+                k
+            }
         }
     }
 
@@ -308,11 +318,11 @@ impl Session {
             }
             // Nothing sent means the connection already matched.
             if let Some(p) = conn.pooled.as_mut() {
-                p.applied.vars = self.state.vars_for(primary);
-                p.applied.user_vars = self.ps.user_values.clone();
+                p.applied.set_vars(self.state.shared_vars(primary));
+                p.applied.set_user_vars(&self.ps.user_values);
                 p.applied.multi_statements = Some(want_multi);
-                if self.database.is_some() {
-                    p.applied.database = self.database.clone();
+                if let Some(db) = &self.database {
+                    p.applied.set_database(db);
                 }
             }
         }
@@ -391,10 +401,10 @@ impl Session {
         else {
             return;
         };
-        p.applied.vars = self.state.vars_for(index == 0);
-        p.applied.user_vars = self.ps.user_values.clone();
-        if self.database.is_some() {
-            p.applied.database = self.database.clone();
+        p.applied.set_vars(self.state.shared_vars(index == 0));
+        p.applied.set_user_vars(&self.ps.user_values);
+        if let Some(db) = &self.database {
+            p.applied.set_database(db);
         }
     }
 
@@ -572,14 +582,14 @@ impl Session {
             match literal {
                 Some(lit) if lit == "NULL" => {
                     self.ps.unreplayable.remove(&name);
-                    self.ps.user_values.remove(&name);
+                    Arc::make_mut(&mut self.ps.user_values).remove(&name);
                 }
                 Some(lit) => {
                     self.ps.unreplayable.remove(&name);
-                    self.ps.user_values.insert(name, lit);
+                    Arc::make_mut(&mut self.ps.user_values).insert(name, lit);
                 }
                 None => {
-                    self.ps.user_values.remove(&name);
+                    Arc::make_mut(&mut self.ps.user_values).remove(&name);
                     self.ps.unreplayable.insert(name);
                 }
             }
@@ -588,7 +598,7 @@ impl Session {
             .as_mut()
             .and_then(|c| c.pooled.as_mut())
         {
-            p.applied.user_vars = self.ps.user_values.clone();
+            p.applied.set_user_vars(&self.ps.user_values);
         }
     }
 
