@@ -255,19 +255,52 @@ impl Positions {
     /// write committed before now is covered by. Concurrent callers share
     /// one poll. `None` when the primary did not answer within `timeout`.
     pub async fn fresh_primary(&self, timeout: Duration) -> Option<Position> {
-        let mut rx = self.fresh.subscribe();
+        self.request_fresh().wait(timeout).await
+    }
+
+    /// Asks for the primary's position from a poll sent after this call,
+    /// without waiting for it: the caller may do other work (send a read)
+    /// while the poll is under way, then [`FreshTicket::wait`] for it.
+    pub fn request_fresh(&self) -> FreshTicket {
+        // Subscribe before reading the generation: a result published in
+        // between is seen by `wait` (it checks the current value first).
+        let rx = self.fresh.subscribe();
         let need = self.started.load(Ordering::SeqCst) + 1;
         self.askers.fetch_add(1, Ordering::SeqCst);
         self.demand.notify_one();
+        FreshTicket { rx, need }
+    }
+
+    /// The newest primary position known (periodic and fresh polls both
+    /// record it): what a read that starts now will most likely need. Only a
+    /// hint for planning; it proves nothing about writes after its poll.
+    pub fn latest_primary(&self) -> Option<Position> {
+        self.sample(0).and_then(|s| s.pos.clone())
+    }
+}
+
+/// A pending request for a fresh primary position (see
+/// [`Positions::request_fresh`]).
+#[derive(Debug, Clone)]
+pub struct FreshTicket {
+    rx: watch::Receiver<Fresh>,
+    /// The first poll generation that started after the request.
+    need: u64,
+}
+
+impl FreshTicket {
+    /// The position from the first primary poll that started after the
+    /// request. `None` when the primary did not answer within `timeout`.
+    pub async fn wait(mut self, timeout: Duration) -> Option<Position> {
         let wait = async {
             loop {
                 {
-                    let v = rx.borrow_and_update();
-                    if v.generation >= need {
+                    let v = self.rx.borrow_and_update();
+                    if v.generation >= self.need {
                         return v.pos.clone();
                     }
                 }
-                if rx.changed().await.is_err() {
+                if self.rx.changed().await.is_err() {
                     return None;
                 }
             }
