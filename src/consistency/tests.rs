@@ -207,7 +207,7 @@ async fn fresh_primary_positions_are_shared_and_never_older_than_the_request() {
         let (p, seq, polls) = (p.clone(), seq.clone(), polls.clone());
         tokio::spawn(async move {
             loop {
-                p.primary_poll_due(Duration::from_secs(60)).await;
+                p.primary_poll_due(Duration::from_secs(60), Duration::ZERO).await;
                 let g = p.primary_poll_starting();
                 let at = Instant::now();
                 // The "primary" position when the poll is sent.
