@@ -208,7 +208,8 @@ async fn fresh_primary_positions_are_shared_and_never_older_than_the_request() {
         let (p, seq, polls) = (p.clone(), seq.clone(), polls.clone());
         tokio::spawn(async move {
             loop {
-                p.primary_poll_due(Duration::from_secs(60), Duration::ZERO).await;
+                p.primary_poll_due(Duration::from_secs(60), Duration::ZERO)
+                    .await;
                 let g = p.primary_poll_starting();
                 let at = Instant::now();
                 // The "primary" position when the poll is sent.
@@ -268,7 +269,11 @@ async fn a_poll_starts_as_soon_as_a_batch_of_reads_waits() {
     assert!(early.is_err(), "a poll started for less than a batch");
     let _last = p.request_fresh();
     assert!(p.primary_poll_due(IDLE, SPACING).await, "readers asked");
-    assert_eq!(start.elapsed(), SPACING / 2, "no wait once the batch is full");
+    assert_eq!(
+        start.elapsed(),
+        SPACING / 2,
+        "no wait once the batch is full"
+    );
 }
 
 /// Fewer concurrent reads than a batch wait for their poll to start at
@@ -322,7 +327,11 @@ async fn a_request_waits_for_a_poll_started_after_it() {
     p.record(0, t0, Some(m("0-1-5")), false, Some(in_flight));
     let pending = tokio::time::timeout(Duration::from_secs(1), ticket.clone().wait(IDLE)).await;
     assert!(pending.is_err(), "served by a poll older than the request");
-    assert_eq!(p.latest_primary(), Some(m("0-1-5")), "but it is the newest known");
+    assert_eq!(
+        p.latest_primary(),
+        Some(m("0-1-5")),
+        "but it is the newest known"
+    );
     let next = p.primary_poll_starting();
     p.record(0, Instant::now(), Some(m("0-1-7")), false, Some(next));
     assert_eq!(ticket.wait(IDLE).await, Some(m("0-1-7")));
