@@ -211,20 +211,9 @@ async fn poll_positions(cluster: Arc<Cluster>, index: usize, mut shutdown: watch
     let spacing = Duration::from_micros(cluster.config().monitor.position_request_spacing_us);
     let mut conn: Option<BackendConn> = None;
     let mut asked = false;
-    let mut last_start: Option<Instant> = None;
     loop {
-        // Reads asking for a fresh primary position share polls: while they
-        // come concurrently (the last poll served more than one), poll starts
-        // are kept `spacing` apart, and every read that arrives before a poll
-        // starts is served by it. A lone client is never held back.
-        if asked && positions.last_batch() > 1 {
-            if let Some(t) = last_start {
-                let since = t.elapsed();
-                if since < spacing {
-                    tokio::time::sleep(spacing - since).await;
-                }
-            }
-        }
+        // Reads asking for a fresh primary position share polls; when the
+        // next one is due is `Positions::primary_poll_due`'s call.
         let reconnected = conn.is_none();
         if conn.is_none() {
             match cluster.monitor_connect(index).await {
@@ -244,7 +233,6 @@ async fn poll_positions(cluster: Arc<Cluster>, index: usize, mut shutdown: watch
             let flavor = positions.flavor();
             let generation = (index == 0).then(|| positions.primary_poll_starting());
             let started = Instant::now();
-            last_start = Some(started);
             let result = timed(c, flavor.position_query(index == 0), timeout).await;
             polls.increment(1);
             if asked {
@@ -271,7 +259,7 @@ async fn poll_positions(cluster: Arc<Cluster>, index: usize, mut shutdown: watch
             interval.max(Duration::from_millis(200))
         };
         tokio::select! {
-            a = positions.primary_poll_due(wait), if index == 0 => asked = a,
+            a = positions.primary_poll_due(wait, spacing), if index == 0 => asked = a,
             _ = tokio::time::sleep(wait), if index != 0 => asked = false,
             _ = shutdown.changed() => return,
         }

@@ -170,8 +170,9 @@ pub struct MonitorConfig {
     /// milliseconds (the primary's also on demand for global reads).
     #[serde(default = "default_position_interval")]
     pub position_interval_ms: u64,
-    /// Under load, fresh primary positions asked for by global reads are
-    /// read at most once per this many microseconds; every read that
+    /// Under load, a fresh primary position asked for by global reads is
+    /// read as soon as 10 reads wait for it, else at the latest this many
+    /// microseconds after the previous one started; every read that
     /// arrives before a poll starts shares it. 0: back to back.
     #[serde(default = "default_position_request_spacing")]
     pub position_request_spacing_us: u64,

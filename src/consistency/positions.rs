@@ -50,6 +50,11 @@ struct Entry {
 const HISTORY: Duration = Duration::from_secs(120);
 const HISTORY_ENTRIES: usize = 8192;
 
+/// A fresh primary poll under load starts as soon as this many reads wait
+/// for it: each poll then serves at least this many reads (at most 0.1
+/// polls per read), and reads never wait out the spacing for it.
+pub const POLL_BATCH: u64 = 10;
+
 /// The result of a fresh primary position request, by poll generation.
 #[derive(Debug, Clone, Default)]
 struct Fresh {
@@ -68,6 +73,8 @@ pub struct Positions {
     /// the last poll served.
     askers: AtomicU64,
     last_batch: AtomicU64,
+    /// When the last primary poll started (the poller's clock).
+    last_start: Mutex<Option<tokio::time::Instant>>,
     fresh: watch::Sender<Fresh>,
     flavor: AtomicU8,
 }
@@ -91,6 +98,7 @@ impl Positions {
             demand: Notify::new(),
             askers: AtomicU64::new(0),
             last_batch: AtomicU64::new(0),
+            last_start: Mutex::new(None),
             fresh: watch::channel(Fresh::default()).0,
             flavor: AtomicU8::new(0),
         })
@@ -126,6 +134,8 @@ impl Positions {
         let g = self.started.fetch_add(1, Ordering::SeqCst) + 1;
         let n = self.askers.swap(0, Ordering::SeqCst);
         self.last_batch.store(n, Ordering::Relaxed);
+        *self.last_start.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(tokio::time::Instant::now());
         g
     }
 
@@ -135,12 +145,35 @@ impl Positions {
         self.last_batch.load(Ordering::Relaxed)
     }
 
-    /// Waits until readers want a fresh primary position or `idle` passes.
-    /// Returns whether readers asked.
-    pub async fn primary_poll_due(&self, idle: Duration) -> bool {
-        tokio::select! {
-            _ = self.demand.notified() => true,
-            _ = tokio::time::sleep(idle) => false,
+    /// Waits until the next primary poll is due: readers want a fresh
+    /// position and either
+    /// - [`POLL_BATCH`] of them wait (under load a poll starts as soon as it
+    ///   serves enough reads, with no idle gap after the previous one),
+    /// - or the last poll served at most one read (a lone client is never
+    ///   held back),
+    /// - or `spacing` has passed since the last poll started (fewer
+    ///   concurrent reads wait at most that long for their poll to start);
+    ///
+    /// or `idle` passes (the periodic poll). Returns whether readers asked.
+    pub async fn primary_poll_due(&self, idle: Duration, spacing: Duration) -> bool {
+        let idle_at = tokio::time::Instant::now() + idle;
+        loop {
+            let waiting = self.askers.load(Ordering::SeqCst);
+            let at = if waiting == 0 {
+                idle_at
+            } else if waiting >= POLL_BATCH || self.last_batch() <= 1 {
+                return true;
+            } else {
+                let last = *self.last_start.lock().unwrap_or_else(|e| e.into_inner());
+                match last {
+                    Some(t) if t + spacing > tokio::time::Instant::now() => t + spacing,
+                    _ => return true,
+                }
+            };
+            tokio::select! {
+                _ = self.demand.notified() => {}
+                _ = tokio::time::sleep_until(at) => return waiting > 0,
+            }
         }
     }
 
@@ -255,19 +288,56 @@ impl Positions {
     /// write committed before now is covered by. Concurrent callers share
     /// one poll. `None` when the primary did not answer within `timeout`.
     pub async fn fresh_primary(&self, timeout: Duration) -> Option<Position> {
-        let mut rx = self.fresh.subscribe();
+        self.request_fresh().wait(timeout).await
+    }
+
+    /// Asks for the primary's position from a poll sent after this call,
+    /// without waiting for it: the caller may do other work (send a read)
+    /// while the poll is under way, then [`FreshTicket::wait`] for it.
+    pub fn request_fresh(&self) -> FreshTicket {
+        // Subscribe before reading the generation: a result published in
+        // between is seen by `wait` (it checks the current value first).
+        let rx = self.fresh.subscribe();
         let need = self.started.load(Ordering::SeqCst) + 1;
-        self.askers.fetch_add(1, Ordering::SeqCst);
-        self.demand.notify_one();
+        // The poller needs waking only when a poll may become due: the
+        // first reader since the last poll started, and the batch's last.
+        let n = self.askers.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == 1 || n == POLL_BATCH {
+            self.demand.notify_one();
+        }
+        FreshTicket { rx, need }
+    }
+
+    /// The newest primary position known (periodic and fresh polls both
+    /// record it): what a read that starts now will most likely need. Only a
+    /// hint for planning; it proves nothing about writes after its poll.
+    pub fn latest_primary(&self) -> Option<Position> {
+        self.sample(0).and_then(|s| s.pos.clone())
+    }
+}
+
+/// A pending request for a fresh primary position (see
+/// [`Positions::request_fresh`]).
+#[derive(Debug, Clone)]
+pub struct FreshTicket {
+    rx: watch::Receiver<Fresh>,
+    /// The first poll generation that started after the request.
+    need: u64,
+}
+
+impl FreshTicket {
+    /// The position from the first primary poll that started after the
+    /// request. `None` when the primary did not answer within `timeout`.
+    pub async fn wait(mut self, timeout: Duration) -> Option<Position> {
         let wait = async {
             loop {
                 {
-                    let v = rx.borrow_and_update();
-                    if v.generation >= need {
+                    let v = self.rx.borrow_and_update();
+                    if v.generation >= self.need {
                         return v.pos.clone();
                     }
                 }
-                if rx.changed().await.is_err() {
+                if self.rx.changed().await.is_err() {
                     return None;
                 }
             }

@@ -2,6 +2,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::positions::POLL_BATCH;
 use super::*;
 
 fn m(s: &str) -> Position {
@@ -207,7 +208,8 @@ async fn fresh_primary_positions_are_shared_and_never_older_than_the_request() {
         let (p, seq, polls) = (p.clone(), seq.clone(), polls.clone());
         tokio::spawn(async move {
             loop {
-                p.primary_poll_due(Duration::from_secs(60)).await;
+                p.primary_poll_due(Duration::from_secs(60), Duration::ZERO)
+                    .await;
                 let g = p.primary_poll_starting();
                 let at = Instant::now();
                 // The "primary" position when the poll is sent.
@@ -239,4 +241,101 @@ async fn fresh_primary_positions_are_shared_and_never_older_than_the_request() {
     poller.abort();
     let polls = polls.load(Ordering::SeqCst);
     assert!(polls < 16 * 50 / 2, "{polls} polls for 800 reads");
+}
+
+/// A primary poll that has served `n` readers (so the next ones count as
+/// concurrent when `n > 1`).
+fn served(p: &Positions, n: u64) -> u64 {
+    for _ in 0..n {
+        drop(p.request_fresh());
+    }
+    p.primary_poll_starting()
+}
+
+const IDLE: Duration = Duration::from_secs(60);
+const SPACING: Duration = Duration::from_millis(2);
+
+/// Under load a poll starts the moment the batch's last reader asks: no
+/// read waits out the spacing once enough reads share the poll.
+#[tokio::test(start_paused = true)]
+async fn a_poll_starts_as_soon_as_a_batch_of_reads_waits() {
+    let p = Positions::new(1);
+    served(&p, 16);
+    let start = tokio::time::Instant::now();
+    let _first: Vec<_> = (0..POLL_BATCH - 1).map(|_| p.request_fresh()).collect();
+    // One short of a batch: not due before the spacing (the clock only
+    // moves when every task sleeps, so this proves no early start).
+    let early = tokio::time::timeout(SPACING / 2, p.primary_poll_due(IDLE, SPACING)).await;
+    assert!(early.is_err(), "a poll started for less than a batch");
+    let _last = p.request_fresh();
+    assert!(p.primary_poll_due(IDLE, SPACING).await, "readers asked");
+    assert_eq!(
+        start.elapsed(),
+        SPACING / 2,
+        "no wait once the batch is full"
+    );
+}
+
+/// Fewer concurrent reads than a batch wait for their poll to start at
+/// most the spacing after the previous one started.
+#[tokio::test(start_paused = true)]
+async fn a_partial_batch_waits_at_most_the_spacing() {
+    let p = Positions::new(1);
+    served(&p, 3);
+    let start = tokio::time::Instant::now();
+    let _t = p.request_fresh();
+    assert!(p.primary_poll_due(IDLE, SPACING).await);
+    assert_eq!(start.elapsed(), SPACING);
+    // The spacing counts from the last poll's start: when it has passed
+    // already, the poll starts at once.
+    served(&p, 3);
+    tokio::time::advance(SPACING * 2).await;
+    let _t = p.request_fresh();
+    let at = tokio::time::Instant::now();
+    assert!(p.primary_poll_due(IDLE, SPACING).await);
+    assert_eq!(at.elapsed(), Duration::ZERO);
+}
+
+/// A lone client (the last poll served at most one read) is never held
+/// back, and without readers the poll is the periodic one.
+#[tokio::test(start_paused = true)]
+async fn a_lone_reader_is_served_at_once_and_idle_polls_are_periodic() {
+    let p = Positions::new(1);
+    served(&p, 1);
+    let start = tokio::time::Instant::now();
+    assert!(!p.primary_poll_due(IDLE, SPACING).await, "nobody asked");
+    assert_eq!(start.elapsed(), IDLE);
+    let at = tokio::time::Instant::now();
+    let waiter = {
+        let p = p.clone();
+        tokio::spawn(async move { p.primary_poll_due(IDLE, SPACING).await })
+    };
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let _t = p.request_fresh();
+    assert!(waiter.await.unwrap(), "the reader woke the poller");
+    assert_eq!(at.elapsed(), Duration::from_millis(5));
+}
+
+/// A request is served only by a poll that started after it: not by the
+/// one in flight when it asked, even though that one answers later.
+#[tokio::test(start_paused = true)]
+async fn a_request_waits_for_a_poll_started_after_it() {
+    let p = Positions::new(1);
+    let in_flight = p.primary_poll_starting();
+    let ticket = p.request_fresh();
+    let t0 = Instant::now();
+    p.record(0, t0, Some(m("0-1-5")), false, Some(in_flight));
+    let pending = tokio::time::timeout(Duration::from_secs(1), ticket.clone().wait(IDLE)).await;
+    assert!(pending.is_err(), "served by a poll older than the request");
+    assert_eq!(
+        p.latest_primary(),
+        Some(m("0-1-5")),
+        "but it is the newest known"
+    );
+    let next = p.primary_poll_starting();
+    p.record(0, Instant::now(), Some(m("0-1-7")), false, Some(next));
+    assert_eq!(ticket.wait(IDLE).await, Some(m("0-1-7")));
+    // A primary that never answers: no position, after the timeout.
+    let ticket = p.request_fresh();
+    assert_eq!(ticket.wait(Duration::from_secs(1)).await, None);
 }

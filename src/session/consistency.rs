@@ -21,6 +21,7 @@ use crate::protocol::consts::com;
 use crate::protocol::reply::Expect;
 use crate::router::{self, Loads};
 
+use super::global_read::Checked;
 use super::{drain_reply, Session};
 
 /// A read that finished on a backend: what it saw is bounded only by a
@@ -41,6 +42,10 @@ pub struct Wait {
     pub level: Level,
     pub timeout: Duration,
     pub on_timeout: OnTimeout,
+    /// Global level: the read goes out at once, and the fresh primary
+    /// position is checked against the replica's position when it arrives
+    /// (see `global_read`); `pos` is then what else the read needs.
+    pub check: Option<consistency::FreshTicket>,
 }
 
 /// Where a read runs, after consistency.
@@ -61,6 +66,12 @@ pub enum Waited {
     Reached,
     /// It did not in time; the read's reply was read and dropped.
     TimedOut,
+    /// Global level: the replica had the fresh primary position before the
+    /// read ran; the read's reply follows.
+    Covered,
+    /// Global level: no fresh primary position in time; the read's reply
+    /// was read and dropped and the primary serves the read.
+    NoPosition,
 }
 
 impl Plan {
@@ -139,6 +150,7 @@ impl Session {
             }
         };
         let mut sticky = None;
+        let mut pending = None;
         match level {
             Level::Eventual => {}
             Level::Session => {
@@ -205,10 +217,21 @@ impl Session {
                     }
                 }
             }
-            Level::Global => match positions.fresh_primary(cfg.wait_timeout()).await {
-                Some(p) => merge(&mut need, &p),
-                None => return Plan::Primary,
-            },
+            Level::Global => {
+                let ticket = positions.request_fresh();
+                match positions.latest_primary() {
+                    // Plan by the newest known position; the fresh one is
+                    // checked once the read is under way.
+                    Some(p) => {
+                        merge(&mut need, &p);
+                        pending = Some(ticket);
+                    }
+                    None => match ticket.wait(cfg.wait_timeout()).await {
+                        Some(p) => merge(&mut need, &p),
+                        None => return Plan::Primary,
+                    },
+                }
+            }
             Level::Bounded(bound) => {
                 let target = match positions.bounded_target(bound, Instant::now()) {
                     Some(p) => Some(p),
@@ -220,6 +243,9 @@ impl Session {
                 }
             }
         }
+        let run = |i: usize, need: Option<&Position>| {
+            super::global_read::run_or_check(i, pending.as_ref(), need, level, cfg, &positions)
+        };
         let cands: Vec<usize> = match sticky {
             _ if fixed => vec![index],
             Some(b) => vec![b],
@@ -227,11 +253,11 @@ impl Session {
         };
         let need = match need {
             Some(n) if !n.is_empty() => n,
-            _ => {
+            need => {
                 return match cands.contains(&index) {
-                    true => Plan::Run(index),
+                    true => run(index, need.as_ref()),
                     false => router::pick_among(&policy, &topo, loads, &cands)
-                        .map_or(Plan::Primary, Plan::Run),
+                        .map_or(Plan::Primary, |i| run(i, need.as_ref())),
                 }
             }
         };
@@ -248,10 +274,19 @@ impl Session {
             .map(|(i, _)| *i)
             .collect();
         if covering.contains(&index) {
-            return Plan::Run(index);
+            return run(index, Some(&need));
         }
         if let Some(i) = router::pick_among(&policy, &topo, loads, &covering) {
-            return Plan::Run(i);
+            return run(i, Some(&need));
+        }
+        // The replicas lack even the newest known primary position: a wait
+        // is coming anyway, for the fresh position.
+        let mut need = need;
+        if let Some(ticket) = pending {
+            match ticket.wait(cfg.wait_timeout()).await {
+                Some(p) => need.merge(&p),
+                None => return Plan::Primary,
+            }
         }
         // None has it yet: wait on the one closest to it (the router's
         // choice on a tie, then the least busy).
@@ -271,6 +306,7 @@ impl Session {
                     level,
                     timeout: cfg.wait_timeout(),
                     on_timeout: cfg.on_timeout,
+                    check: None,
                 },
             ),
             None => Plan::Primary,
@@ -293,6 +329,17 @@ impl Session {
         raw: &[u8],
         expect: Expect,
     ) -> Result<Waited, Error> {
+        let checked;
+        let w = match w.check {
+            None => w,
+            Some(_) => match self.read_then_check(index, w, raw, expect).await? {
+                Checked::Done(waited) => return Ok(waited),
+                Checked::Wait(retry) => {
+                    checked = retry;
+                    &checked
+                }
+            },
+        };
         let positions = self.ctx.cluster.positions().clone();
         let flavor = positions.flavor();
         let sql = flavor.wait_statement(&w.pos, w.timeout);

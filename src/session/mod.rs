@@ -8,6 +8,7 @@
 mod carry;
 mod consistency;
 mod explain;
+mod global_read;
 mod idle;
 mod kill;
 mod login;
@@ -454,6 +455,11 @@ impl Session {
             match self.send_with_wait(index, w, raw, expect).await {
                 Ok(consistency::Waited::Reached) => {
                     self.count_consistent(w.level, "replica_after_wait");
+                }
+                Ok(consistency::Waited::Covered) => self.count_consistent(w.level, "replica"),
+                Ok(consistency::Waited::NoPosition) => {
+                    self.count_consistent(w.level, "primary");
+                    return Flow::Fallback;
                 }
                 Ok(consistency::Waited::TimedOut) => {
                     return match w.on_timeout {
