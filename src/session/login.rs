@@ -4,13 +4,18 @@
 //! which goes through the same check.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 
-use super::{pooling, send_error, Ctx, Flow};
-use crate::cluster::Privileges;
+use super::{pooling, send_error, Ctx, Flow, Synced};
+use crate::admin::metrics as m;
+use crate::cluster::{Cluster, Privileges};
+use crate::config::Config;
 use crate::error::Error;
+use crate::pool::conn::{BackendConn, ConnectParams, Greeted};
 use crate::protocol::auth::{new_salt, verify, Credential};
 use crate::protocol::command::ChangeUser;
 use crate::protocol::consts::{cap, status, NATIVE_PASSWORD};
@@ -32,6 +37,103 @@ pub struct Identity {
     pub salt: [u8; 20],
     /// Sequence id for the packet that completes the login (OK or ERR).
     pub next_seq: u8,
+    /// The primary's connection, opened while the client answered.
+    pub early: Option<Early>,
+}
+
+/// A connection to the primary opened, and its greeting read, while the
+/// client answers Causeway's greeting: the backend's connect is then off
+/// the login's critical path. Only without pools (a pooled session borrows
+/// an open connection instead). One that is not used (the client's login
+/// failed or it went away) is logged in as the monitor account and closed
+/// with COM_QUIT, so the server counts no aborted connect: with host name
+/// resolution on, `max_connect_errors` of them in a row would block
+/// Causeway's host.
+pub struct Early {
+    handle: Option<JoinHandle<Result<Greeted, Error>>>,
+    address: String,
+    cluster: Arc<Cluster>,
+}
+
+impl std::fmt::Debug for Early {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Early")
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+impl Early {
+    fn start(ctx: &Ctx) -> Option<Early> {
+        let cfg = ctx.cluster.config();
+        if pooling_possible(cfg) {
+            return None;
+        }
+        let topo = ctx.cluster.topology();
+        let b = topo.backends.first()?;
+        let (name, address, timeout) = (b.name.clone(), b.address.clone(), cfg.timeouts.connect());
+        let target = address.clone();
+        let handle = tokio::spawn(async move { Greeted::open(&name, &target, timeout).await });
+        Some(Early {
+            handle: Some(handle),
+            address,
+            cluster: ctx.cluster.clone(),
+        })
+    }
+
+    /// The opened connection, or why it could not be opened.
+    async fn take(mut self) -> Option<Result<Greeted, Error>> {
+        self.handle.take()?.await.ok()
+    }
+}
+
+impl Drop for Early {
+    fn drop(&mut self) {
+        let Some(handle) = self.handle.take() else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let cluster = self.cluster.clone();
+        rt.spawn(async move {
+            if let Ok(Ok(greeted)) = handle.await {
+                quit_as_monitor(&cluster, greeted).await;
+            }
+        });
+    }
+}
+
+/// Whether any session may be served by a pool (then none opens a
+/// connection early).
+fn pooling_possible(cfg: &Config) -> bool {
+    cfg.pool.session_pool
+        || cfg.pool.transaction_pool
+        || cfg
+            .users
+            .values()
+            .any(|o| o.session_pool == Some(true) || o.transaction_pool == Some(true))
+}
+
+/// Ends an opened connection that no client logs in on.
+async fn quit_as_monitor(cluster: &Cluster, greeted: Greeted) {
+    let cfg = cluster.config();
+    let params = ConnectParams {
+        backend: String::new(),
+        address: String::new(),
+        user: cfg.monitor.user.clone(),
+        credential: Credential::from_password(cfg.monitor.password.as_bytes()),
+        database: None,
+        client_capabilities: 0,
+        charset: 45,
+        attributes: vec![("program_name".into(), "causeway-monitor".into())],
+        timeout: cfg.timeouts.connect(),
+    };
+    if let Ok(mut conn) = BackendConn::login(greeted, &params).await {
+        let _ = conn
+            .send_command(&[crate::protocol::consts::com::QUIT])
+            .await;
+    }
 }
 
 /// A login that failed; the client has not been told yet.
@@ -47,6 +149,7 @@ pub async fn greet(
     peer_ip: IpAddr,
 ) -> Result<Identity, Option<LoginFailure>> {
     let salt = new_salt();
+    let early = Early::start(ctx);
     let hs = Handshake {
         server_version: ctx.cluster.topology().greeting_version.clone(),
         connection_id: id,
@@ -113,6 +216,7 @@ pub async fn greet(
         attributes: resp.attributes,
         salt,
         next_seq: seq,
+        early,
     })
 }
 
@@ -153,6 +257,55 @@ pub async fn check_password(
 }
 
 impl super::Session {
+    /// Logs in to the primary at connect time, so a bad database or a
+    /// refused account is reported then, as a direct connection would (with
+    /// a pool: a borrowed connection selects the database). Uses the
+    /// connection opened early when there is one; if that cannot log in
+    /// for a reason other than the server's refusal (it waited past the
+    /// server's `connect_timeout`, the primary changed), a new one does.
+    pub(super) async fn first_login(&mut self, early: Option<Early>) -> Result<(), Error> {
+        if self.tp {
+            return self.sync(0).await;
+        }
+        if let Some(early) = early {
+            let topo = self.ctx.cluster.topology();
+            if let Some(b) = topo.backends.first().filter(|b| b.address == early.address) {
+                let params = self.connect_params(b);
+                match early.take().await {
+                    Some(Ok(greeted)) => match BackendConn::login(greeted, &params).await {
+                        Ok(conn) => {
+                            metrics::counter!(m::BACKEND_CONNECTS, "backend" => b.name.clone())
+                                .increment(1);
+                            self.adopt_first(conn);
+                            return Ok(());
+                        }
+                        Err(e @ Error::Server(_)) => return Err(e),
+                        Err(_) => {}
+                    },
+                    Some(Err(e @ Error::Server(_))) => return Err(e),
+                    _ => {}
+                }
+            }
+        }
+        self.backend(0).await.map(|_| ())
+    }
+
+    /// Installs a new connection to the primary, as `backend` does.
+    fn adopt_first(&mut self, conn: BackendConn) {
+        if let Some(slot) = self.backends.get_mut(0) {
+            *slot = Some(conn);
+        }
+        self.forget_backend_statements(0);
+        if let Some(s) = self.synced.get_mut(0) {
+            *s = Synced {
+                version: 0,
+                database: self.database.clone(),
+                user_vars: 0,
+                multi_statements: None,
+            };
+        }
+    }
+
     /// COM_CHANGE_USER: Causeway checks the new account itself, then logs
     /// in to the primary as it; the old backend connections are closed so
     /// nothing of the previous user's session survives.
