@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 
 use super::{pooling, send_error, Ctx, Flow, Synced};
 use crate::admin::metrics as m;
@@ -50,7 +49,7 @@ pub struct Identity {
 /// resolution on, `max_connect_errors` of them in a row would block
 /// Causeway's host.
 pub struct Early {
-    handle: Option<JoinHandle<Result<Greeted, Error>>>,
+    greeted: Option<Result<Greeted, Error>>,
     address: String,
     cluster: Arc<Cluster>,
 }
@@ -64,43 +63,38 @@ impl std::fmt::Debug for Early {
 }
 
 impl Early {
-    fn start(ctx: &Ctx) -> Option<Early> {
+    /// Opens the primary's connection, when no pool may serve the session.
+    async fn open(ctx: &Ctx) -> Option<Early> {
         let cfg = ctx.cluster.config();
         if pooling_possible(cfg) {
             return None;
         }
         let topo = ctx.cluster.topology();
         let b = topo.backends.first()?;
-        let (name, address, timeout) = (b.name.clone(), b.address.clone(), cfg.timeouts.connect());
-        let target = address.clone();
-        let handle = tokio::spawn(async move { Greeted::open(&name, &target, timeout).await });
+        let greeted = Greeted::open(&b.name, &b.address, cfg.timeouts.connect()).await;
         Some(Early {
-            handle: Some(handle),
-            address,
+            greeted: Some(greeted),
+            address: b.address.clone(),
             cluster: ctx.cluster.clone(),
         })
     }
 
     /// The opened connection, or why it could not be opened.
-    async fn take(mut self) -> Option<Result<Greeted, Error>> {
-        self.handle.take()?.await.ok()
+    fn take(mut self) -> Option<Result<Greeted, Error>> {
+        self.greeted.take()
     }
 }
 
 impl Drop for Early {
     fn drop(&mut self) {
-        let Some(handle) = self.handle.take() else {
+        let Some(Ok(greeted)) = self.greeted.take() else {
             return;
         };
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let cluster = self.cluster.clone();
-        rt.spawn(async move {
-            if let Ok(Ok(greeted)) = handle.await {
-                quit_as_monitor(&cluster, greeted).await;
-            }
-        });
+        rt.spawn(async move { quit_as_monitor(&cluster, greeted).await });
     }
 }
 
@@ -113,6 +107,27 @@ fn pooling_possible(cfg: &Config) -> bool {
             .users
             .values()
             .any(|o| o.session_pool == Some(true) || o.transaction_pool == Some(true))
+}
+
+/// Logs in to the primary on the connection opened early if it is still
+/// for the same address, else on a new one. If the early one could not be
+/// opened, that is the answer (a new try would wait as long again); if it
+/// cannot log in for a reason other than the server's refusal (it waited
+/// past the server's `connect_timeout`), a new one does.
+async fn primary_login(early: Option<Early>, params: &ConnectParams) -> Result<BackendConn, Error> {
+    if let Some(early) = early.filter(|e| e.address == params.address) {
+        match early.take() {
+            Some(Ok(greeted)) => match BackendConn::login(greeted, params).await {
+                Ok(conn) => return Ok(conn),
+                Err(e @ Error::Server(_)) => return Err(e),
+                Err(_) => {}
+            },
+            // What a new connection would most likely meet again.
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+    }
+    BackendConn::connect(params).await
 }
 
 /// Ends an opened connection that no client logs in on.
@@ -148,8 +163,50 @@ pub async fn greet(
     id: u32,
     peer_ip: IpAddr,
 ) -> Result<Identity, Option<LoginFailure>> {
+    // The primary's connection opens while the client answers; it is
+    // polled first, so its connect is on its way before the greeting.
+    let (early, answered) = tokio::join!(Early::open(ctx), exchange(ctx, client, id));
+    let Answered {
+        resp,
+        salt,
+        answer,
+        seq,
+    } = answered?;
+    let (credential, privileges) = check_password(ctx, &resp.user, peer_ip, &salt, &answer)
+        .await
+        .map_err(|error| Some(LoginFailure { error, seq }))?;
+    Ok(Identity {
+        capabilities: resp.capabilities & cap::PROXY_OFFERS,
+        user: resp.user,
+        credential,
+        privileges,
+        database: resp.database,
+        charset: resp.charset,
+        attributes: resp.attributes,
+        salt,
+        next_seq: seq,
+        early,
+    })
+}
+
+/// The client's answer to Causeway's greeting.
+struct Answered {
+    resp: HandshakeResponse,
+    salt: [u8; 20],
+    /// The answer to `salt` (after an auth switch, if there was one).
+    answer: Vec<u8>,
+    /// Sequence id of the next packet to the client.
+    seq: u8,
+}
+
+/// Greets the client and reads its answer, switching it to
+/// `mysql_native_password` if it started with another plugin.
+async fn exchange(
+    ctx: &Ctx,
+    client: &mut PacketStream<TcpStream>,
+    id: u32,
+) -> Result<Answered, Option<LoginFailure>> {
     let salt = new_salt();
-    let early = Early::start(ctx);
     let hs = Handshake {
         server_version: ctx.cluster.topology().greeting_version.clone(),
         connection_id: id,
@@ -203,20 +260,11 @@ pub async fn greet(
         answer = p.data.to_vec();
         seq = p.last_seq.wrapping_add(1);
     }
-    let (credential, privileges) = check_password(ctx, &resp.user, peer_ip, &salt, &answer)
-        .await
-        .map_err(|error| Some(LoginFailure { error, seq }))?;
-    Ok(Identity {
-        capabilities: resp.capabilities & cap::PROXY_OFFERS,
-        user: resp.user,
-        credential,
-        privileges,
-        database: resp.database,
-        charset: resp.charset,
-        attributes: resp.attributes,
+    Ok(Answered {
+        resp,
         salt,
-        next_seq: seq,
-        early,
+        answer,
+        seq,
     })
 }
 
@@ -259,44 +307,59 @@ pub async fn check_password(
 impl super::Session {
     /// Logs in to the primary at connect time, so a bad database or a
     /// refused account is reported then, as a direct connection would (with
-    /// a pool: a borrowed connection selects the database). Uses the
-    /// connection opened early when there is one; if that cannot log in
-    /// for a reason other than the server's refusal (it waited past the
-    /// server's `connect_timeout`, the primary changed), a new one does.
+    /// a pool: a borrowed connection selects the database). Without a pool,
+    /// the primary's login uses the connection opened early, and the
+    /// session's replica connection is opened at the same time when there
+    /// is one replica reads can go to: a session's first read then finds it
+    /// open. A replica that cannot be logged in to now is left for the
+    /// first read to open (and report), as without this.
     pub(super) async fn first_login(&mut self, early: Option<Early>) -> Result<(), Error> {
         if self.tp {
             return self.sync(0).await;
         }
-        if let Some(early) = early {
-            let topo = self.ctx.cluster.topology();
-            if let Some(b) = topo.backends.first().filter(|b| b.address == early.address) {
-                let params = self.connect_params(b);
-                match early.take().await {
-                    Some(Ok(greeted)) => match BackendConn::login(greeted, &params).await {
-                        Ok(conn) => {
-                            metrics::counter!(m::BACKEND_CONNECTS, "backend" => b.name.clone())
-                                .increment(1);
-                            self.adopt_first(conn);
-                            return Ok(());
-                        }
-                        Err(e @ Error::Server(_)) => return Err(e),
-                        Err(_) => {}
-                    },
-                    Some(Err(e @ Error::Server(_))) => return Err(e),
-                    _ => {}
-                }
+        let topo = self.ctx.cluster.topology();
+        let Some(b) = topo.backends.first() else {
+            return self.backend(0).await.map(|_| ());
+        };
+        let params = self.connect_params(b);
+        let replica = self
+            .replica_to_open(&topo)
+            .and_then(|i| Some((i, self.connect_params(topo.backends.get(i)?))));
+        let (primary, opened) = tokio::join!(primary_login(early, &params), async {
+            match &replica {
+                Some((_, p)) => Some(BackendConn::connect(p).await),
+                None => None,
             }
+        });
+        self.adopt_new(0, primary?, &b.name);
+        if let (Some((i, p)), Some(Ok(conn))) = (replica, opened) {
+            self.adopt_new(i, conn, &p.backend);
         }
-        self.backend(0).await.map(|_| ())
+        Ok(())
     }
 
-    /// Installs a new connection to the primary, as `backend` does.
-    fn adopt_first(&mut self, conn: BackendConn) {
-        if let Some(slot) = self.backends.get_mut(0) {
-            *slot = Some(conn);
+    /// The one replica the router may send this session's reads to, when
+    /// there is exactly one that is up and the policy splits reads.
+    fn replica_to_open(&self, topo: &crate::cluster::Topology) -> Option<usize> {
+        if !self.policy().routing.read_write_split {
+            return None;
         }
-        self.forget_backend_statements(0);
-        if let Some(s) = self.synced.get_mut(0) {
+        let mut up = (1..topo.backends.len()).filter(|&i| topo.backends[i].up);
+        match (up.next(), up.next()) {
+            (Some(i), None) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// Installs a new connection to backend `index`, as `backend` does.
+    fn adopt_new(&mut self, index: usize, conn: BackendConn, name: &str) {
+        metrics::counter!(m::BACKEND_CONNECTS, "backend" => name.to_string()).increment(1);
+        let Some(slot) = self.backends.get_mut(index) else {
+            return;
+        };
+        *slot = Some(conn);
+        self.forget_backend_statements(index);
+        if let Some(s) = self.synced.get_mut(index) {
             *s = Synced {
                 version: 0,
                 database: self.database.clone(),
