@@ -8,9 +8,13 @@
 #   causeway+pool  -> a second Causeway with `[pool] session_pool = true`
 #   causeway+txn   -> a third with `[pool] transaction_pool = true`
 #
+# Then the latency of one client alone: the same loop with one connection
+# at a time (LATENCY_QUERIES of them per path and round), in ms per
+# connection and as a ratio to direct.
+#
 # Usage: benches/connect.sh
 # Env:   QUERIES (per path and round, default 4000), ROUNDS (3),
-#        CONCURRENCY (8),
+#        CONCURRENCY (8), LATENCY_QUERIES (500),
 #        OUT (Markdown, default target/connect-results.md)
 # Needs: mariadb-slap, haproxy, mariadb client, MariaDB server, python3.
 set -euo pipefail
@@ -23,8 +27,9 @@ source benches/lib.sh
 QUERIES=${QUERIES:-4000}
 ROUNDS=${ROUNDS:-3}
 CONCURRENCY=${CONCURRENCY:-8}
+LATENCY_QUERIES=${LATENCY_QUERIES:-500}
 OUT=${OUT:-target/connect-results.md}
-COMMAND="QUERIES=$QUERIES ROUNDS=$ROUNDS CONCURRENCY=$CONCURRENCY OUT=$OUT benches/connect.sh"
+COMMAND="QUERIES=$QUERIES ROUNDS=$ROUNDS CONCURRENCY=$CONCURRENCY LATENCY_QUERIES=$LATENCY_QUERIES OUT=$OUT benches/connect.sh"
 
 for tool in mariadb-slap haproxy mariadb python3; do
     command -v "$tool" >/dev/null || { echo "connect: $tool not found" >&2; exit 1; }
@@ -123,8 +128,8 @@ TICK=$(getconf CLK_TCK)
 
 # One path's run: "connections/s client-µs" (the client's CPU per
 # connection, from getrusage of mariadb-slap).
-slap() { # port
-    MYSQL_PWD="$DB_PASS" python3 - "$1" "$QUERIES" "$CONCURRENCY" "$DB_USER" <<'PY'
+slap() { # port [queries concurrency]
+    MYSQL_PWD="$DB_PASS" python3 - "$1" "${2:-$QUERIES}" "${3:-$CONCURRENCY}" "$DB_USER" <<'PY'
 import re, resource, subprocess, sys
 port, n, conc, user = sys.argv[1:]
 before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -176,6 +181,18 @@ for ((round = 0; round < ROUNDS; round++)); do
     done
 done
 
+# One client alone: µs per connection, per path and round.
+declare -A LAT
+for path in "${PATHS[@]}"; do LAT[$path]=""; done
+for ((round = 0; round < ROUNDS; round++)); do
+    for ((i = 0; i < ${#PATHS[@]}; i++)); do
+        path=${PATHS[$(((i + round) % ${#PATHS[@]}))]}
+        read -r rate _ <<<"$(slap "${PORT[$path]}" "$LATENCY_QUERIES" 1)"
+        LAT[$path]+="$((1000000 / rate)) "
+        log "round $((round + 1)): $path alone: $((1000000 / rate)) µs per connection"
+    done
+done
+
 median() { python3 -c 'import statistics, sys; print(round(statistics.median(map(int, sys.argv[1:]))))' "$@"; }
 declare -A RATE CLIENT PRIMARY REPLICA PROXY SPREAD
 for path in "${PATHS[@]}"; do
@@ -208,6 +225,20 @@ done
     # per connection: the proxy's share that 1.5x direct leaves.
     direct_total=$((CLIENT[direct] + PRIMARY[direct] + REPLICA[direct]))
     rest=$((CLIENT[causeway+pool] + PRIMARY[causeway+pool] + REPLICA[causeway+pool]))
+    echo
+    echo
+    echo "One client alone (\`--concurrency=1\`, $LATENCY_QUERIES connections per path and round): the median round"
+    echo
+    md_row "path|ms per connection|range (ms)|vs direct"
+    md_row "---|--:|--:|--:"
+    # shellcheck disable=SC2086 # the latencies are a space-separated list
+    lat_direct=$(median ${LAT[direct]})
+    for path in "${PATHS[@]}"; do
+        # shellcheck disable=SC2086
+        lat=$(median ${LAT[$path]})
+        # shellcheck disable=SC2086
+        md_row "$path|$(python3 -c "import sys; print(f'{int(sys.argv[1]) / 1000:.2f}')" "$lat")|$(python3 -c 'import sys; v = list(map(int, sys.argv[1:])); print(f"{min(v) / 1000:.2f}–{max(v) / 1000:.2f}")' ${LAT[$path]})|$(python3 -c "import sys; print(f'{int(sys.argv[1]) / int(sys.argv[2]):.2f}x')" "$lat" "$lat_direct")"
+    done
     echo
     echo "- CPU budget: direct costs $direct_total µs per connection in all; at 1.5x direct on the same cores a pooled connection may cost $((direct_total * 2 / 3)) µs, of which the client and servers already take $rest µs, leaving $((direct_total * 2 / 3 - rest)) µs for the proxy (measured: ${PROXY[causeway+pool]} µs)."
 } | tee "$OUT"

@@ -728,3 +728,64 @@ async fn connect_with_db_and_connect_attributes() {
     );
     env.stop().await;
 }
+
+/// A global status counter of the primary.
+async fn primary_status(env: &Env, name: &str) -> u64 {
+    let out = env
+        .primary_sql(&format!(
+            "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = '{name}'"
+        ))
+        .await;
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} is a number: {out:?}"))
+}
+
+/// Causeway opens the primary's connection while a client answers its
+/// greeting. Logins that then fail, and clients that leave without
+/// answering, must not show up on the primary as aborted connects: with
+/// host name resolution on, `max_connect_errors` of them in a row block
+/// Causeway's host for every client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_and_abandoned_logins_leave_no_aborted_connect_on_the_primary() {
+    let env = Env::start(0).await;
+    // Causeway is ready once a login works.
+    drop(
+        login_eventually(
+            opts(env.proxy, "app", Some("app-secret"), None),
+            Duration::from_secs(5),
+        )
+        .await,
+    );
+    let aborted = primary_status(&env, "ABORTED_CONNECTS").await;
+    for _ in 0..3 {
+        let (code, _, _) = login_error(opts(env.proxy, "app", Some("wrong"), None)).await;
+        assert_eq!(code, 1045);
+        let (s, _) = greeted(env.proxy).await;
+        drop(s);
+    }
+    // The server lists each connection Causeway opened for them from its
+    // greeting on, as an unauthenticated user until a login (Causeway's
+    // monitor account's) completes or the connection ends.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let unauthenticated: u64 = env
+            .primary_sql(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'unauthenticated user'",
+            )
+            .await
+            .trim()
+            .parse()
+            .unwrap_or(1);
+        if unauthenticated == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{unauthenticated} connections still unauthenticated"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(primary_status(&env, "ABORTED_CONNECTS").await, aborted);
+    env.stop().await;
+}

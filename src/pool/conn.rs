@@ -42,6 +42,58 @@ pub struct ConnectParams {
     pub timeout: Duration,
 }
 
+/// A backend connection that is open and has read the server's greeting,
+/// not logged in yet: the server waits for the login until its
+/// `connect_timeout`.
+#[derive(Debug)]
+pub struct Greeted {
+    stream: PacketStream<TcpStream>,
+    /// Sequence id of the greeting.
+    seq: u8,
+    handshake: Handshake,
+}
+
+impl Greeted {
+    /// Connects to `address` and reads the greeting, bounded by `timeout`.
+    pub async fn open(backend: &str, address: &str, timeout: Duration) -> Result<Greeted, Error> {
+        let unavailable = |reason: String| Error::BackendUnavailable {
+            backend: backend.to_string(),
+            address: address.to_string(),
+            reason,
+        };
+        match tokio::time::timeout(timeout, Self::open_inner(address)).await {
+            Ok(Ok(g)) => Ok(g),
+            Ok(Err(ConnectError::Server(e))) => Err(Error::Server(e)),
+            Ok(Err(ConnectError::Other(reason))) => Err(unavailable(reason)),
+            Err(_) => Err(unavailable(format!("no answer within {timeout:?}"))),
+        }
+    }
+
+    async fn open_inner(address: &str) -> Result<Greeted, ConnectError> {
+        let tcp = TcpStream::connect(address)
+            .await
+            .map_err(ConnectError::io)?;
+        tcp.set_nodelay(true).map_err(ConnectError::io)?;
+        let mut stream = PacketStream::new(tcp);
+        let (h, payload) = stream.read_packet().await.map_err(ConnectError::read)?;
+        if payload.first() == Some(&0xFF) {
+            return Err(ConnectError::server(&payload));
+        }
+        let handshake = Handshake::decode(&payload)
+            .ok_or_else(|| ConnectError::Other("malformed handshake".into()))?;
+        if handshake.capabilities & cap::PROTOCOL_41 == 0 {
+            return Err(ConnectError::Other(
+                "server does not speak protocol 4.1".into(),
+            ));
+        }
+        Ok(Greeted {
+            stream,
+            seq: h.seq,
+            handshake,
+        })
+    }
+}
+
 /// A logged-in backend connection.
 #[derive(Debug)]
 pub struct BackendConn {
@@ -121,22 +173,33 @@ impl BackendConn {
     }
 
     async fn connect_inner(p: &ConnectParams) -> Result<BackendConn, ConnectError> {
-        let tcp = TcpStream::connect(&p.address)
-            .await
-            .map_err(ConnectError::io)?;
-        tcp.set_nodelay(true).map_err(ConnectError::io)?;
-        let mut stream = PacketStream::new(tcp);
-        let (h, payload) = stream.read_packet().await.map_err(ConnectError::read)?;
-        if payload.first() == Some(&0xFF) {
-            return Err(ConnectError::server(&payload));
+        let greeted = Greeted::open_inner(&p.address).await?;
+        Self::login_inner(greeted, p).await
+    }
+
+    /// Logs in on a connection already opened by [`Greeted::open`] (the
+    /// server's greeting read while the client was still answering
+    /// Causeway's), bounded by `p.timeout`.
+    pub async fn login(greeted: Greeted, p: &ConnectParams) -> Result<BackendConn, Error> {
+        let unavailable = |reason: String| Error::BackendUnavailable {
+            backend: p.backend.clone(),
+            address: p.address.clone(),
+            reason,
+        };
+        match tokio::time::timeout(p.timeout, Self::login_inner(greeted, p)).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(ConnectError::Server(e))) => Err(Error::Server(e)),
+            Ok(Err(ConnectError::Other(reason))) => Err(unavailable(reason)),
+            Err(_) => Err(unavailable(format!("no answer within {:?}", p.timeout))),
         }
-        let hs = Handshake::decode(&payload)
-            .ok_or_else(|| ConnectError::Other("malformed handshake".into()))?;
-        if hs.capabilities & cap::PROTOCOL_41 == 0 {
-            return Err(ConnectError::Other(
-                "server does not speak protocol 4.1".into(),
-            ));
-        }
+    }
+
+    async fn login_inner(greeted: Greeted, p: &ConnectParams) -> Result<BackendConn, ConnectError> {
+        let Greeted {
+            mut stream,
+            seq,
+            handshake: hs,
+        } = greeted;
         let wanted = cap::BACKEND_ALWAYS
             | (p.client_capabilities & cap::MIRRORED_FROM_CLIENT)
             | if p.database.is_some() {
@@ -162,10 +225,25 @@ impl BackendConn {
             auth_plugin: Some(NATIVE_PASSWORD.into()),
             attributes,
         };
-        let mut out = BytesMut::new();
+        let mut out = BytesMut::with_capacity(512);
         let mut body = BytesMut::new();
         response.encode(&mut body);
-        write_packets(&mut out, h.seq.wrapping_add(1), &body);
+        write_packets(&mut out, seq.wrapping_add(1), &body);
+        let setup = setup_statements(p.charset, &hs.server_version);
+        // The setup statements follow the login in the same write when the
+        // server greets with the plugin Causeway answers with: it then
+        // answers the login with OK or ERR (never a switch for an account
+        // Causeway can log in as) and reads them as the first commands.
+        // After an ERR the server closes and never reads them.
+        let pipelined = hs.auth_plugin == NATIVE_PASSWORD;
+        if pipelined {
+            for sql in &setup {
+                body.clear();
+                body.extend_from_slice(&[com::QUERY]);
+                body.extend_from_slice(sql.as_bytes());
+                write_packets(&mut out, 0, &body);
+            }
+        }
         stream.write_all(&out).await.map_err(ConnectError::io)?;
         let mut status = hs.status;
         loop {
@@ -187,6 +265,13 @@ impl BackendConn {
                             sw.plugin
                         )));
                     }
+                    if pipelined {
+                        // The statements sent after the login would be
+                        // read as the answer: this connection is lost.
+                        return Err(ConnectError::Other(
+                            "server asked for a second login exchange".into(),
+                        ));
+                    }
                     let answer = p.credential.scramble(&sw.data);
                     out.clear();
                     write_packets(&mut out, h.seq.wrapping_add(1), &answer);
@@ -206,22 +291,16 @@ impl BackendConn {
             pooled: None,
             charset: p.charset,
         };
-        conn.query_rows(TRACKING_SETUP).await.map_err(|e| match e {
+        let setup_error = |e: Error| match e {
             Error::Server(s) => ConnectError::Server(s),
             other => ConnectError::Other(other.to_string()),
-        })?;
-        for sql in wide_collation_setup(p.charset).iter().flatten() {
-            conn.query_rows(sql).await.map_err(|e| match e {
-                Error::Server(s) => ConnectError::Server(s),
-                other => ConnectError::Other(other.to_string()),
-            })?;
-        }
-        // MySQL reports a write's GTID through `session_track_gtids`.
-        if let Some(extra) = Flavor::from_version(&conn.server_version).tracking_setup() {
-            conn.query_rows(extra).await.map_err(|e| match e {
-                Error::Server(s) => ConnectError::Server(s),
-                other => ConnectError::Other(other.to_string()),
-            })?;
+        };
+        for sql in &setup {
+            if pipelined {
+                conn.read_table().await.map_err(setup_error)?;
+            } else {
+                conn.query_rows(sql).await.map_err(setup_error)?;
+            }
         }
         Ok(conn)
     }
@@ -440,6 +519,26 @@ impl ConnectError {
             None => ConnectError::Other("malformed error packet".into()),
         }
     }
+}
+
+/// What a new connection runs right after login, in order: session
+/// tracking, the collation when the handshake could not carry it, and the
+/// flavour's own tracking of GTIDs (MySQL: `session_track_gtids`).
+fn setup_statements(charset: u16, server_version: &str) -> Vec<std::borrow::Cow<'static, str>> {
+    use std::borrow::Cow;
+    let mut out = vec![Cow::Borrowed(TRACKING_SETUP)];
+    out.extend(
+        wide_collation_setup(charset)
+            .into_iter()
+            .flatten()
+            .map(Cow::Owned),
+    );
+    out.extend(
+        Flavor::from_version(server_version)
+            .tracking_setup()
+            .map(Cow::Borrowed),
+    );
+    out
 }
 
 /// The handshake's one-byte collation for `charset`: itself when it fits,

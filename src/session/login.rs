@@ -4,13 +4,17 @@
 //! which goes through the same check.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
 
-use super::{pooling, send_error, Ctx, Flow};
-use crate::cluster::Privileges;
+use super::{pooling, send_error, Ctx, Flow, Synced};
+use crate::admin::metrics as m;
+use crate::cluster::{Cluster, Privileges};
+use crate::config::Config;
 use crate::error::Error;
+use crate::pool::conn::{BackendConn, ConnectParams, Greeted};
 use crate::protocol::auth::{new_salt, verify, Credential};
 use crate::protocol::command::ChangeUser;
 use crate::protocol::consts::{cap, status, NATIVE_PASSWORD};
@@ -32,6 +36,119 @@ pub struct Identity {
     pub salt: [u8; 20],
     /// Sequence id for the packet that completes the login (OK or ERR).
     pub next_seq: u8,
+    /// The primary's connection, opened while the client answered.
+    pub early: Option<Early>,
+}
+
+/// A connection to the primary opened, and its greeting read, while the
+/// client answers Causeway's greeting: the backend's connect is then off
+/// the login's critical path. Only without pools (a pooled session borrows
+/// an open connection instead). One that is not used (the client's login
+/// failed or it went away) is logged in as the monitor account and closed
+/// with COM_QUIT, so the server counts no aborted connect: with host name
+/// resolution on, `max_connect_errors` of them in a row would block
+/// Causeway's host.
+pub struct Early {
+    greeted: Option<Result<Greeted, Error>>,
+    address: String,
+    cluster: Arc<Cluster>,
+}
+
+impl std::fmt::Debug for Early {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Early")
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+impl Early {
+    /// Opens the primary's connection, when no pool may serve the session.
+    async fn open(ctx: &Ctx) -> Option<Early> {
+        let cfg = ctx.cluster.config();
+        if pooling_possible(cfg) {
+            return None;
+        }
+        let topo = ctx.cluster.topology();
+        let b = topo.backends.first()?;
+        let greeted = Greeted::open(&b.name, &b.address, cfg.timeouts.connect()).await;
+        Some(Early {
+            greeted: Some(greeted),
+            address: b.address.clone(),
+            cluster: ctx.cluster.clone(),
+        })
+    }
+
+    /// The opened connection, or why it could not be opened.
+    fn take(mut self) -> Option<Result<Greeted, Error>> {
+        self.greeted.take()
+    }
+}
+
+impl Drop for Early {
+    fn drop(&mut self) {
+        let Some(Ok(greeted)) = self.greeted.take() else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let cluster = self.cluster.clone();
+        rt.spawn(async move { quit_as_monitor(&cluster, greeted).await });
+    }
+}
+
+/// Whether any session may be served by a pool (then none opens a
+/// connection early).
+fn pooling_possible(cfg: &Config) -> bool {
+    cfg.pool.session_pool
+        || cfg.pool.transaction_pool
+        || cfg
+            .users
+            .values()
+            .any(|o| o.session_pool == Some(true) || o.transaction_pool == Some(true))
+}
+
+/// Logs in to the primary on the connection opened early if it is still
+/// for the same address, else on a new one. If the early one could not be
+/// opened, that is the answer (a new try would wait as long again); if it
+/// cannot log in for a reason other than the server's refusal (it waited
+/// past the server's `connect_timeout`), a new one does.
+async fn primary_login(early: Option<Early>, params: &ConnectParams) -> Result<BackendConn, Error> {
+    if let Some(early) = early.filter(|e| e.address == params.address) {
+        match early.take() {
+            Some(Ok(greeted)) => match BackendConn::login(greeted, params).await {
+                Ok(conn) => return Ok(conn),
+                Err(e @ Error::Server(_)) => return Err(e),
+                Err(_) => {}
+            },
+            // What a new connection would most likely meet again.
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+    }
+    BackendConn::connect(params).await
+}
+
+/// Ends an opened connection that no client logs in on.
+async fn quit_as_monitor(cluster: &Cluster, greeted: Greeted) {
+    let cfg = cluster.config();
+    let params = ConnectParams {
+        backend: String::new(),
+        address: String::new(),
+        user: cfg.monitor.user.clone(),
+        credential: Credential::from_password(cfg.monitor.password.as_bytes()),
+        database: None,
+        client_capabilities: 0,
+        charset: 45,
+        attributes: vec![("program_name".into(), "causeway-monitor".into())],
+        timeout: cfg.timeouts.connect(),
+    };
+    if let Ok(mut conn) = BackendConn::login(greeted, &params).await {
+        let _ = conn
+            .send_command(&[crate::protocol::consts::com::QUIT])
+            .await;
+    }
 }
 
 /// A login that failed; the client has not been told yet.
@@ -46,6 +163,49 @@ pub async fn greet(
     id: u32,
     peer_ip: IpAddr,
 ) -> Result<Identity, Option<LoginFailure>> {
+    // The primary's connection opens while the client answers; it is
+    // polled first, so its connect is on its way before the greeting.
+    let (early, answered) = tokio::join!(Early::open(ctx), exchange(ctx, client, id));
+    let Answered {
+        resp,
+        salt,
+        answer,
+        seq,
+    } = answered?;
+    let (credential, privileges) = check_password(ctx, &resp.user, peer_ip, &salt, &answer)
+        .await
+        .map_err(|error| Some(LoginFailure { error, seq }))?;
+    Ok(Identity {
+        capabilities: resp.capabilities & cap::PROXY_OFFERS,
+        user: resp.user,
+        credential,
+        privileges,
+        database: resp.database,
+        charset: resp.charset,
+        attributes: resp.attributes,
+        salt,
+        next_seq: seq,
+        early,
+    })
+}
+
+/// The client's answer to Causeway's greeting.
+struct Answered {
+    resp: HandshakeResponse,
+    salt: [u8; 20],
+    /// The answer to `salt` (after an auth switch, if there was one).
+    answer: Vec<u8>,
+    /// Sequence id of the next packet to the client.
+    seq: u8,
+}
+
+/// Greets the client and reads its answer, switching it to
+/// `mysql_native_password` if it started with another plugin.
+async fn exchange(
+    ctx: &Ctx,
+    client: &mut PacketStream<TcpStream>,
+    id: u32,
+) -> Result<Answered, Option<LoginFailure>> {
     let salt = new_salt();
     let hs = Handshake {
         server_version: ctx.cluster.topology().greeting_version.clone(),
@@ -100,19 +260,11 @@ pub async fn greet(
         answer = p.data.to_vec();
         seq = p.last_seq.wrapping_add(1);
     }
-    let (credential, privileges) = check_password(ctx, &resp.user, peer_ip, &salt, &answer)
-        .await
-        .map_err(|error| Some(LoginFailure { error, seq }))?;
-    Ok(Identity {
-        capabilities: resp.capabilities & cap::PROXY_OFFERS,
-        user: resp.user,
-        credential,
-        privileges,
-        database: resp.database,
-        charset: resp.charset,
-        attributes: resp.attributes,
+    Ok(Answered {
+        resp,
         salt,
-        next_seq: seq,
+        answer,
+        seq,
     })
 }
 
@@ -153,6 +305,70 @@ pub async fn check_password(
 }
 
 impl super::Session {
+    /// Logs in to the primary at connect time, so a bad database or a
+    /// refused account is reported then, as a direct connection would (with
+    /// a pool: a borrowed connection selects the database). Without a pool,
+    /// the primary's login uses the connection opened early, and the
+    /// session's replica connection is opened at the same time when there
+    /// is one replica reads can go to: a session's first read then finds it
+    /// open. A replica that cannot be logged in to now is left for the
+    /// first read to open (and report), as without this.
+    pub(super) async fn first_login(&mut self, early: Option<Early>) -> Result<(), Error> {
+        if self.tp {
+            return self.sync(0).await;
+        }
+        let topo = self.ctx.cluster.topology();
+        let Some(b) = topo.backends.first() else {
+            return self.backend(0).await.map(|_| ());
+        };
+        let params = self.connect_params(b);
+        let replica = self
+            .replica_to_open(&topo)
+            .and_then(|i| Some((i, self.connect_params(topo.backends.get(i)?))));
+        let (primary, opened) = tokio::join!(primary_login(early, &params), async {
+            match &replica {
+                Some((_, p)) => Some(BackendConn::connect(p).await),
+                None => None,
+            }
+        });
+        self.adopt_new(0, primary?, &b.name);
+        if let (Some((i, p)), Some(Ok(conn))) = (replica, opened) {
+            self.adopt_new(i, conn, &p.backend);
+        }
+        Ok(())
+    }
+
+    /// The one replica the router may send this session's reads to, when
+    /// there is exactly one that is up and the policy splits reads.
+    fn replica_to_open(&self, topo: &crate::cluster::Topology) -> Option<usize> {
+        if !self.policy().routing.read_write_split {
+            return None;
+        }
+        let mut up = (1..topo.backends.len()).filter(|&i| topo.backends[i].up);
+        match (up.next(), up.next()) {
+            (Some(i), None) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// Installs a new connection to backend `index`, as `backend` does.
+    fn adopt_new(&mut self, index: usize, conn: BackendConn, name: &str) {
+        metrics::counter!(m::BACKEND_CONNECTS, "backend" => name.to_string()).increment(1);
+        let Some(slot) = self.backends.get_mut(index) else {
+            return;
+        };
+        *slot = Some(conn);
+        self.forget_backend_statements(index);
+        if let Some(s) = self.synced.get_mut(index) {
+            *s = Synced {
+                version: 0,
+                database: self.database.clone(),
+                user_vars: 0,
+                multi_statements: None,
+            };
+        }
+    }
+
     /// COM_CHANGE_USER: Causeway checks the new account itself, then logs
     /// in to the primary as it; the old backend connections are closed so
     /// nothing of the previous user's session survives.

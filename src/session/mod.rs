@@ -153,11 +153,7 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
     // Log in to the primary now, so a bad database or a refused account is
     // reported at connect time, as a direct connection would (with the
     // transaction pool: a borrowed connection selects the database).
-    let checked = if s.tp {
-        s.sync(0).await
-    } else {
-        s.backend(0).await.map(|_| ())
-    };
+    let checked = s.first_login(ident.early).await;
     if let Err(e) = checked {
         s.end_pooled().await;
         send_error(&mut s.client, ident.next_seq, &e).await;
