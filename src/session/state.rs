@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::pool::txn_pool::Applied;
-use crate::router::Isolation;
+use crate::router::{Isolation, Pin};
 
 /// Variables the login itself sets (from the handshake's character set):
 /// `DEFAULT` would not bring them back, their login values do.
@@ -222,11 +222,11 @@ impl SessionState {
     }
 
     /// Why the session must stay on the primary, if it must.
-    pub fn pin(&self) -> Option<&'static str> {
+    pub fn pin(&self) -> Option<Pin> {
         if self.table_locks {
-            Some("lock_tables")
+            Some(Pin::LockTables)
         } else if self.user_locks {
-            Some("user_lock")
+            Some(Pin::UserLock)
         } else {
             None
         }
