@@ -17,10 +17,12 @@
 //! `classify` and what is below them; never `cluster`, `pool` or above.
 
 mod digest;
+mod reason;
 #[cfg(test)]
 mod tests;
 
 pub use digest::digest;
+pub use reason::{Pin, Reason};
 
 use crate::classify::{Class, Flags, Kind, RouteHint};
 use crate::config::{LoadBalance, Policy, RuleOn};
@@ -47,19 +49,19 @@ impl Target {
     }
 }
 
-/// A routing decision. `reason` is the metric label, the EXPLAIN ROUTE text
-/// and what tests assert on.
+/// A routing decision. `reason`'s label is the metric label, the EXPLAIN
+/// ROUTE text and what tests assert on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
     pub target: Target,
-    pub reason: &'static str,
+    pub reason: Reason,
 }
 
 /// The decision while sessions do not yet split reads: the primary.
 pub fn primary_only() -> Decision {
     Decision {
         target: Target::Primary,
-        reason: "primary_only",
+        reason: Reason::PrimaryOnly,
     }
 }
 
@@ -103,7 +105,7 @@ pub struct SessionView {
     pub transaction_backend: Option<usize>,
     pub isolation: Isolation,
     /// Why the session is pinned to the primary, if it is.
-    pub pin: Option<&'static str>,
+    pub pin: Option<Pin>,
     /// The statement names one of the session's temporary tables.
     pub uses_temporary_table: bool,
     /// User variables were assigned from data on the primary.
@@ -144,39 +146,39 @@ pub fn route(
     if class.kind == Kind::Admin {
         return Decision {
             target: Target::Local,
-            reason: "causeway_statement",
+            reason: Reason::CausewayStatement,
         };
     }
     if let Some(h) = &class.hints.route {
         return match h {
-            RouteHint::Primary => primary("hint_primary"),
+            RouteHint::Primary => primary(Reason::HintPrimary),
             RouteHint::Replica => {
                 match pick_replica(policy, topo, loads, false, view.by_position) {
                     Some(i) => Decision {
                         target: Target::Backend(i),
-                        reason: "hint_replica",
+                        reason: Reason::HintReplica,
                     },
-                    None => primary("hint_replica_unavailable"),
+                    None => primary(Reason::HintReplicaUnavailable),
                 }
             }
             RouteHint::Backend(name) => match topo.index_of(name) {
-                Some(0) => primary("hint_backend"),
+                Some(0) => primary(Reason::HintBackend),
                 Some(i) if usable(topo, i) => Decision {
                     target: Target::Backend(i),
-                    reason: "hint_backend",
+                    reason: Reason::HintBackend,
                 },
-                _ => primary("hint_backend_unavailable"),
+                _ => primary(Reason::HintBackendUnavailable),
             },
         };
     }
-    if let Some(reason) = view.pin {
-        return primary(reason);
+    if let Some(pin) = view.pin {
+        return primary(Reason::Pinned(pin));
     }
     if let Some(b) = view.transaction_backend {
         if view.in_transaction {
             return Decision {
                 target: Target::Backend(b),
-                reason: "transaction_bound",
+                reason: Reason::TransactionBound,
             };
         }
     }
@@ -188,26 +190,26 @@ pub fn route(
         };
         if hit {
             return match rule.target.as_str() {
-                "primary" => primary("rule"),
+                "primary" => primary(Reason::Rule),
                 "replica" => match pick_replica(policy, topo, loads, false, view.by_position) {
                     Some(i) => Decision {
                         target: Target::Backend(i),
-                        reason: "rule",
+                        reason: Reason::Rule,
                     },
-                    None => primary("rule_replica_unavailable"),
+                    None => primary(Reason::RuleReplicaUnavailable),
                 },
                 name => match topo.index_of(name) {
                     Some(i) if i == 0 || usable(topo, i) => Decision {
                         target: Target::Backend(i),
-                        reason: "rule",
+                        reason: Reason::Rule,
                     },
-                    _ => primary("rule_backend_unavailable"),
+                    _ => primary(Reason::RuleBackendUnavailable),
                 },
             };
         }
     }
     if !policy.routing.read_write_split {
-        return primary("split_off");
+        return primary(Reason::SplitOff);
     }
     match &class.kind {
         Kind::Begin {
@@ -216,9 +218,9 @@ pub fn route(
             return match pick_replica(policy, topo, loads, false, view.by_position) {
                 Some(i) => Decision {
                     target: Target::Backend(i),
-                    reason: "read_only_transaction",
+                    reason: Reason::ReadOnlyTransaction,
                 },
-                None => primary("read_only_transaction_no_replica"),
+                None => primary(Reason::ReadOnlyTransactionNoReplica),
             };
         }
         Kind::Read => {}
@@ -234,14 +236,14 @@ pub fn route(
             Isolation::ReadCommitted | Isolation::ReadUncommitted
         ) || policy.routing.transaction_split_repeatable_read;
         if !(policy.routing.transaction_split && isolation_ok && !view.transaction_written) {
-            return primary("in_transaction");
+            return primary(Reason::InTransaction);
         }
         // Only replicas: the session's primary connection is the transaction's.
         return match pick_replica(policy, topo, loads, false, view.by_position) {
-            Some(0) | None => primary("transaction_split_no_replica"),
+            Some(0) | None => primary(Reason::TransactionSplitNoReplica),
             Some(i) => Decision {
                 target: Target::Backend(i),
-                reason: "transaction_split",
+                reason: Reason::TransactionSplit,
             },
         };
     }
@@ -252,59 +254,59 @@ pub fn route(
         policy.routing.primary_accepts_reads,
         view.by_position,
     ) {
-        Some(0) => primary("read_on_primary"),
+        Some(0) => primary(Reason::ReadOnPrimary),
         Some(i) => Decision {
             target: Target::Backend(i),
-            reason: "read",
+            reason: Reason::Read,
         },
-        None => primary("no_replica"),
+        None => primary(Reason::NoReplica),
     }
 }
 
 /// Why a plain read must still run on the primary, if it must.
-fn read_needs_primary(class: &Class, view: &SessionView) -> Option<&'static str> {
+fn read_needs_primary(class: &Class, view: &SessionView) -> Option<Reason> {
     let f = class.flags;
     if f.contains(Flags::LOCK_FN) {
-        Some("lock_function")
+        Some(Reason::LockFunction)
     } else if f.contains(Flags::SIDE_EFFECT_FN) {
-        Some("side_effect_function")
+        Some(Reason::SideEffectFunction)
     } else if f.contains(Flags::SELECT_INTO) || f.contains(Flags::USER_VAR_ASSIGN) {
-        Some("assigns_user_variable")
+        Some(Reason::AssignsUserVariable)
     } else if f.contains(Flags::LOCKING) {
-        Some("locking_read")
+        Some(Reason::LockingRead)
     } else if f.contains(Flags::CALC_FOUND_ROWS) {
-        Some("calc_found_rows")
+        Some(Reason::CalcFoundRows)
     } else if f.contains(Flags::USER_VAR_READ) && view.user_vars_on_primary {
-        Some("user_variable")
+        Some(Reason::UserVariable)
     } else if view.uses_temporary_table {
-        Some("temporary_table")
+        Some(Reason::TemporaryTable)
     } else {
         None
     }
 }
 
 /// The reason label for statements that always run on the primary.
-pub fn kind_reason(kind: &Kind) -> &'static str {
+pub fn kind_reason(kind: &Kind) -> Reason {
     match kind {
-        Kind::Read => "read",
-        Kind::Write => "write",
-        Kind::LockingRead => "locking_read",
+        Kind::Read => Reason::Read,
+        Kind::Write => Reason::Write,
+        Kind::LockingRead => Reason::LockingRead,
         Kind::Begin { .. } | Kind::Commit | Kind::Rollback | Kind::Savepoint | Kind::Xa => {
-            "transaction_control"
+            Reason::TransactionControl
         }
         Kind::SetTransaction
         | Kind::SetAutocommit(_)
         | Kind::SetSession
         | Kind::SetUserVar
-        | Kind::Use => "session_state",
-        Kind::TempTable { .. } => "temporary_table",
-        Kind::LockTables | Kind::UnlockTables => "lock_tables",
-        Kind::Prepare | Kind::Execute | Kind::Deallocate => "text_prepare",
-        Kind::Call => "call",
-        Kind::Show => "show",
-        Kind::Kill => "kill",
-        Kind::Admin => "causeway_statement",
-        Kind::Unknown => "unknown",
+        | Kind::Use => Reason::SessionState,
+        Kind::TempTable { .. } => Reason::TemporaryTable,
+        Kind::LockTables | Kind::UnlockTables => Reason::LockTables,
+        Kind::Prepare | Kind::Execute | Kind::Deallocate => Reason::TextPrepare,
+        Kind::Call => Reason::Call,
+        Kind::Show => Reason::Show,
+        Kind::Kill => Reason::Kill,
+        Kind::Admin => Reason::CausewayStatement,
+        Kind::Unknown => Reason::Unknown,
     }
 }
 

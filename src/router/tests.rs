@@ -124,7 +124,7 @@ fn hints_outrank_every_rule() {
     let t = healthy();
     let p = no_primary_reads();
     let pinned = SessionView {
-        pin: Some("lock_tables"),
+        pin: Some(Pin::LockTables),
         ..Default::default()
     };
     assert_eq!(
@@ -175,7 +175,7 @@ fn hints_outrank_every_rule() {
         dec,
         Decision {
             target: Target::Primary,
-            reason: "hint_backend_unavailable"
+            reason: Reason::HintBackendUnavailable
         }
     );
     let none = topo((false, None), (false, None));
@@ -385,14 +385,14 @@ fn session_state_sends_reads_to_the_primary() {
         "temporary_table"
     );
     let v = SessionView {
-        pin: Some("lock_tables"),
+        pin: Some(Pin::LockTables),
         ..Default::default()
     };
     assert_eq!(
         run("SELECT 1", &v, &p, &t, 0),
         Decision {
             target: Target::Primary,
-            reason: "lock_tables"
+            reason: Reason::Pinned(Pin::LockTables)
         }
     );
 }

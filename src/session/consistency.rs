@@ -452,12 +452,6 @@ impl Session {
     }
 }
 
-/// Whether a decision named its backend (a hint or a rule): consistency
-/// may make the read wait there or use the primary, never another replica.
-pub fn fixed_backend(reason: &str) -> bool {
-    matches!(reason, "hint_backend" | "rule")
-}
-
 fn merge(into: &mut Option<Position>, p: &Position) {
     match into {
         Some(q) => q.merge(p),

@@ -10,7 +10,7 @@ use crate::classify::classify;
 use crate::consistency::{encode_token, Level};
 use crate::error::{Error, ServerError};
 use crate::protocol::resultset::encode_text;
-use crate::router::{self, Target};
+use crate::router::{self, Pin, Target};
 
 use super::consistency::bad_value;
 use super::{Flow, Session};
@@ -94,9 +94,9 @@ impl Session {
                 hints.consistency.clone().unwrap_or_default(),
             ),
             ("target".into(), target),
-            ("reason".into(), decision.reason.to_string()),
+            ("reason".into(), decision.reason.label().to_string()),
             ("policy".into(), policy.name.clone()),
-            ("pin".into(), view.pin.unwrap_or("").to_string()),
+            ("pin".into(), view.pin.map_or("", Pin::label).to_string()),
             ("in_transaction".into(), view.in_transaction.to_string()),
             (
                 "transaction_written".into(),
@@ -185,7 +185,7 @@ impl Session {
         // backend keeps their number but not their thread.
         let thread =
             |b: &Option<crate::pool::conn::BackendConn>| b.as_ref().map_or(0, |c| c.thread_id);
-        let same = p.pin == self.ps.published_pin
+        let same = p.pin == self.ps.published_pin.map(Pin::label)
             && p.database == self.database
             && p.threads.len() == self.backends.len()
             && p.threads
@@ -216,7 +216,7 @@ impl Session {
         self.published = super::registry::Status {
             database: self.database.clone(),
             pool,
-            pin: self.ps.published_pin,
+            pin: self.ps.published_pin.map(Pin::label),
             backends,
             threads: self.backends.iter().map(thread).collect(),
         };

@@ -14,6 +14,7 @@
 use crate::admin::metrics as m;
 use crate::error::Error;
 use crate::protocol::consts::status;
+use crate::router::Pin;
 
 use super::{send_error, Flow, Session};
 
@@ -26,12 +27,12 @@ impl Session {
     /// backend, a cursor's backend. (The pool also pins for a pending
     /// `FOUND_ROWS()` and for user variables it could not read back, which
     /// may live on a replica connection: see `pin_for`.)
-    pub(super) fn held_state(&self, index: usize) -> Option<&'static str> {
+    pub(super) fn held_state(&self, index: usize) -> Option<Pin> {
         if self.txn_backend == Some(index) {
-            return Some("transaction");
+            return Some(Pin::Transaction);
         }
         if self.tp && self.ps.cursor.is_some_and(|(_, b)| b == index) {
-            return Some("cursor");
+            return Some(Pin::Cursor);
         }
         if index != 0 {
             return None;
@@ -39,23 +40,23 @@ impl Session {
         let st = &self.state;
         let ps = &self.ps;
         if !st.temp_tables.is_empty() {
-            Some("temporary_table")
+            Some(Pin::TemporaryTable)
         } else if st.table_locks {
-            Some("lock_tables")
+            Some(Pin::LockTables)
         } else if st.user_locks {
-            Some("user_lock")
+            Some(Pin::UserLock)
         } else if !ps.text_prepares.is_empty() {
-            Some("text_prepare")
+            Some(Pin::TextPrepare)
         } else if !ps.handlers.is_empty() {
-            Some("handler")
+            Some(Pin::Handler)
         } else if !self.tp {
             // Without a pool, user variables assigned from data exist on
             // the primary connection only.
-            st.user_vars_on_primary.then_some("user_variable")
+            st.user_vars_on_primary.then_some(Pin::UserVariable)
         } else if ps.next_transaction {
-            Some("set_transaction")
+            Some(Pin::SetTransaction)
         } else if ps.long_data.is_some() {
-            Some("long_data")
+            Some(Pin::LongData)
         } else {
             None
         }
@@ -70,7 +71,7 @@ impl Session {
             Some(Error::SessionLost {
                 backend: self.backend_name(i),
                 reason: "the connection was closed".into(),
-                lost: describe(what),
+                lost: what.describe(),
             })
         })
     }
@@ -96,7 +97,10 @@ impl Session {
         if sent {
             return Flow::Close;
         }
-        match self.held_state(index).or(in_trans.then_some("transaction")) {
+        match self
+            .held_state(index)
+            .or(in_trans.then_some(Pin::Transaction))
+        {
             Some(what) => {
                 send_error(&mut self.client, seq, &session_lost(e, name, what)).await;
                 Flow::Close
@@ -130,7 +134,7 @@ impl Session {
 }
 
 /// `e`, for a connection that held `what`: the session is over.
-pub(super) fn session_lost(e: Error, backend: String, what: &'static str) -> Error {
+pub(super) fn session_lost(e: Error, backend: String, what: Pin) -> Error {
     let reason = match e {
         Error::BackendLost { reason, .. } => reason,
         Error::BackendProtocol { .. } => "it sent a malformed packet".into(),
@@ -139,25 +143,7 @@ pub(super) fn session_lost(e: Error, backend: String, what: &'static str) -> Err
     Error::SessionLost {
         backend,
         reason,
-        lost: describe(what),
-    }
-}
-
-/// A pin reason in words, for the client's error message.
-fn describe(reason: &'static str) -> &'static str {
-    match reason {
-        "transaction" => "open transaction (rolled back)",
-        "temporary_table" => "temporary tables",
-        "lock_tables" => "table locks (LOCK TABLES)",
-        "user_lock" => "user locks (GET_LOCK)",
-        "text_prepare" => "prepared statements (PREPARE)",
-        "handler" => "open HANDLERs",
-        "cursor" => "open cursor",
-        "found_rows" => "FOUND_ROWS() result",
-        "set_transaction" => "SET TRANSACTION characteristics",
-        "long_data" => "parameter data (COM_STMT_SEND_LONG_DATA)",
-        "user_variable" => "user variables",
-        other => other,
+        lost: what.describe(),
     }
 }
 
@@ -173,7 +159,7 @@ mod tests {
                 reason: "the backend closed the connection".into(),
             },
             "primary".into(),
-            "temporary_table",
+            Pin::TemporaryTable,
         );
         assert_eq!(e.code().0, 1927);
         assert_eq!(

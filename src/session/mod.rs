@@ -400,7 +400,9 @@ impl Session {
     /// Commands other than COM_QUERY run on the primary (prepared
     /// statements are not split yet).
     async fn forward(&mut self, raw: &[u8], expect: Expect) -> Flow {
-        self.ctx.counters.route("primary", "command");
+        self.ctx
+            .counters
+            .route("primary", crate::router::Reason::Command.label());
         self.run(0, raw, expect, None, None, None).await
     }
 

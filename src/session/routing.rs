@@ -10,9 +10,9 @@ use crate::classify::{
 use crate::error::Error;
 use crate::protocol::consts::{com, status};
 use crate::protocol::reply::Expect;
-use crate::router::{self, Decision, Loads, SessionView, Target};
+use crate::router::{self, Decision, Loads, Reason, SessionView, Target};
 
-use super::consistency::{fixed_backend, Plan};
+use super::consistency::Plan;
 use super::relay::ReplyInfo;
 use super::{drain_reply, Flow, Session};
 
@@ -70,10 +70,10 @@ impl Session {
             Ok(None) => {}
             Err(e) => return self.fail_unless_lost(next, &e).await,
         }
-        if listed.is_some() && decision.reason != "transaction_bound" {
+        if listed.is_some() && decision.reason != Reason::TransactionBound {
             decision = Decision {
                 target: Target::Primary,
-                reason: "processlist",
+                reason: Reason::Processlist,
             };
         }
         if decision.target == Target::Local {
@@ -82,8 +82,8 @@ impl Session {
                 .await;
         }
         let index = decision.target.index().unwrap_or(0);
-        let plan = if index > 0 && decision.reason != "transaction_bound" {
-            self.plan_read(index, &class, fixed_backend(decision.reason))
+        let plan = if index > 0 && decision.reason != Reason::TransactionBound {
+            self.plan_read(index, &class, decision.reason.names_backend())
                 .await
         } else {
             self.planned_level = None;
@@ -94,7 +94,7 @@ impl Session {
             Err(e) => return self.fail(next, &e).await,
         };
         let label = if index == 0 { "primary" } else { "replica" };
-        self.ctx.counters.route(label, decision.reason);
+        self.ctx.counters.route(label, decision.reason.label());
         if wait.is_none() && decision.target.index().unwrap_or(0) > 0 {
             self.count_plain(index);
         }
@@ -104,7 +104,9 @@ impl Session {
             .await
         {
             Flow::Fallback => {
-                self.ctx.counters.route("primary", "consistency_fallback");
+                self.ctx
+                    .counters
+                    .route("primary", Reason::ConsistencyFallback.label());
                 self.run(0, raw, Expect::ResultSets, stmt, None, None).await
             }
             flow => flow,
@@ -133,7 +135,7 @@ impl Session {
         let Some(index) = decision.target.index().filter(|&i| i > 0) else {
             return Ok(None);
         };
-        if decision.reason != "transaction_bound" {
+        if decision.reason != Reason::TransactionBound {
             return Ok(None);
         }
         let temp = !self.state.temp_tables.is_empty() && self.state.mentions_temp_table(text);
@@ -146,11 +148,13 @@ impl Session {
         let commit_first = match class.kind {
             Kind::Begin { .. } | Kind::LockTables | Kind::SetAutocommit(true) => true,
             Kind::TempTable { create: true } => return Err(Error::ReadOnlyTransaction),
-            Kind::TempTable { .. } => return on_primary("temporary_table"),
+            Kind::TempTable { .. } => return on_primary(Reason::TemporaryTable),
             // Session state that lives on the primary connection: text
             // prepares, and autocommit (replica connections keep it on).
-            Kind::Prepare | Kind::Execute | Kind::Deallocate => return on_primary("text_prepare"),
-            Kind::SetAutocommit(false) => return on_primary("session_state"),
+            Kind::Prepare | Kind::Execute | Kind::Deallocate => {
+                return on_primary(Reason::TextPrepare)
+            }
+            Kind::SetAutocommit(false) => return on_primary(Reason::SessionState),
             // Without a pool, user variables live on the connection that
             // set them: set them on the primary, which later reads use.
             _ if !self.tp
@@ -160,11 +164,11 @@ impl Session {
                         .intersects(Flags::USER_VAR_ASSIGN | Flags::SELECT_INTO))
                 && crate::classify::in_read_only(text) != InReadOnly::DataChange =>
             {
-                return on_primary("user_variable")
+                return on_primary(Reason::UserVariable)
             }
             // Writes, and multi-statements, by their first statement.
             Kind::Write | Kind::Unknown => match crate::classify::in_read_only(text) {
-                InReadOnly::DataChange if temp => return on_primary("temporary_table"),
+                InReadOnly::DataChange if temp => return on_primary(Reason::TemporaryTable),
                 InReadOnly::DataChange => return Err(Error::ReadOnlyTransaction),
                 InReadOnly::ImplicitCommit => true,
                 InReadOnly::Other => false,
@@ -175,14 +179,14 @@ impl Session {
                 && class.flags.contains(Flags::USER_VAR_READ)
                 && self.state.user_vars_on_primary =>
             {
-                return on_primary("user_variable")
+                return on_primary(Reason::UserVariable)
             }
             // ... and so does the last insert id (pooled sessions set it
             // on whichever connection runs the statement).
             _ if !self.tp && crate::classify::reads_last_insert_id(text) => {
-                return on_primary("last_insert_id")
+                return on_primary(Reason::LastInsertId)
             }
-            _ if temp => return on_primary("temporary_table"),
+            _ if temp => return on_primary(Reason::TemporaryTable),
             _ => false,
         };
         if !commit_first {
@@ -289,7 +293,7 @@ impl Session {
         if self.ps.next_transaction && decision.target.index().is_some_and(|i| i > 0) {
             return Decision {
                 target: Target::Primary,
-                reason: "set_transaction",
+                reason: Reason::SetTransaction,
             };
         }
         decision

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use crate::pool::txn_pool::Applied;
 use crate::pool::{same_vars, Vars};
-use crate::router::Isolation;
+use crate::router::{Isolation, Pin};
 
 /// Variables the login itself sets (from the handshake's character set):
 /// `DEFAULT` would not bring them back, their login values do.
@@ -256,11 +256,11 @@ impl SessionState {
     }
 
     /// Why the session must stay on the primary, if it must.
-    pub fn pin(&self) -> Option<&'static str> {
+    pub fn pin(&self) -> Option<Pin> {
         if self.table_locks {
-            Some("lock_tables")
+            Some(Pin::LockTables)
         } else if self.user_locks {
-            Some("user_lock")
+            Some(Pin::UserLock)
         } else {
             None
         }

@@ -123,7 +123,7 @@ impl Session {
         let mut decision = if e.long_data {
             crate::router::Decision {
                 target: crate::router::Target::Primary,
-                reason: "long_data",
+                reason: crate::router::Reason::LongData,
             }
         } else {
             self.decide(&e.class, &e.sql)
@@ -138,13 +138,9 @@ impl Session {
             Err(err) => return self.fail_unless_lost(seq, &err).await,
         }
         let routed = decision.target.index().unwrap_or(0);
-        let plan = if routed > 0 && decision.reason != "transaction_bound" {
-            self.plan_read(
-                routed,
-                &e.class,
-                super::consistency::fixed_backend(decision.reason),
-            )
-            .await
+        let plan = if routed > 0 && decision.reason != crate::router::Reason::TransactionBound {
+            self.plan_read(routed, &e.class, decision.reason.names_backend())
+                .await
         } else {
             self.planned_level = None;
             Plan::Run(routed)
@@ -155,7 +151,7 @@ impl Session {
         };
         self.ctx.counters.route(
             if index == 0 { "primary" } else { "replica" },
-            decision.reason,
+            decision.reason.label(),
         );
         if wait.is_none() && routed > 0 {
             self.count_plain(index);
@@ -165,7 +161,10 @@ impl Session {
             .await;
         match flow {
             Flow::Fallback => {
-                self.ctx.counters.route("primary", "consistency_fallback");
+                self.ctx.counters.route(
+                    "primary",
+                    crate::router::Reason::ConsistencyFallback.label(),
+                );
                 self.execute_on(id, 0, flags, raw, seq, &e, None).await
             }
             flow => flow,

@@ -38,6 +38,7 @@ use crate::pool::txn_pool::{Applied, GroupKey};
 use crate::pool::Vars;
 use crate::protocol::consts::{com, status};
 use crate::protocol::reply::Expect;
+use crate::router::Pin;
 
 use super::relay::ReplyInfo;
 use super::state::{is_string_type, quote_ident, string_literal, user_var_literal, LOGIN_VARS};
@@ -81,7 +82,7 @@ pub struct PoolSession {
     /// Multi-statements as the client's COM_SET_OPTION last set them.
     pub multi_statements: Option<bool>,
     /// The pin reason last published.
-    pub published_pin: Option<&'static str>,
+    pub published_pin: Option<Pin>,
     /// The backend whose connection holds the session's diagnostics area
     /// (warnings and errors a `SHOW WARNINGS` would show).
     pub diag_backend: Option<usize>,
@@ -345,23 +346,23 @@ impl Session {
     }
 
     /// Why backend connection `index` must stay with the session, if it must.
-    pub(super) fn pin_for(&self, index: usize) -> Option<&'static str> {
+    pub(super) fn pin_for(&self, index: usize) -> Option<Pin> {
         let conn = self.backends.get(index)?.as_ref()?;
         if conn.in_transaction() {
-            return Some("transaction");
+            return Some(Pin::Transaction);
         }
         if let Some(held) = self.held_state(index) {
             return Some(held);
         }
         if self.ps.diag_pending && self.ps.diag_backend == Some(index) {
-            return Some("diagnostics");
+            return Some(Pin::Diagnostics);
         }
         if index != 0 {
             None
         } else if self.ps.found_rows {
-            Some("found_rows")
+            Some(Pin::FoundRows)
         } else if !self.ps.unreplayable.is_empty() || self.ps.hidden_vars {
-            Some("user_variable")
+            Some(Pin::UserVariable)
         } else {
             None
         }
@@ -409,17 +410,17 @@ impl Session {
     }
 
     /// Counts and shows a change of the session's pin.
-    pub(super) fn publish_pin(&mut self, pin: Option<&'static str>) {
+    pub(super) fn publish_pin(&mut self, pin: Option<Pin>) {
         if pin == self.ps.published_pin {
             return;
         }
         match (self.ps.published_pin, pin) {
             (None, Some(r)) => {
-                metrics::counter!(m::PINS, "reason" => r).increment(1);
+                metrics::counter!(m::PINS, "reason" => r.label()).increment(1);
                 metrics::gauge!(m::PINNED_SESSIONS).increment(1.0);
             }
             (Some(_), None) => metrics::gauge!(m::PINNED_SESSIONS).decrement(1.0),
-            (Some(_), Some(r)) => metrics::counter!(m::PINS, "reason" => r).increment(1),
+            (Some(_), Some(r)) => metrics::counter!(m::PINS, "reason" => r.label()).increment(1),
             (None, None) => {}
         }
         self.ps.published_pin = pin;
@@ -438,7 +439,7 @@ impl Session {
         for i in 0..self.backends.len() {
             // Warnings left on a connection need no reset: the next session
             // that asks for them clears them first.
-            let pinned = self.pin_for(i).is_some_and(|r| r != "diagnostics");
+            let pinned = self.pin_for(i).is_some_and(|r| r != Pin::Diagnostics);
             let (Some(mut conn), Some(lease)) = (self.backends[i].take(), self.leases[i].take())
             else {
                 continue;
