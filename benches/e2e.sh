@@ -46,38 +46,18 @@ for tool in sysbench haproxy mariadb python3 getconf; do
 done
 
 TMP=$(mktemp -d -t causeway-e2e.XXXXXX)
-CW_PID=""
+PG_PID=""
 HA_PID=""
 DB_PIDS=""
-
-
 
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    if [[ -n $HA_PID ]] && kill -0 "$HA_PID" 2>/dev/null; then
-        kill -TERM "$HA_PID" 2>/dev/null || true
-        wait_gone "$HA_PID" 20 || kill -KILL "$HA_PID" 2>/dev/null || true
-    fi
-    if [[ -n $CW_PID ]] && kill -0 "$CW_PID" 2>/dev/null; then
-        # Causeway stops its own mariadbd children on SIGINT.
-        kill -INT "$CW_PID" 2>/dev/null || true
-        if ! wait_gone "$CW_PID" 120; then
-            log "causeway (pid $CW_PID) ignored SIGINT for 30 s; sending SIGTERM"
-            kill -TERM "$CW_PID" 2>/dev/null || true
-            wait_gone "$CW_PID" 40 || kill -KILL "$CW_PID" 2>/dev/null || true
-        fi
-    fi
-    # Only the servers this run started, by pid, if the playground left any.
-    for pid in $DB_PIDS; do
-        if kill -0 "$pid" 2>/dev/null; then
-            log "mariadbd $pid outlived the playground; killing it"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    done
+    stop_pid "$HA_PID" TERM 20
+    stop_playground "$PG_PID" "$DB_PIDS"
     if ((rc != 0)); then
         log "failed (exit $rc); logs kept in $TMP"
-        tail -n 20 "$TMP"/causeway.err "$TMP"/haproxy.log 2>/dev/null >&2 || true
+        tail -n 20 "$TMP"/playground.err "$TMP"/haproxy.log 2>/dev/null >&2 || true
     else
         rm -rf "$TMP"
     fi
@@ -87,106 +67,20 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-
-sum_ticks() {
-    local total=0 pid
-    for pid in "$@"; do total=$((total + $(cpu_ticks "$pid"))); done
-    echo "$total"
-}
-
-
-
-
-
-
 # ---------------------------------------------------------------- start
 
-if [[ -z $CAUSEWAY_BIN ]]; then
-    log "building release binary"
-    cargo build --release --quiet
-    CAUSEWAY_BIN=target/release/causeway
-fi
-[[ -x $CAUSEWAY_BIN ]] || { log "no executable causeway at $CAUSEWAY_BIN"; exit 1; }
+causeway_bin
 POLICY_ARGS=()
 if [[ -n $POLICY ]]; then
     [[ -f $POLICY ]] || { log "no policy file $POLICY"; exit 1; }
     POLICY_ARGS=(--policy "$(realpath "$POLICY")")
 fi
-
-log "starting playground ($CAUSEWAY_BIN${POLICY:+, policy $POLICY})"
-"$CAUSEWAY_BIN" playground --port 0 --admin-port 0 --replicas 2 --json "${POLICY_ARGS[@]}" \
-    >"$TMP/playground.json" 2>"$TMP/causeway.err" &
-CW_PID=$!
-deadline=$((SECONDS + READY_TIMEOUT))
-until [[ -s $TMP/playground.json ]] && grep -q '}' "$TMP/playground.json"; do
-    kill -0 "$CW_PID" 2>/dev/null || { log "playground exited before it was ready"; exit 1; }
-    ((SECONDS < deadline)) || { log "playground not ready after ${READY_TIMEOUT}s"; exit 1; }
-    sleep 0.2
-done
-PROXY=$(json_field "$TMP/playground.json" proxy)
-PRIMARY=$(json_field "$TMP/playground.json" primary)
-REPLICAS=$(json_field "$TMP/playground.json" replicas)
-DB_USER=$(json_field "$TMP/playground.json" user)
-DB_PASS=$(json_field "$TMP/playground.json" password)
-PRIMARY_PORT=$(port_of "$PRIMARY")
-PROXY_PORT=$(port_of "$PROXY")
-log "causeway pid $CW_PID on $PROXY; primary $PRIMARY; replicas $REPLICAS"
-
-# The mariadbd servers are children of the playground; tell them apart by
-# the port in their config file.
-PRIMARY_PID=""
-REPLICA_PIDS=""
-for pid in $(pgrep -P "$CW_PID" -x mariadbd || true); do
-    DB_PIDS="$DB_PIDS $pid"
-    cnf=$(tr '\0' '\n' <"/proc/$pid/cmdline" | sed -n 's/^--defaults-file=//p')
-    if grep -qx "port=$PRIMARY_PORT" "$cnf"; then
-        PRIMARY_PID=$pid
-    else
-        REPLICA_PIDS="$REPLICA_PIDS $pid"
-    fi
-done
-[[ -n $PRIMARY_PID ]] || { log "could not find the primary mariadbd among the playground's children"; exit 1; }
-log "primary mariadbd pid $PRIMARY_PID; replica pids$REPLICA_PIDS"
-
-HA_PORT=$(free_port)
-# maxconn is far above sysbench's threads; HAProxy needs ~2 fds per
-# connection and refuses to start if `ulimit -n` cannot cover that.
-cat >"$TMP/haproxy.cfg" <<EOF
-global
-    maxconn 4096
-    nbthread 2
-
-defaults
-    mode tcp
-    maxconn 4096
-    timeout connect 10s
-    timeout client 1h
-    timeout server 1h
-
-listen mariadb
-    bind 127.0.0.1:$HA_PORT
-    server primary 127.0.0.1:$PRIMARY_PORT
-EOF
-haproxy -c -q -f "$TMP/haproxy.cfg"
-haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
-HA_PID=$!
-wait_port "$HA_PORT" "$HA_PID"
-log "haproxy pid $HA_PID on 127.0.0.1:$HA_PORT"
-
-SB_COMMON=(--mysql-user="$DB_USER" --mysql-password="$DB_PASS" --mysql-db=sbtest
-    --tables=$TABLES --table-size=$TABLE_SIZE)
-
-log "sysbench prepare ($TABLES x $TABLE_SIZE rows) on the primary"
-sysbench oltp_read_write --mysql-host=127.0.0.1 --mysql-port="$PRIMARY_PORT" "${SB_COMMON[@]}" \
-    prepare >"$TMP/prepare.log" 2>&1 || { cat "$TMP/prepare.log" >&2; exit 1; }
-
-# Reads through Causeway may go to a replica: let both catch up first.
-GTID=$(sql "$PRIMARY_PORT" 'SELECT @@gtid_binlog_pos')
-for r in $REPLICAS; do
-    got=$(sql "$(port_of "$r")" "SELECT MASTER_GTID_WAIT('$GTID', 120)")
-    [[ $got == 0 ]] || { log "replica $r did not reach $GTID (MASTER_GTID_WAIT=$got)"; exit 1; }
-done
-log "replicas caught up to $GTID"
+start_playground "$CAUSEWAY_BIN" "$TMP/pg" --replicas 2 "${POLICY_ARGS[@]}"
+CW_PID=$PG_PID
+start_haproxy "$PRIMARY_PORT"
+# Reads through Causeway may go to a replica: sysbench_prepare lets both
+# catch up first.
+sysbench_prepare "$TABLES" "$TABLE_SIZE"
 
 # ---------------------------------------------------------------- runs
 
@@ -195,9 +89,6 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "load average before the runs: $LOAD_BEFORE (figures are only comparable on a quiet machine)"
 ROWS=() # "workload path qps cpu_us errors primary_us replicas_us"
 
-per_query_us() { # ticks queries
-    awk -v t="$1" -v q="$2" -v hz="$CLK_TCK" 'BEGIN { if (q > 0) printf "%.1f", t / hz * 1e6 / q; else print "n/a" }'
-}
 
 run_one() { # workload path
     local workload=$1 path=$2 port watch

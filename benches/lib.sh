@@ -52,3 +52,140 @@ root_sql() { # port statement (the playground's root: no password, over TCP)
 }
 
 md_row() { echo "| ${1//|/ | } |"; }
+
+# Sends signal $2 to PID $1 (if set) and waits up to $3 quarter-seconds for
+# it to exit, then kills it.
+stop_pid() { # pid signal quarter-seconds
+    [[ -n $1 ]] || return 0
+    kill -0 "$1" 2>/dev/null || return 0
+    kill "-$2" "$1" 2>/dev/null || true
+    wait_gone "$1" "$3" || kill -KILL "$1" 2>/dev/null || true
+}
+
+# Stops a playground (it stops its own mariadbd children on SIGINT), then
+# kills any of the servers it started (PIDs in $2) that outlived it.
+stop_playground() { # pid "db pids"
+    local pid
+    stop_pid "$1" INT 160
+    for pid in $2; do
+        if kill -0 "$pid" 2>/dev/null; then
+            log "mariadbd $pid outlived the playground; killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
+}
+
+# Starts `causeway playground` in the background and waits until it has
+# printed its JSON (ready). Arguments after the first two go to the
+# playground (e.g. --replicas 2 --policy FILE). Sets PG_PID, PROXY,
+# PRIMARY, REPLICAS, DB_USER, DB_PASS, PROXY_PORT, PRIMARY_PORT, and
+# PRIMARY_PID, REPLICA_PIDS, DB_PIDS (the mariadbd children, told apart by
+# the port in their config file).
+start_playground() { # binary dir [playground args...]
+    local bin=$1 dir=$2 deadline pid cnf
+    shift 2
+    log "starting playground ($bin $*)"
+    "$bin" playground --dir "$dir" --port 0 --admin-port 0 --json "$@" \
+        >"$TMP/playground.json" 2>"$TMP/playground.err" &
+    PG_PID=$!
+    deadline=$((SECONDS + ${READY_TIMEOUT:-60}))
+    until [[ -s $TMP/playground.json ]] && grep -q '}' "$TMP/playground.json"; do
+        kill -0 "$PG_PID" 2>/dev/null || { log "playground exited before it was ready"; tail -n 20 "$TMP/playground.err" >&2; return 1; }
+        ((SECONDS < deadline)) || { log "playground not ready after ${READY_TIMEOUT:-60}s"; return 1; }
+        sleep 0.2
+    done
+    PROXY=$(json_field "$TMP/playground.json" proxy)
+    PRIMARY=$(json_field "$TMP/playground.json" primary)
+    REPLICAS=$(json_field "$TMP/playground.json" replicas)
+    DB_USER=$(json_field "$TMP/playground.json" user)
+    DB_PASS=$(json_field "$TMP/playground.json" password)
+    PROXY_PORT=$(port_of "$PROXY")
+    PRIMARY_PORT=$(port_of "$PRIMARY")
+    PRIMARY_PID=""
+    REPLICA_PIDS=""
+    DB_PIDS=""
+    for pid in $(pgrep -P "$PG_PID" -x mariadbd || true); do
+        DB_PIDS="$DB_PIDS $pid"
+        cnf=$(tr '\0' '\n' <"/proc/$pid/cmdline" | sed -n 's/^--defaults-file=//p')
+        if grep -qx "port=$PRIMARY_PORT" "$cnf"; then
+            PRIMARY_PID=$pid
+        else
+            REPLICA_PIDS="$REPLICA_PIDS $pid"
+        fi
+    done
+    [[ -n $PRIMARY_PID ]] || { log "could not find the primary mariadbd among the playground's children"; return 1; }
+    log "playground pid $PG_PID: causeway $PROXY; primary $PRIMARY (pid $PRIMARY_PID); replicas $REPLICAS (pids$REPLICA_PIDS)"
+}
+
+# Starts HAProxy 2.6 in TCP mode (parses nothing) in the foreground mode,
+# in front of 127.0.0.1:$1. Sets HA_PORT and HA_PID.
+start_haproxy() { # backend port
+    HA_PORT=$(free_port)
+    # maxconn is far above the benchmarks' threads; HAProxy needs ~2 fds
+    # per connection and refuses to start if `ulimit -n` cannot cover that.
+    cat >"$TMP/haproxy.cfg" <<CFG
+global
+    maxconn 4096
+    nbthread 2
+
+defaults
+    mode tcp
+    maxconn 4096
+    timeout connect 10s
+    timeout client 1h
+    timeout server 1h
+
+listen mariadb
+    bind 127.0.0.1:$HA_PORT
+    server primary 127.0.0.1:$1
+CFG
+    haproxy -c -q -f "$TMP/haproxy.cfg"
+    haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
+    HA_PID=$!
+    wait_port "$HA_PORT" "$HA_PID"
+    log "haproxy pid $HA_PID on 127.0.0.1:$HA_PORT"
+}
+
+# sysbench's tables on the primary ($PRIMARY_PORT), then every replica in
+# $REPLICAS caught up. Sets SB_COMMON (connection and table options).
+sysbench_prepare() { # tables table_size
+    SB_COMMON=(--mysql-user="$DB_USER" --mysql-password="$DB_PASS" --mysql-db=sbtest
+        --tables="$1" --table-size="$2")
+    log "sysbench prepare ($1 x $2 rows) on the primary"
+    sysbench oltp_read_write --mysql-host=127.0.0.1 --mysql-port="$PRIMARY_PORT" "${SB_COMMON[@]}" \
+        prepare >"$TMP/prepare.log" 2>&1 || { cat "$TMP/prepare.log" >&2; return 1; }
+    wait_replicas
+}
+
+# Waits until every replica in $REPLICAS has applied the primary's position.
+wait_replicas() {
+    local gtid r got
+    gtid=$(sql "$PRIMARY_PORT" 'SELECT @@gtid_binlog_pos')
+    for r in $REPLICAS; do
+        got=$(sql "$(port_of "$r")" "SELECT MASTER_GTID_WAIT('$gtid', 120)")
+        [[ $got == 0 ]] || { log "replica $r did not reach $gtid (MASTER_GTID_WAIT=$got)"; return 1; }
+    done
+    log "replicas caught up to $gtid"
+}
+
+# CPU ticks of several processes together.
+sum_ticks() {
+    local total=0 pid
+    for pid in "$@"; do total=$((total + $(cpu_ticks "$pid"))); done
+    echo "$total"
+}
+
+# Microseconds of CPU per query from a tick count (needs CLK_TCK).
+per_query_us() { # ticks queries
+    awk -v t="$1" -v q="$2" -v hz="$CLK_TCK" 'BEGIN { if (q > 0) printf "%.1f", t / hz * 1e6 / q; else print "n/a" }'
+}
+
+# Builds the release binary unless CAUSEWAY_BIN names one; sets CAUSEWAY_BIN.
+causeway_bin() {
+    if [[ -z ${CAUSEWAY_BIN:-} ]]; then
+        log "building release binary"
+        cargo build --release --quiet --bin causeway
+        CAUSEWAY_BIN=target/release/causeway
+    fi
+    [[ -x $CAUSEWAY_BIN ]] || { log "no executable causeway at $CAUSEWAY_BIN"; return 1; }
+}

@@ -41,7 +41,7 @@ for tool in perf sysbench haproxy mariadb python3 getconf; do
 done
 
 TMP=$(mktemp -d -t causeway-profile.XXXXXX)
-CW_PID=""
+PG_PID=""
 HA_PID=""
 DB_PIDS=""
 PERF_PID=""
@@ -49,26 +49,12 @@ PERF_PID=""
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    if [[ -n $PERF_PID ]] && kill -0 "$PERF_PID" 2>/dev/null; then
-        kill -INT "$PERF_PID" 2>/dev/null || true
-        wait_gone "$PERF_PID" 40 || kill -KILL "$PERF_PID" 2>/dev/null || true
-    fi
-    if [[ -n $HA_PID ]] && kill -0 "$HA_PID" 2>/dev/null; then
-        kill -TERM "$HA_PID" 2>/dev/null || true
-        wait_gone "$HA_PID" 20 || kill -KILL "$HA_PID" 2>/dev/null || true
-    fi
-    if [[ -n $CW_PID ]] && kill -0 "$CW_PID" 2>/dev/null; then
-        # Causeway stops its own mariadbd children on SIGINT.
-        kill -INT "$CW_PID" 2>/dev/null || true
-        wait_gone "$CW_PID" 120 || kill -TERM "$CW_PID" 2>/dev/null || true
-        wait_gone "$CW_PID" 40 || kill -KILL "$CW_PID" 2>/dev/null || true
-    fi
-    for pid in $DB_PIDS; do
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-    done
+    stop_pid "$PERF_PID" INT 40
+    stop_pid "$HA_PID" TERM 20
+    stop_playground "$PG_PID" "$DB_PIDS"
     if ((rc != 0)); then
         log "failed (exit $rc); logs kept in $TMP"
-        tail -n 20 "$TMP"/causeway.err "$TMP"/haproxy.log 2>/dev/null >&2 || true
+        tail -n 20 "$TMP"/playground.err "$TMP"/haproxy.log 2>/dev/null >&2 || true
     elif [[ -n $KEEP ]]; then
         mkdir -p "$KEEP"
         mv "$TMP"/* "$KEEP"/ 2>/dev/null || true
@@ -85,70 +71,16 @@ trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- start
 
-if [[ -z $CAUSEWAY_BIN ]]; then
-    log "building release binary"
-    cargo build --release --quiet
-    CAUSEWAY_BIN=target/release/causeway
-fi
+causeway_bin
 POLICY_ARGS=()
 if [[ -n $POLICY ]]; then
     [[ -f $POLICY ]] || { log "no policy file $POLICY"; exit 1; }
     POLICY_ARGS=(--policy "$(realpath "$POLICY")")
 fi
-
-log "starting playground ($CAUSEWAY_BIN${POLICY:+, policy $POLICY})"
-"$CAUSEWAY_BIN" playground --port 0 --admin-port 0 --replicas 2 --json "${POLICY_ARGS[@]}" \
-    >"$TMP/playground.json" 2>"$TMP/causeway.err" &
-CW_PID=$!
-deadline=$((SECONDS + READY_TIMEOUT))
-until [[ -s $TMP/playground.json ]] && grep -q '}' "$TMP/playground.json"; do
-    kill -0 "$CW_PID" 2>/dev/null || { log "playground exited before it was ready"; exit 1; }
-    ((SECONDS < deadline)) || { log "playground not ready after ${READY_TIMEOUT}s"; exit 1; }
-    sleep 0.2
-done
-PROXY=$(json_field "$TMP/playground.json" proxy)
-PRIMARY=$(json_field "$TMP/playground.json" primary)
-REPLICAS=$(json_field "$TMP/playground.json" replicas)
-DB_USER=$(json_field "$TMP/playground.json" user)
-DB_PASS=$(json_field "$TMP/playground.json" password)
-PRIMARY_PORT=$(port_of "$PRIMARY")
-PROXY_PORT=$(port_of "$PROXY")
-for pid in $(pgrep -P "$CW_PID" -x mariadbd || true); do DB_PIDS="$DB_PIDS $pid"; done
-log "causeway pid $CW_PID on $PROXY; primary $PRIMARY; replicas $REPLICAS"
-
-HA_PORT=$(free_port)
-cat >"$TMP/haproxy.cfg" <<EOF
-global
-    maxconn 4096
-    nbthread 2
-
-defaults
-    mode tcp
-    maxconn 4096
-    timeout connect 10s
-    timeout client 1h
-    timeout server 1h
-
-listen mariadb
-    bind 127.0.0.1:$HA_PORT
-    server primary 127.0.0.1:$PRIMARY_PORT
-EOF
-haproxy -c -q -f "$TMP/haproxy.cfg"
-haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
-HA_PID=$!
-wait_port "$HA_PORT" "$HA_PID"
-log "haproxy pid $HA_PID on 127.0.0.1:$HA_PORT"
-
-SB_COMMON=(--mysql-user="$DB_USER" --mysql-password="$DB_PASS" --mysql-db=sbtest
-    --tables=$TABLES --table-size=$TABLE_SIZE)
-log "sysbench prepare ($TABLES x $TABLE_SIZE rows) on the primary"
-sysbench oltp_read_write --mysql-host=127.0.0.1 --mysql-port="$PRIMARY_PORT" "${SB_COMMON[@]}" \
-    prepare >"$TMP/prepare.log" 2>&1 || { cat "$TMP/prepare.log" >&2; exit 1; }
-GTID=$(sql "$PRIMARY_PORT" 'SELECT @@gtid_binlog_pos')
-for r in $REPLICAS; do
-    got=$(sql "$(port_of "$r")" "SELECT MASTER_GTID_WAIT('$GTID', 120)")
-    [[ $got == 0 ]] || { log "replica $r did not reach $GTID (MASTER_GTID_WAIT=$got)"; exit 1; }
-done
+start_playground "$CAUSEWAY_BIN" "$TMP/pg" --replicas 2 "${POLICY_ARGS[@]}"
+CW_PID=$PG_PID
+start_haproxy "$PRIMARY_PORT"
+sysbench_prepare "$TABLES" "$TABLE_SIZE"
 
 # ---------------------------------------------------------------- runs
 
@@ -184,7 +116,7 @@ measure_syscalls() { # path port pid
     PERF_PID=""
     QUERIES[$path]=$q
     QPS[$path]=$(awk '$1 == "queries:" { gsub(/\(/, "", $3); printf "%.0f", $3 }' "$TMP/sysbench.stat.$path.log")
-    CPU_US[$path]=$(awk -v t=$((t1 - t0)) -v q="$q" -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", t / hz * 1e6 / q }')
+    CPU_US[$path]=$(per_query_us $((t1 - t0)) "$q")
     log "$path: ${QPS[$path]} q/s, ${CPU_US[$path]} µs CPU/query"
 }
 

@@ -87,16 +87,11 @@ fi
 
 TMP=$(mktemp -d -t causeway-txn-pool.XXXXXX)
 PG_PID=""
+DB_PIDS=""
 CW_PID=""     # the second Causeway of the current part
 CW_OFF_PID="" # compare: the second Causeway without the pool
 SAMPLER_PID=""
 IDLE_PID=""
-
-stop_pid() { # pid signal quarter-seconds
-    [[ -n $1 ]] || return 0
-    kill "-$2" "$1" 2>/dev/null || true
-    wait_gone "$1" "$3" || kill -KILL "$1" 2>/dev/null || true
-}
 
 cleanup() {
     local rc=$?
@@ -105,10 +100,7 @@ cleanup() {
     stop_pid "$IDLE_PID" TERM 160
     stop_pid "$CW_PID" TERM 60
     stop_pid "$CW_OFF_PID" TERM 60
-    if [[ -n $PG_PID ]]; then
-        # The playground stops its own mariadbd children on SIGINT.
-        stop_pid "$PG_PID" INT 160
-    fi
+    stop_playground "$PG_PID" "$DB_PIDS"
     if ((rc != 0)); then
         log "failed (exit $rc); logs kept in $TMP"
         tail -n 5 "$TMP"/cw.*.err 2>/dev/null >&2 || true
@@ -129,22 +121,8 @@ trap 'exit 143' TERM
 log "building release binary and examples/idle_clients"
 cargo build --release --quiet --bin causeway --example idle_clients
 
-log "starting playground (primary + 1 replica)"
-target/release/causeway playground --dir "$TMP/pg" --port 0 --admin-port 0 --replicas 1 --json \
-    >"$TMP/playground.json" 2>"$TMP/playground.err" &
-PG_PID=$!
-deadline=$((SECONDS + READY_TIMEOUT))
-until [[ -s $TMP/playground.json ]] && grep -q '}' "$TMP/playground.json"; do
-    kill -0 "$PG_PID" 2>/dev/null || { log "playground exited before it was ready"; exit 1; }
-    ((SECONDS < deadline)) || { log "playground not ready after ${READY_TIMEOUT}s"; exit 1; }
-    sleep 0.2
-done
-PROXY_PORT=$(port_of "$(json_field "$TMP/playground.json" proxy)")
-PRIMARY_PORT=$(port_of "$(json_field "$TMP/playground.json" primary)")
-REPLICA_PORT=$(port_of "$(json_field "$TMP/playground.json" replicas)")
-DB_USER=$(json_field "$TMP/playground.json" user)
-DB_PASS=$(json_field "$TMP/playground.json" password)
-log "playground pid $PG_PID: causeway :$PROXY_PORT, primary :$PRIMARY_PORT, replica :$REPLICA_PORT"
+start_playground target/release/causeway "$TMP/pg" --replicas 1
+REPLICA_PORT=$(port_of "$REPLICAS")
 
 if [[ -n $BACKEND_MAX_CONNECTIONS ]]; then
     for port in $PRIMARY_PORT $REPLICA_PORT; do
@@ -155,14 +133,7 @@ MAX_CONN_SEEN=$(root_sql "$PRIMARY_PORT" 'SELECT @@max_connections')
 MAX_STMT_SEEN=$(root_sql "$PRIMARY_PORT" 'SELECT @@max_prepared_stmt_count')
 log "backends: max_connections $MAX_CONN_SEEN, max_prepared_stmt_count $MAX_STMT_SEEN"
 
-SB_COMMON=(--mysql-user="$DB_USER" --mysql-password="$DB_PASS" --mysql-db=sbtest
-    --tables="$TABLES" --table-size="$TABLE_SIZE")
-log "sysbench prepare ($TABLES x $TABLE_SIZE rows) on the primary"
-sysbench oltp_read_write --mysql-host=127.0.0.1 --mysql-port="$PRIMARY_PORT" "${SB_COMMON[@]}" \
-    prepare >"$TMP/prepare.log" 2>&1 || { cat "$TMP/prepare.log" >&2; exit 1; }
-GTID=$(sql "$PRIMARY_PORT" 'SELECT @@gtid_binlog_pos')
-got=$(sql "$REPLICA_PORT" "SELECT MASTER_GTID_WAIT('$GTID', 120)")
-[[ $got == 0 ]] || { log "replica did not reach $GTID (MASTER_GTID_WAIT=$got)"; exit 1; }
+sysbench_prepare "$TABLES" "$TABLE_SIZE"
 
 # ---------------------------------------------------------------- helpers
 
