@@ -91,7 +91,7 @@ log "load average before the runs: $LOAD_BEFORE"
 # The system calls a proxy makes to move bytes and to wait for them.
 SYSCALLS=(read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait
     epoll_ctl futex sched_yield)
-EVENTS=raw_syscalls:sys_enter
+EVENTS=raw_syscalls:sys_enter,context-switches,cpu-migrations
 for s in "${SYSCALLS[@]}"; do EVENTS="$EVENTS,syscalls:sys_enter_$s"; done
 
 # sysbench through PORT for DURATION s; prints the query count.
@@ -154,6 +154,8 @@ row() { # label haproxy causeway
 row "queries/s" "${QPS[haproxy]}" "${QPS[causeway]}"
 row "CPU µs" "${CPU_US[haproxy]}" "${CPU_US[causeway]}"
 row "all syscalls" "$(per_query haproxy raw_syscalls:sys_enter)" "$(per_query causeway raw_syscalls:sys_enter)"
+row "context switches" "$(per_query haproxy context-switches)" "$(per_query causeway context-switches)"
+row "CPU migrations" "$(per_query haproxy cpu-migrations)" "$(per_query causeway cpu-migrations)"
 for s in "${SYSCALLS[@]}"; do
     h=$(per_query haproxy "syscalls:sys_enter_$s")
     c=$(per_query causeway "syscalls:sys_enter_$s")
