@@ -102,8 +102,9 @@ impl Session {
                 return self.fail(1, &e).await;
             }
         }
-        let label = if index == 0 { "primary" } else { "replica" };
-        self.ctx.counters.route(label, "diagnostics");
+        self.ctx
+            .metrics
+            .route(super::route_target(index), "diagnostics");
         let flow = self
             .run(
                 index,

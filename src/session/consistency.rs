@@ -11,11 +11,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::admin::metrics as m;
 use crate::classify::{Class, Kind};
 use crate::config::{OnTimeout, Policy};
 use crate::consistency::{self, distance, Level};
 use crate::error::{echo, Error, ServerError, MAX_ECHO};
+use crate::metrics::Served;
 use crate::position::Position;
 use crate::protocol::consts::com;
 use crate::protocol::reply::Expect;
@@ -314,9 +314,10 @@ impl Session {
     }
 
     /// Counts a read under a level other than eventual by how it was served.
-    pub(super) fn count_consistent(&self, level: Level, served: &'static str) {
-        metrics::counter!(m::CONSISTENCY_READS, "level" => level.label(), "served" => served)
-            .increment(1);
+    pub(super) fn count_consistent(&self, level: Level, served: Served) {
+        self.ctx
+            .metrics
+            .consistency_read_label(level.label(), served);
     }
 
     /// Sends the wait and then the read to replica `index` in one write,
@@ -347,6 +348,7 @@ impl Session {
         wait_cmd.push(com::QUERY);
         wait_cmd.extend_from_slice(sql.as_bytes());
         let limit = w.timeout + self.ctx.cluster.config().timeouts.connect();
+        let metrics = self.ctx.metrics.clone();
         let conn = self.backend(index).await?;
         conn.send_commands(&[&wait_cmd, raw]).await?;
         let started = Instant::now();
@@ -354,8 +356,7 @@ impl Session {
             Ok(r) => r,
             Err(_) => Err(conn.lost(format!("no answer to a position wait in {limit:?}"))),
         };
-        metrics::histogram!(m::CONSISTENCY_WAIT, "level" => w.level.label())
-            .record(started.elapsed().as_secs_f64());
+        metrics.consistency_wait_label(w.level.label(), started.elapsed().as_secs_f64());
         let reached = match reply {
             Ok(t) => {
                 let v = t.rows.first().and_then(|r| r.first()).cloned().flatten();

@@ -93,8 +93,9 @@ impl Session {
             Ok(t) => t,
             Err(e) => return self.fail(next, &e).await,
         };
-        let label = if index == 0 { "primary" } else { "replica" };
-        self.ctx.counters.route(label, decision.reason.label());
+        self.ctx
+            .metrics
+            .route(super::route_target(index), decision.reason.label());
         if wait.is_none() && decision.target.index().unwrap_or(0) > 0 {
             self.count_plain(index);
         }
@@ -104,9 +105,10 @@ impl Session {
             .await
         {
             Flow::Fallback => {
-                self.ctx
-                    .counters
-                    .route("primary", Reason::ConsistencyFallback.label());
+                self.ctx.metrics.route(
+                    crate::metrics::RouteTarget::Primary,
+                    Reason::ConsistencyFallback.label(),
+                );
                 self.run(0, raw, Expect::ResultSets, stmt, None, None).await
             }
             flow => flow,
@@ -242,7 +244,11 @@ impl Session {
     pub(super) fn count_plain(&mut self, index: usize) {
         if let Some(level) = self.planned_level.take() {
             if level != crate::consistency::Level::Eventual {
-                self.count_consistent(level, if index == 0 { "primary" } else { "replica" });
+                let served = match index {
+                    0 => crate::metrics::Served::Primary,
+                    _ => crate::metrics::Served::Replica,
+                };
+                self.count_consistent(level, served);
             }
         }
     }

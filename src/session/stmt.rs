@@ -149,10 +149,9 @@ impl Session {
             Ok(t) => t,
             Err(err) => return self.fail(seq, &err).await,
         };
-        self.ctx.counters.route(
-            if index == 0 { "primary" } else { "replica" },
-            decision.reason.label(),
-        );
+        self.ctx
+            .metrics
+            .route(super::route_target(index), decision.reason.label());
         if wait.is_none() && routed > 0 {
             self.count_plain(index);
         }
@@ -161,8 +160,8 @@ impl Session {
             .await;
         match flow {
             Flow::Fallback => {
-                self.ctx.counters.route(
-                    "primary",
+                self.ctx.metrics.route(
+                    crate::metrics::RouteTarget::Primary,
                     crate::router::Reason::ConsistencyFallback.label(),
                 );
                 self.execute_on(id, 0, flags, raw, seq, &e, None).await
