@@ -136,6 +136,7 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         level_override: None,
         planned_level: None,
         scratch: BytesMut::with_capacity(256),
+        snapshot_buffers: Default::default(),
         state: SessionState::default(),
         synced: vec![Synced::default(); ctx.cluster.topology().backends.len()],
         txn_backend: None,
@@ -222,6 +223,8 @@ struct Session {
     /// What SHOW CAUSEWAY PROCESSLIST last showed of the session.
     published: registry::Status,
     scratch: BytesMut,
+    /// What each statement's snapshot borrows (reused, not reallocated).
+    snapshot_buffers: routing::SnapshotBuffers,
     /// Session variables, user variables, temporary tables, locks.
     state: SessionState,
     /// What each backend connection has been brought to, by topology index.
