@@ -477,25 +477,30 @@ impl Session {
         if self.backends.get(index).is_some_and(Option::is_none) {
             self.backend(index).await?;
         }
-        let want_db = self.database.clone();
-        let synced = self.synced.get(index).cloned().unwrap_or_default();
+        // Compared in place, not cloned: an in-step connection (the usual
+        // case) costs no allocation.
+        let none = Synced::default();
+        let synced = self.synced.get(index).unwrap_or(&none);
+        let db_differs = synced.database != self.database;
+        let (synced_version, synced_user_vars) = (synced.version, synced.user_vars);
+        let set_option = self.set_option_for(synced);
         let mut pre: Vec<Vec<u8>> = Vec::new();
-        if want_db.is_some() && synced.database != want_db {
+        if let Some(db) = self.database.as_deref().filter(|_| db_differs) {
             let mut p = vec![com::INIT_DB];
-            p.extend_from_slice(want_db.as_deref().unwrap_or("").as_bytes());
+            p.extend_from_slice(db.as_bytes());
             pre.push(p);
         }
-        if synced.version < self.state.version {
+        if synced_version < self.state.version {
             if let Some(set) = self.state.sync_statement(index == 0) {
                 let mut p = vec![com::QUERY];
                 p.extend_from_slice(set.as_bytes());
                 pre.push(p);
             }
         }
-        if let Some(p) = self.set_option_for(&synced) {
+        if let Some(p) = set_option {
             pre.push(p);
         }
-        for s in self.state.user_var_sets.iter().skip(synced.user_vars) {
+        for s in self.state.user_var_sets.iter().skip(synced_user_vars) {
             let mut p = vec![com::QUERY];
             p.extend_from_slice(s);
             pre.push(p);
@@ -508,12 +513,12 @@ impl Session {
             }
         }
         if let Some(s) = self.synced.get_mut(index) {
-            *s = Synced {
-                version: self.state.version,
-                database: want_db,
-                user_vars: self.state.user_var_sets.len(),
-                multi_statements: self.ps.multi_statements.or(s.multi_statements),
-            };
+            s.version = self.state.version;
+            if db_differs {
+                s.database.clone_from(&self.database);
+            }
+            s.user_vars = self.state.user_var_sets.len();
+            s.multi_statements = self.ps.multi_statements.or(s.multi_statements);
         }
         Ok(())
     }
