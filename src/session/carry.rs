@@ -152,7 +152,8 @@ impl Session {
                 // A read of no table that raised nothing leaves the area
                 // as it was, wherever it is.
                 Some((c, sql)) if c.kind == Kind::Read => {
-                    self.ps.diag_backend != Some(index) && reads_a_table(sql)
+                    self.ps.diag_backend != Some(index)
+                        && c.reads_table.unwrap_or_else(|| reads_a_table(sql))
                 }
                 _ => true,
             };

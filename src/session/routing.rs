@@ -600,7 +600,9 @@ impl Session {
         // of a table, a write, a transaction boundary. Reads of variables
         // and failed statements leave them for the next.
         let starts_transaction = match class.kind {
-            Kind::Read => crate::classify::reads_a_table(sql),
+            Kind::Read => class
+                .reads_table
+                .unwrap_or_else(|| crate::classify::reads_a_table(sql)),
             Kind::Write
             | Kind::LockingRead
             | Kind::Begin { .. }

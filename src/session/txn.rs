@@ -524,7 +524,12 @@ impl Session {
             }
             _ => {}
         }
-        // `HANDLER t OPEN [AS a]` is closed by its alias if it has one.
+        // `HANDLER t OPEN [AS a]` is closed by its alias if it has one. A
+        // statement that starts with `HANDLER` is never a read: reads are
+        // not lexed again for it.
+        if class.kind == Kind::Read {
+            return;
+        }
         match handler(sql) {
             Some(HandlerOp::Open(name)) => {
                 self.ps.handlers.insert(name);
