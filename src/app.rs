@@ -51,6 +51,7 @@ pub async fn run(
         cluster.clone(),
         registry.clone(),
         shutdown.clone(),
+        handles.clone(),
     ));
     {
         // The transaction-level pool: close connections idle too long and
@@ -159,6 +160,7 @@ const ROUTES: &[(RouteTarget, &str)] = &[
     (RouteTarget::Primary, "write"),
     (RouteTarget::Replica, "read"),
     (RouteTarget::Primary, "read_on_primary"),
+    (RouteTarget::Primary, "consistency_fallback"),
 ];
 
 /// The metric handles of this process's label values (after the recorder

@@ -374,6 +374,26 @@ impl Handles {
         }
     }
 
+    /// [`Handles::consistency_read`] for a level carried as its label; a
+    /// label no [`Level`] has (`eventual`) is counted by name.
+    pub fn consistency_read_label(&self, level: &'static str, served: Served) {
+        match Level::of_label(level) {
+            Some(l) => self.consistency_read(l, served),
+            None => ::metrics::counter!(CONSISTENCY_READS, "level" => level,
+                "served" => served.label())
+            .increment(1),
+        }
+    }
+
+    /// [`Handles::consistency_wait`] for a level carried as its label; a
+    /// label no [`Level`] has (`eventual`) is recorded by name.
+    pub fn consistency_wait_label(&self, level: &'static str, seconds: f64) {
+        match Level::of_label(level) {
+            Some(l) => self.consistency_wait(l, seconds),
+            None => ::metrics::histogram!(CONSISTENCY_WAIT, "level" => level).record(seconds),
+        }
+    }
+
     /// Records a position wait of `seconds` ([`CONSISTENCY_WAIT`]).
     pub fn consistency_wait(&self, level: Level, seconds: f64) {
         if let Some(h) = self.consistency_wait.get(level as usize) {

@@ -26,58 +26,6 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
-/// Handles of the counters bumped on every statement, registered once so
-/// the hot path does no registry lookup. Superseded by
-/// [`crate::metrics::Handles::command`] and [`crate::metrics::Handles::route`]
-/// (same series); kept while sessions still hold one.
-pub struct HotCounters {
-    commands: Vec<(&'static str, Counter)>,
-    route: Vec<(&'static str, &'static str, Counter)>,
-}
-
-impl HotCounters {
-    pub fn new(
-        command_labels: &[&'static str],
-        route_reasons: &[(&'static str, &'static str)],
-    ) -> HotCounters {
-        HotCounters {
-            commands: command_labels
-                .iter()
-                .map(|l| (*l, metrics::counter!(COMMANDS, "command" => *l)))
-                .collect(),
-            route: route_reasons
-                .iter()
-                .map(|(t, r)| {
-                    (
-                        *t,
-                        *r,
-                        metrics::counter!(ROUTE_DECISIONS, "target" => *t, "reason" => *r),
-                    )
-                })
-                .collect(),
-        }
-    }
-
-    pub fn command(&self, label: &'static str) {
-        match self.commands.iter().find(|(l, _)| *l == label) {
-            Some((_, c)) => c.increment(1),
-            None => metrics::counter!(COMMANDS, "command" => label).increment(1),
-        }
-    }
-
-    pub fn route(&self, target: &'static str, reason: &'static str) {
-        match self
-            .route
-            .iter()
-            .find(|(t, r, _)| *r == reason && *t == target)
-        {
-            Some((_, _, c)) => c.increment(1),
-            None => metrics::counter!(ROUTE_DECISIONS, "target" => target, "reason" => reason)
-                .increment(1),
-        }
-    }
-}
-
 /// The metric label of a consistency level; eventual reads are not counted
 /// by level, so they have none.
 impl TryFrom<consistency::Level> for crate::metrics::Level {

@@ -121,6 +121,11 @@ pub(crate) struct Lexer<'a> {
     pub saw_backslash_quote: bool,
     /// Seen a version-gated executable comment.
     pub saw_versioned: bool,
+    /// Whether the first `FROM` names a table (not `DUAL`), once known:
+    /// the fact `reads_a_table` lexes for, noted in the same pass.
+    pub from_table: Option<bool>,
+    /// The last token was the first `FROM`.
+    after_from: bool,
 }
 
 impl Lexer<'_> {
@@ -173,6 +178,8 @@ impl<'a> Lexer<'a> {
             saw_exec: false,
             saw_backslash_quote: false,
             saw_versioned: false,
+            from_table: None,
+            after_from: false,
         }
     }
 
@@ -316,6 +323,27 @@ impl<'a> Lexer<'a> {
     /// The next token, or `None` at the end of the input.
     #[inline]
     pub fn next_token(&mut self) -> Option<Token<'a>> {
+        let t = self.lex_token();
+        if self.from_table.is_none() {
+            self.note_from(t.as_ref());
+        }
+        t
+    }
+
+    /// Notes whether the first `FROM` is followed by a table (as
+    /// `reads_a_table` decides: anything but `DUAL`, or nothing).
+    fn note_from(&mut self, t: Option<&Token<'a>>) {
+        match t {
+            _ if self.after_from => {
+                self.from_table = Some(!t.is_some_and(|t| t.is(b"DUAL")));
+            }
+            Some(t) if t.is(b"FROM") => self.after_from = true,
+            _ => {}
+        }
+    }
+
+    #[inline]
+    fn lex_token(&mut self) -> Option<Token<'a>> {
         let src = self.src;
         if src.get(self.pos).is_some_and(|&b| TRIVIA[b as usize]) {
             self.skip_trivia();

@@ -80,6 +80,10 @@ pub struct Class {
     pub kind: Kind,
     pub flags: Flags,
     pub hints: Hints,
+    /// Whether the statement reads a table (what [`reads_a_table`] says),
+    /// noted in the classifier's pass so nothing lexes it again; `None`
+    /// when that pass could not tell.
+    pub reads_table: Option<bool>,
 }
 
 /// The kind of a statement (of the first one, for multi-statements: see
@@ -325,11 +329,14 @@ pub fn classify(sql: &str) -> Class {
     let hints = hints::leading(sql);
     let src = sql.as_bytes();
     let base = classify_all(src, Reading::DEFAULT);
+    // `reads_a_table` reads the default reading only, as this pass does.
+    let reads_table = Some(base.reads_table);
     if !base.ambiguous {
         return Class {
             kind: base.kind,
             flags: base.flags,
             hints,
+            reads_table,
         };
     }
     // The server could read the text otherwise: the kind must hold for
@@ -342,7 +349,12 @@ pub fn classify(sql: &str) -> Class {
         }
         flags |= other.flags;
     }
-    Class { kind, flags, hints }
+    Class {
+        kind,
+        flags,
+        hints,
+        reads_table,
+    }
 }
 
 struct All {
@@ -350,6 +362,8 @@ struct All {
     flags: Flags,
     /// Another [`Reading`] could see other tokens.
     ambiguous: bool,
+    /// The first `FROM` names a table.
+    reads_table: bool,
 }
 
 /// Classifies every statement of `src` and combines them.
@@ -390,6 +404,7 @@ fn classify_all(src: &[u8], reading: Reading) -> All {
         kind,
         flags,
         ambiguous: lx.ambiguous(),
+        reads_table: lx.from_table.unwrap_or(false),
     }
 }
 

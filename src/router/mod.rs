@@ -352,6 +352,23 @@ fn usable(topo: &Topology, i: usize) -> bool {
     topo.backends.get(i).is_some_and(|b| b.up)
 }
 
+/// Whether replica `i` may take reads now: by replication health at
+/// eventual consistency, by position otherwise.
+pub fn may_read(
+    policy: &Policy,
+    topo: &Topology,
+    loads: Loads<'_>,
+    i: usize,
+    by_position: bool,
+) -> bool {
+    i > 0
+        && if by_position {
+            eligible_by_position(policy, topo, loads, i)
+        } else {
+            qualifies(policy, topo, loads, i)
+        }
+}
+
 /// Every replica that may take reads now (EXPLAIN ROUTE shows them): by
 /// replication health at eventual consistency, by position otherwise.
 pub fn qualifying_replicas(
@@ -372,7 +389,8 @@ pub fn qualifying_replicas(
 }
 
 /// Picks a backend for a read among the qualifying replicas (and the
-/// primary, index 0, when `with_primary`).
+/// primary, index 0, when `with_primary`). Any number of replicas: the
+/// candidates are walked, not copied into a list.
 fn pick_replica(
     policy: &Policy,
     topo: &Topology,
@@ -380,23 +398,17 @@ fn pick_replica(
     with_primary: bool,
     by_position: bool,
 ) -> Option<usize> {
-    // Any number of replicas: a list sized to the topology, not a fixed
-    // array that silently drops those past its end.
-    let mut cands = Vec::with_capacity(topo.backends.len());
-    if with_primary && topo.primary().up {
-        cands.push(0);
-    }
-    for i in 1..topo.backends.len() {
-        let ok = if by_position {
+    let primary = with_primary && topo.primary().up;
+    let cands = (0..topo.backends.len()).filter(move |&i| {
+        if i == 0 {
+            primary
+        } else if by_position {
             eligible_by_position(policy, topo, loads, i)
         } else {
             qualifies(policy, topo, loads, i)
-        };
-        if ok {
-            cands.push(i);
         }
-    }
-    pick_among(policy, topo, loads, &cands)
+    });
+    pick_from(policy, topo, loads, cands)
 }
 
 /// Picks one of `cands` (topology indexes) by the policy's load balancing.
@@ -406,14 +418,26 @@ pub fn pick_among(
     loads: Loads<'_>,
     cands: &[usize],
 ) -> Option<usize> {
-    if cands.is_empty() {
+    pick_from(policy, topo, loads, cands.iter().copied())
+}
+
+/// [`pick_among`] over candidates given as an iterator (walked a few
+/// times, so it must be cheap to clone), without collecting them.
+pub fn pick_from<I>(policy: &Policy, topo: &Topology, loads: Loads<'_>, cands: I) -> Option<usize>
+where
+    I: Iterator<Item = usize> + Clone,
+{
+    let len = cands.clone().count();
+    if len == 0 {
         return None;
     }
-    let start = (loads.tick % cands.len() as u64) as usize;
-    let rotated = cands.iter().cycle().skip(start).take(cands.len()).copied();
+    let start = (loads.tick % len as u64) as usize;
+    let at_start = cands.clone().nth(start);
     match policy.routing.load_balance {
-        LoadBalance::RoundRobin => Some(cands[start]),
+        LoadBalance::RoundRobin => at_start,
         LoadBalance::LeastOutstanding => {
+            // From `start` round the list: the first of the least busy wins.
+            let rotated = cands.clone().skip(start).chain(cands.clone().take(start));
             rotated.min_by_key(|&i| loads.outstanding.get(i).copied().unwrap_or(0))
         }
         LoadBalance::Weighted => {
@@ -424,20 +448,22 @@ pub fn pick_among(
                     .copied()
                     .unwrap_or(1) as u64
             };
-            let total: u64 = cands.iter().map(|&i| weight(i)).sum();
+            let total: u64 = cands.clone().map(weight).sum();
             if total == 0 {
-                return Some(cands[start]);
+                return at_start;
             }
             // A fixed permutation of the tick spreads picks by weight.
             let mut x = loads.tick.wrapping_mul(0x9E37_79B9_7F4A_7C15) % total;
-            for &i in cands {
+            let mut last = None;
+            for i in cands {
                 let w = weight(i);
                 if x < w {
                     return Some(i);
                 }
                 x -= w;
+                last = Some(i);
             }
-            cands.last().copied()
+            last
         }
     }
 }

@@ -102,8 +102,9 @@ impl Session {
                 return self.fail(1, &e).await;
             }
         }
-        let label = if index == 0 { "primary" } else { "replica" };
-        self.ctx.counters.route(label, "diagnostics");
+        self.ctx
+            .metrics
+            .route(super::route_target(index), "diagnostics");
         let flow = self
             .run(
                 index,
@@ -151,7 +152,8 @@ impl Session {
                 // A read of no table that raised nothing leaves the area
                 // as it was, wherever it is.
                 Some((c, sql)) if c.kind == Kind::Read => {
-                    self.ps.diag_backend != Some(index) && reads_a_table(sql)
+                    self.ps.diag_backend != Some(index)
+                        && c.reads_table.unwrap_or_else(|| reads_a_table(sql))
                 }
                 _ => true,
             };

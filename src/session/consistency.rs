@@ -11,17 +11,18 @@
 
 use std::time::{Duration, Instant};
 
-use crate::admin::metrics as m;
 use crate::classify::{Class, Kind};
 use crate::config::{OnTimeout, Policy};
 use crate::consistency::{self, distance, Level};
 use crate::error::{echo, Error, ServerError, MAX_ECHO};
+use crate::metrics::Served;
 use crate::position::Position;
 use crate::protocol::consts::com;
 use crate::protocol::reply::Expect;
 use crate::router::{self, Loads};
 
 use super::global_read::Checked;
+use super::routing::Snapshot;
 use super::{drain_reply, Session};
 
 /// A read that finished on a backend: what it saw is bounded only by a
@@ -98,23 +99,27 @@ impl Session {
 
     /// The level for a statement: its hint, else the session's `SET CAUSEWAY
     /// CONSISTENCY`, else the user's configured level, else the policy's.
-    pub(super) fn level_for(&self, class: &Class, policy: &Policy) -> Result<Level, Error> {
+    pub(super) fn level_for(&self, snap: &Snapshot, class: &Class) -> Result<Level, Error> {
         if let Some(h) = &class.hints.consistency {
             return Level::parse(h).ok_or_else(|| bad_value("consistency", h));
         }
         Ok(self
             .level_override
-            .or_else(|| self.ctx.cluster.config().consistency_for(&self.user))
-            .unwrap_or(policy.consistency.level))
+            .or_else(|| snap.config.consistency_for(&self.user))
+            .unwrap_or(snap.policy.consistency.level))
     }
 
     /// Where a read that the router sent to replica `index` runs. With
     /// `fixed` (a hint or rule named the backend) it runs there, waiting if
     /// needed, or on the primary.
-    pub(super) async fn plan_read(&mut self, index: usize, class: &Class, fixed: bool) -> Plan {
-        let cluster = self.ctx.cluster.clone();
-        let policy = self.policy();
-        let level = match self.level_for(class, &policy) {
+    pub(super) async fn plan_read(
+        &mut self,
+        snap: &mut Snapshot,
+        index: usize,
+        class: &Class,
+        fixed: bool,
+    ) -> Plan {
+        let level = match self.level_for(snap, class) {
             Ok(l) => l,
             Err(e) => return Plan::Fail(e),
         };
@@ -129,26 +134,25 @@ impl Session {
         if level == Level::Eventual && need.is_none() {
             return Plan::Run(index);
         }
-        let cfg = &policy.consistency;
-        let positions = cluster.positions().clone();
-        let topo = cluster.topology();
-        let mut outstanding = Vec::with_capacity(topo.backends.len());
-        let tick = cluster.loads_now(&mut outstanding);
-        let mut lags = Vec::with_capacity(topo.backends.len());
-        positions.lags_ms(&mut lags);
-        let loads = Loads {
-            outstanding: &outstanding,
+        let Snapshot {
+            topo,
+            policy,
+            known,
+            outstanding,
+            lags,
             tick,
-            lag_ms: &lags,
+            ..
+        } = snap;
+        let (topo, policy) = (&**topo, &**policy);
+        let loads = Loads {
+            outstanding,
+            tick: *tick,
+            lag_ms: lags,
         };
+        let cfg = &policy.consistency;
+        let positions = self.ctx.cluster.positions().clone();
         let by_position = level != Level::Eventual;
-        let eligible = |i: usize| {
-            if by_position {
-                router::eligible_by_position(&policy, &topo, loads, i)
-            } else {
-                router::qualifying_replicas(&policy, &topo, loads, false).contains(&i)
-            }
-        };
+        let eligible = |i: usize| router::may_read(policy, topo, loads, i, by_position);
         let mut sticky = None;
         let mut pending = None;
         match level {
@@ -246,37 +250,39 @@ impl Session {
         let run = |i: usize, need: Option<&Position>| {
             super::global_read::run_or_check(i, pending.as_ref(), need, level, cfg, &positions)
         };
-        let cands: Vec<usize> = match sticky {
-            _ if fixed => vec![index],
-            Some(b) => vec![b],
-            None => (1..topo.backends.len()).filter(|&i| eligible(i)).collect(),
+        // The candidates, walked in topology order without a list: the
+        // replica a hint or rule named, else the one the session sticks
+        // to, else every eligible replica.
+        let only = if fixed { Some(index) } else { sticky };
+        let n = topo.backends.len().max(index + 1);
+        let is_cand = |i: usize| match only {
+            Some(b) => i == b,
+            None => eligible(i),
         };
+        let cands = (1..n).filter(|&i| is_cand(i));
         let need = match need {
             Some(n) if !n.is_empty() => n,
             need => {
-                return match cands.contains(&index) {
+                return match is_cand(index) {
                     true => run(index, need.as_ref()),
-                    false => router::pick_among(&policy, &topo, loads, &cands)
+                    false => router::pick_from(policy, topo, loads, cands)
                         .map_or(Plan::Primary, |i| run(i, need.as_ref())),
                 }
             }
         };
-        let known: Vec<(usize, std::sync::Arc<consistency::Sample>)> = cands
-            .iter()
-            .filter_map(|&i| {
-                let s = positions.sample(i)?;
-                s.pos.is_some().then_some((i, s))
-            })
-            .collect();
-        let covering: Vec<usize> = known
-            .iter()
-            .filter(|(_, s)| s.pos.as_ref().is_some_and(|p| p.covers(&need)))
-            .map(|(i, _)| *i)
-            .collect();
-        if covering.contains(&index) {
+        // One look at each candidate's position (the buffer is the
+        // snapshot's, reused from statement to statement).
+        known.clear();
+        known.extend(cands.clone().filter_map(|i| {
+            let s = positions.sample(i)?;
+            s.pos.is_some().then_some((i, s))
+        }));
+        let covers = |s: &consistency::Sample| s.pos.as_ref().is_some_and(|p| p.covers(&need));
+        if known.iter().any(|(i, s)| *i == index && covers(s)) {
             return run(index, Some(&need));
         }
-        if let Some(i) = router::pick_among(&policy, &topo, loads, &covering) {
+        let covering = known.iter().filter(|(_, s)| covers(s)).map(|(i, _)| *i);
+        if let Some(i) = router::pick_from(policy, topo, loads, covering) {
             return run(i, Some(&need));
         }
         // The replicas lack even the newest known primary position: a wait
@@ -314,9 +320,10 @@ impl Session {
     }
 
     /// Counts a read under a level other than eventual by how it was served.
-    pub(super) fn count_consistent(&self, level: Level, served: &'static str) {
-        metrics::counter!(m::CONSISTENCY_READS, "level" => level.label(), "served" => served)
-            .increment(1);
+    pub(super) fn count_consistent(&self, level: Level, served: Served) {
+        self.ctx
+            .metrics
+            .consistency_read_label(level.label(), served);
     }
 
     /// Sends the wait and then the read to replica `index` in one write,
@@ -347,6 +354,7 @@ impl Session {
         wait_cmd.push(com::QUERY);
         wait_cmd.extend_from_slice(sql.as_bytes());
         let limit = w.timeout + self.ctx.cluster.config().timeouts.connect();
+        let metrics = self.ctx.metrics.clone();
         let conn = self.backend(index).await?;
         conn.send_commands(&[&wait_cmd, raw]).await?;
         let started = Instant::now();
@@ -354,8 +362,7 @@ impl Session {
             Ok(r) => r,
             Err(_) => Err(conn.lost(format!("no answer to a position wait in {limit:?}"))),
         };
-        metrics::histogram!(m::CONSISTENCY_WAIT, "level" => w.level.label())
-            .record(started.elapsed().as_secs_f64());
+        metrics.consistency_wait_label(w.level.label(), started.elapsed().as_secs_f64());
         let reached = match reply {
             Ok(t) => {
                 let v = t.rows.first().and_then(|r| r.first()).cloned().flatten();

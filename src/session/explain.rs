@@ -61,10 +61,10 @@ impl Session {
             return self.fail(seq, &e).await;
         };
         let class = classify(inner);
-        let decision = self.decide(&class, inner.as_bytes());
-        let topo = self.ctx.cluster.topology();
-        let policy = self.policy();
-        let level = self.level_for(&class, &policy);
+        let snap = self.snapshot();
+        let decision = self.decide(&snap, &class, inner.as_bytes());
+        let level = self.level_for(&snap, &class);
+        let (topo, policy) = (&snap.topo, &snap.policy);
         let by_position = level
             .as_ref()
             .is_ok_and(|l| *l != crate::consistency::Level::Eventual);
@@ -111,16 +111,8 @@ impl Session {
                 },
             ),
         ];
-        let mut outstanding = Vec::new();
-        let tick = self.ctx.cluster.loads_now(&mut outstanding);
-        let mut lags = Vec::new();
-        self.ctx.cluster.positions().lags_ms(&mut lags);
-        let loads = router::Loads {
-            outstanding: &outstanding,
-            tick,
-            lag_ms: &lags,
-        };
-        let qualifying = router::qualifying_replicas(&policy, &topo, loads, by_position);
+        let loads = snap.loads();
+        let qualifying = router::qualifying_replicas(policy, topo, loads, by_position);
         for (i, b) in topo.backends.iter().enumerate() {
             rows.push((
                 format!("backend.{}", b.name),
@@ -129,7 +121,7 @@ impl Session {
                     b.role,
                     b.up,
                     b.lag_s.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
-                    lags.get(i)
+                    snap.lags.get(i)
                         .copied()
                         .flatten()
                         .map(|l| l.to_string())

@@ -107,7 +107,13 @@ impl Session {
             KillScope::Connection => match self.ctx.registry.kill(id, self.killer()) {
                 // The server's answer to killing oneself.
                 Ok(()) if id == self.id => {
-                    send_error(&mut self.client, seq, &Error::ConnectionKilled).await;
+                    send_error(
+                        &self.ctx.metrics,
+                        &mut self.client,
+                        seq,
+                        &Error::ConnectionKilled,
+                    )
+                    .await;
                     Flow::Close
                 }
                 Ok(()) => self.ok_rows(seq, 0).await,
@@ -184,7 +190,13 @@ impl Session {
     ) -> Flow {
         self.abandon_statement(index, thread_id).await;
         if !sent {
-            send_error(&mut self.client, 1, &Error::ConnectionKilled).await;
+            send_error(
+                &self.ctx.metrics,
+                &mut self.client,
+                1,
+                &Error::ConnectionKilled,
+            )
+            .await;
         }
         Flow::Close
     }

@@ -403,7 +403,7 @@ impl super::Session {
             match check_password(&self.ctx, &user, self.peer.ip(), &self.salt, &answer).await {
                 Ok(c) => c,
                 Err(e) => {
-                    send_error(&mut self.client, seq, &e).await;
+                    send_error(&self.ctx.metrics, &mut self.client, seq, &e).await;
                     return Flow::Close;
                 }
             };
@@ -438,7 +438,7 @@ impl super::Session {
             self.backend(0).await.map(|_| ())
         };
         if let Err(e) = checked {
-            send_error(&mut self.client, seq, &e).await;
+            send_error(&self.ctx.metrics, &mut self.client, seq, &e).await;
             return Flow::Close;
         }
         self.ok_or_close(seq).await

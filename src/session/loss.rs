@@ -11,8 +11,8 @@
 //! - otherwise the statement fails with an error and the session goes on:
 //!   its next statement gets a new connection with the session's state.
 
-use crate::admin::metrics as m;
 use crate::error::Error;
+use crate::metrics as m;
 use crate::protocol::consts::status;
 use crate::router::Pin;
 
@@ -91,7 +91,9 @@ impl Session {
         in_trans: bool,
     ) -> Flow {
         let name = self.backend_name(index);
-        metrics::counter!(m::BACKEND_LOST, "backend" => name.clone()).increment(1);
+        self.ctx
+            .metrics
+            .backend(m::BackendCounter::Lost, index, &name);
         tracing::warn!(session = self.id, error = %e, sent, "backend connection failed");
         self.status &= !status::IN_TRANS;
         if sent {
@@ -102,7 +104,13 @@ impl Session {
             .or(in_trans.then_some(Pin::Transaction))
         {
             Some(what) => {
-                send_error(&mut self.client, seq, &session_lost(e, name, what)).await;
+                send_error(
+                    &self.ctx.metrics,
+                    &mut self.client,
+                    seq,
+                    &session_lost(e, name, what),
+                )
+                .await;
                 Flow::Close
             }
             None => self.fail(seq, &e).await,
@@ -114,7 +122,7 @@ impl Session {
     pub(super) async fn fail_unless_lost(&mut self, seq: u8, e: &Error) -> Flow {
         match self.lost_state() {
             Some(lost) => {
-                send_error(&mut self.client, seq, &lost).await;
+                send_error(&self.ctx.metrics, &mut self.client, seq, &lost).await;
                 Flow::Close
             }
             None => self.fail(seq, e).await,

@@ -28,9 +28,9 @@ use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::admin::metrics as m;
 use crate::cluster::Cluster;
 use crate::error::Error;
+use crate::metrics as m;
 use crate::pool::conn::{BackendConn, ConnectParams};
 use crate::pool::txn_pool::{Lease, TxnPool};
 use crate::position::Position;
@@ -55,7 +55,8 @@ pub struct Ctx {
     pub session_conns: TxnPool,
     /// The transaction-level pool: sessions hold them for a transaction.
     pub txn_pool: TxnPool,
-    pub counters: m::HotCounters,
+    /// Metric handles, registered once at start.
+    pub metrics: Arc<m::Handles>,
     pub registry: Arc<Registry>,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -65,20 +66,13 @@ impl Ctx {
         cluster: Arc<Cluster>,
         registry: Arc<Registry>,
         shutdown: watch::Receiver<bool>,
+        metrics: Arc<m::Handles>,
     ) -> Ctx {
         Ctx {
             session_conns: TxnPool::new(),
             txn_pool: TxnPool::new(),
             cluster,
-            counters: m::HotCounters::new(
-                Command::LABELS,
-                &[
-                    ("primary", "command"),
-                    ("primary", "write"),
-                    ("replica", "read"),
-                    ("primary", "read_on_primary"),
-                ],
-            ),
+            metrics,
             registry,
             shutdown,
         }
@@ -100,7 +94,7 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
     let ident = match login {
         Ok(Ok(i)) => i,
         Ok(Err(Some(f))) => {
-            send_error(&mut client, f.seq, &f.error).await;
+            send_error(&ctx.metrics, &mut client, f.seq, &f.error).await;
             return;
         }
         Ok(Err(None)) | Err(_) => return,
@@ -142,6 +136,7 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         level_override: None,
         planned_level: None,
         scratch: BytesMut::with_capacity(256),
+        snapshot_buffers: Default::default(),
         state: SessionState::default(),
         synced: vec![Synced::default(); ctx.cluster.topology().backends.len()],
         txn_backend: None,
@@ -156,7 +151,7 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
     let checked = s.first_login(ident.early).await;
     if let Err(e) = checked {
         s.end_pooled().await;
-        send_error(&mut s.client, ident.next_seq, &e).await;
+        send_error(&ctx.metrics, &mut s.client, ident.next_seq, &e).await;
         return;
     }
     if s.send_ok(ident.next_seq).await.is_err() {
@@ -228,6 +223,8 @@ struct Session {
     /// What SHOW CAUSEWAY PROCESSLIST last showed of the session.
     published: registry::Status,
     scratch: BytesMut,
+    /// What each statement's snapshot borrows (reused, not reallocated).
+    snapshot_buffers: routing::SnapshotBuffers,
     /// Session variables, user variables, temporary tables, locks.
     state: SessionState,
     /// What each backend connection has been brought to, by topology index.
@@ -271,18 +268,30 @@ impl Session {
             let payload = match read {
                 Ok(p) => p,
                 Err(ReadError::TooLarge { .. }) => {
-                    send_error(&mut self.client, 1, &Error::PacketTooLarge).await;
+                    send_error(
+                        &self.ctx.metrics,
+                        &mut self.client,
+                        1,
+                        &Error::PacketTooLarge,
+                    )
+                    .await;
                     return;
                 }
                 Err(ReadError::OutOfOrder { expected }) => {
-                    send_error(&mut self.client, expected, &Error::PacketsOutOfOrder).await;
+                    send_error(
+                        &self.ctx.metrics,
+                        &mut self.client,
+                        expected,
+                        &Error::PacketsOutOfOrder,
+                    )
+                    .await;
                     return;
                 }
                 Err(_) => return,
             };
             let flow = match Command::decode(&payload.data, self.caps) {
                 Ok(cmd) => {
-                    self.ctx.counters.command(cmd.label());
+                    self.ctx.metrics.command(cmd.label());
                     let info = self.command_info(&cmd, &payload.data);
                     reg.begin(processlist::command_name(&cmd), info);
                     self.dispatch(cmd, &payload.data, payload.last_seq).await
@@ -312,7 +321,7 @@ impl Session {
                 cmd,
                 Command::StmtClose(_) | Command::StmtSendLongData { .. }
             ) {
-                send_error(&mut self.client, next, &e).await;
+                send_error(&self.ctx.metrics, &mut self.client, next, &e).await;
             }
             return Flow::Close;
         }
@@ -366,7 +375,9 @@ impl Session {
             let topo = self.ctx.cluster.topology();
             let b = &topo.backends[index];
             let conn = BackendConn::connect(&self.connect_params(b)).await?;
-            metrics::counter!(m::BACKEND_CONNECTS, "backend" => b.name.clone()).increment(1);
+            self.ctx
+                .metrics
+                .backend(m::BackendCounter::Connects, index, &b.name);
             self.backends[index] = Some(conn);
             self.forget_backend_statements(index);
             if let Some(s) = self.synced.get_mut(index) {
@@ -400,9 +411,10 @@ impl Session {
     /// Commands other than COM_QUERY run on the primary (prepared
     /// statements are not split yet).
     async fn forward(&mut self, raw: &[u8], expect: Expect) -> Flow {
-        self.ctx
-            .counters
-            .route("primary", crate::router::Reason::Command.label());
+        self.ctx.metrics.route(
+            m::RouteTarget::Primary,
+            crate::router::Reason::Command.label(),
+        );
         self.run(0, raw, expect, None, None, None).await
     }
 
@@ -452,21 +464,23 @@ impl Session {
         if let Some(w) = wait.filter(|_| index > 0) {
             match self.send_with_wait(index, w, raw, expect).await {
                 Ok(consistency::Waited::Reached) => {
-                    self.count_consistent(w.level, "replica_after_wait");
+                    self.count_consistent(w.level, m::Served::ReplicaAfterWait);
                 }
-                Ok(consistency::Waited::Covered) => self.count_consistent(w.level, "replica"),
+                Ok(consistency::Waited::Covered) => {
+                    self.count_consistent(w.level, m::Served::Replica)
+                }
                 Ok(consistency::Waited::NoPosition) => {
-                    self.count_consistent(w.level, "primary");
+                    self.count_consistent(w.level, m::Served::Primary);
                     return Flow::Fallback;
                 }
                 Ok(consistency::Waited::TimedOut) => {
                     return match w.on_timeout {
                         crate::config::OnTimeout::Primary => {
-                            self.count_consistent(w.level, "primary_after_timeout");
+                            self.count_consistent(w.level, m::Served::PrimaryAfterTimeout);
                             Flow::Fallback
                         }
                         crate::config::OnTimeout::Error => {
-                            self.count_consistent(w.level, "error");
+                            self.count_consistent(w.level, m::Served::Error);
                             self.fail(1, &consistency::wait_timed_out(w)).await
                         }
                     };
@@ -479,7 +493,7 @@ impl Session {
                     if self.held_state(index).is_some() {
                         return self.backend_failed(index, e, 1, false, in_trans).await;
                     }
-                    self.count_consistent(w.level, "primary_after_timeout");
+                    self.count_consistent(w.level, m::Served::PrimaryAfterTimeout);
                     return Flow::Fallback;
                 }
             }
@@ -634,7 +648,7 @@ impl Session {
     }
 
     async fn fail(&mut self, seq: u8, e: &Error) -> Flow {
-        if send_error(&mut self.client, seq, e).await {
+        if send_error(&self.ctx.metrics, &mut self.client, seq, e).await {
             Flow::Continue
         } else {
             Flow::Close
@@ -683,9 +697,23 @@ struct Drained {
     stmt_id: Option<u32>,
 }
 
+/// The `target` label of a statement run on backend `index`.
+fn route_target(index: usize) -> m::RouteTarget {
+    if index == 0 {
+        m::RouteTarget::Primary
+    } else {
+        m::RouteTarget::Replica
+    }
+}
+
 /// Sends an ERR packet; returns whether the client is still reachable.
-async fn send_error(client: &mut PacketStream<TcpStream>, seq: u8, e: &Error) -> bool {
-    metrics::counter!(m::CLIENT_ERRORS, "kind" => e.label()).increment(1);
+async fn send_error(
+    metrics: &m::Handles,
+    client: &mut PacketStream<TcpStream>,
+    seq: u8,
+    e: &Error,
+) -> bool {
+    metrics.client_error(e.label());
     let mut out = BytesMut::with_capacity(64);
     let start = begin_packet(&mut out, seq);
     e.encode_err(&mut out);

@@ -12,7 +12,7 @@ use crate::protocol::consts::{com, status};
 use crate::protocol::reply::Expect;
 use crate::router::{self, Decision, Loads, Reason, SessionView, Target};
 
-use super::consistency::Plan;
+use super::consistency::{Plan, Wait};
 use super::relay::ReplyInfo;
 use super::{drain_reply, Flow, Session};
 
@@ -27,7 +27,199 @@ pub struct Synced {
     pub multi_statements: Option<bool>,
 }
 
+/// Everything one statement is planned from, taken once before it is
+/// routed: the topology, the configuration and the policy that apply, and
+/// the load and lag of every backend at that moment. `decide`,
+/// `read_only_guard`, `level_for` and `plan_read` all read this one
+/// snapshot, so a statement never sees a mix of two. The vectors are the
+/// session's, lent for the statement ([`Session::snapshot`] and
+/// [`Session::recycle`]), so taking a snapshot allocates nothing.
+pub(super) struct Snapshot {
+    pub topo: std::sync::Arc<crate::topology::Topology>,
+    pub config: std::sync::Arc<crate::config::Config>,
+    pub policy: std::sync::Arc<crate::config::Policy>,
+    /// The decision's tick (round robin, tie-breaking, weights).
+    pub tick: u64,
+    /// Statements in flight per backend.
+    pub outstanding: Vec<u64>,
+    /// Position lag per backend, in milliseconds.
+    pub lags: Vec<Option<u64>>,
+    /// Scratch for `plan_read`: the candidates whose position is known.
+    pub known: Vec<(usize, std::sync::Arc<crate::consistency::Sample>)>,
+}
+
+impl Snapshot {
+    /// Takes a snapshot of `cluster` for a statement of `user` in
+    /// `database`, filling `bufs`.
+    pub fn take(
+        cluster: &crate::cluster::Cluster,
+        user: &str,
+        database: Option<&str>,
+        bufs: SnapshotBuffers,
+    ) -> Snapshot {
+        let config = cluster.config().clone();
+        let policy = config.policy_for(user, database).clone();
+        let mut outstanding = bufs.outstanding;
+        let tick = cluster.loads(&mut outstanding);
+        let mut lags = bufs.lags;
+        cluster.positions().lags_ms(&mut lags);
+        Snapshot {
+            topo: cluster.topology(),
+            config,
+            policy,
+            tick,
+            outstanding,
+            lags,
+            known: bufs.known,
+        }
+    }
+
+    /// The buffers, emptied, for the next statement.
+    pub fn into_buffers(self) -> SnapshotBuffers {
+        let mut known = self.known;
+        known.clear();
+        SnapshotBuffers {
+            outstanding: self.outstanding,
+            lags: self.lags,
+            known,
+        }
+    }
+
+    /// Where the router sends `class` for a session that looks like `view`.
+    pub fn route(&self, class: &Class, view: &SessionView, sql: &str) -> Decision {
+        router::route(
+            class,
+            view,
+            &self.policy,
+            &self.topo,
+            self.loads(),
+            sql,
+            &|| router::digest(sql),
+        )
+    }
+
+    pub fn loads(&self) -> Loads<'_> {
+        Loads {
+            outstanding: &self.outstanding,
+            tick: self.tick,
+            lag_ms: &self.lags,
+        }
+    }
+}
+
+/// The buffers a [`Snapshot`] borrows from its session between statements.
+#[derive(Default)]
+pub(super) struct SnapshotBuffers {
+    outstanding: Vec<u64>,
+    lags: Vec<Option<u64>>,
+    known: Vec<(usize, std::sync::Arc<crate::consistency::Sample>)>,
+}
+
+/// A statement's plan: where it runs, why, and the wait before it.
+/// Computed once from one [`Snapshot`], then carried to execution.
+#[derive(Debug)]
+pub(super) struct StatementPlan {
+    /// The router's decision (after the read-only transaction guard).
+    pub decision: Decision,
+    /// The backend that runs it (after consistency).
+    pub index: usize,
+    /// The position wait before it, on a replica.
+    pub wait: Option<Wait>,
+}
+
+impl StatementPlan {
+    /// Whether the router sent the statement to a replica.
+    pub fn routed_to_replica(&self) -> bool {
+        self.decision.target.index().unwrap_or(0) > 0
+    }
+}
+
 impl Session {
+    /// Takes the statement's snapshot (one per statement; give it back
+    /// with [`Session::recycle`]).
+    pub(super) fn snapshot(&mut self) -> Snapshot {
+        let bufs = std::mem::take(&mut self.snapshot_buffers);
+        Snapshot::take(
+            &self.ctx.cluster,
+            &self.user,
+            self.database.as_deref(),
+            bufs,
+        )
+    }
+
+    /// Keeps a finished statement's buffers for the next one.
+    pub(super) fn recycle(&mut self, snap: Snapshot) {
+        self.snapshot_buffers = snap.into_buffers();
+    }
+
+    /// Plans a statement from `snap`: route, the read-only transaction
+    /// guard, then consistency for reads on replicas. `Ok(None)`: Causeway
+    /// answers it itself. An error comes with whether it may have taken
+    /// state only a lost connection had (then report it as such).
+    pub(super) async fn plan(
+        &mut self,
+        snap: &mut Snapshot,
+        class: &Class,
+        text: &[u8],
+        listed: bool,
+    ) -> Result<Option<StatementPlan>, (Error, bool)> {
+        let mut decision = self.decide(snap, class, text);
+        match self.read_only_guard(snap, &decision, class, text).await {
+            Ok(Some(d)) => decision = d,
+            Ok(None) => {}
+            Err(e) => return Err((e, true)),
+        }
+        if listed && decision.reason != Reason::TransactionBound {
+            decision = Decision {
+                target: Target::Primary,
+                reason: Reason::Processlist,
+            };
+        }
+        if decision.target == Target::Local {
+            return Ok(None);
+        }
+        self.plan_decided(snap, decision, class)
+            .await
+            .map(Some)
+            .map_err(|e| (e, false))
+    }
+
+    /// Consistency for a decision: where a read the router sent to a
+    /// replica runs, and the wait before it.
+    pub(super) async fn plan_decided(
+        &mut self,
+        snap: &mut Snapshot,
+        decision: Decision,
+        class: &Class,
+    ) -> Result<StatementPlan, Error> {
+        let routed = decision.target.index().unwrap_or(0);
+        let plan = if routed > 0 && decision.reason != Reason::TransactionBound {
+            self.plan_read(snap, routed, class, decision.reason.names_backend())
+                .await
+        } else {
+            self.planned_level = None;
+            Plan::Run(routed)
+        };
+        let (index, wait) = plan.into_target()?;
+        Ok(StatementPlan {
+            decision,
+            index,
+            wait,
+        })
+    }
+
+    /// Counts a planned statement's route, and its read at a consistency
+    /// level when it needed no wait.
+    pub(super) fn count_route(&mut self, plan: &StatementPlan) {
+        self.ctx.metrics.route(
+            super::route_target(plan.index),
+            plan.decision.reason.label(),
+        );
+        if plan.wait.is_none() && plan.routed_to_replica() {
+            self.count_plain(plan.index);
+        }
+    }
+
     /// A COM_QUERY: classify, route, run. `sql` is the client's bytes:
     /// the classifier reads a UTF-8 copy for facts, but what runs anywhere
     /// is those bytes (rewritten calls spliced in).
@@ -64,49 +256,37 @@ impl Session {
         if class.hints.route.is_none() && super::carry::is_diagnostics(&class, text) {
             return self.diagnostics(raw, &class, text).await;
         }
-        let mut decision = self.decide(&class, text);
-        match self.read_only_guard(&decision, &class, text).await {
-            Ok(Some(d)) => decision = d,
-            Ok(None) => {}
-            Err(e) => return self.fail_unless_lost(next, &e).await,
-        }
-        if listed.is_some() && decision.reason != Reason::TransactionBound {
-            decision = Decision {
-                target: Target::Primary,
-                reason: Reason::Processlist,
-            };
-        }
-        if decision.target == Target::Local {
-            return self
-                .local_statement(&String::from_utf8_lossy(text), next)
-                .await;
-        }
-        let index = decision.target.index().unwrap_or(0);
-        let plan = if index > 0 && decision.reason != Reason::TransactionBound {
-            self.plan_read(index, &class, decision.reason.names_backend())
-                .await
-        } else {
-            self.planned_level = None;
-            Plan::Run(index)
+        let mut snap = self.snapshot();
+        let planned = self.plan(&mut snap, &class, text, listed.is_some()).await;
+        self.recycle(snap);
+        let plan = match planned {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                return self
+                    .local_statement(&String::from_utf8_lossy(text), next)
+                    .await
+            }
+            Err((e, true)) => return self.fail_unless_lost(next, &e).await,
+            Err((e, false)) => return self.fail(next, &e).await,
         };
-        let (index, wait) = match plan.into_target() {
-            Ok(t) => t,
-            Err(e) => return self.fail(next, &e).await,
-        };
-        let label = if index == 0 { "primary" } else { "replica" };
-        self.ctx.counters.route(label, decision.reason.label());
-        if wait.is_none() && decision.target.index().unwrap_or(0) > 0 {
-            self.count_plain(index);
-        }
+        self.count_route(&plan);
         let stmt = Some((&class, text));
         match self
-            .run(index, raw, Expect::ResultSets, stmt, None, wait.as_ref())
+            .run(
+                plan.index,
+                raw,
+                Expect::ResultSets,
+                stmt,
+                None,
+                plan.wait.as_ref(),
+            )
             .await
         {
             Flow::Fallback => {
-                self.ctx
-                    .counters
-                    .route("primary", Reason::ConsistencyFallback.label());
+                self.ctx.metrics.route(
+                    crate::metrics::RouteTarget::Primary,
+                    Reason::ConsistencyFallback.label(),
+                );
                 self.run(0, raw, Expect::ResultSets, stmt, None, None).await
             }
             flow => flow,
@@ -128,6 +308,7 @@ impl Session {
     /// Gives the new decision, if it changes.
     pub(super) async fn read_only_guard(
         &mut self,
+        snap: &Snapshot,
         decision: &Decision,
         class: &Class,
         text: &[u8],
@@ -207,7 +388,7 @@ impl Session {
         self.txn_backend = None;
         self.txn_written = false;
         self.status &= !status::IN_TRANS;
-        Ok(Some(self.decide(class, text)))
+        Ok(Some(self.decide(snap, class, text)))
     }
 
     /// The COM_QUERY payload with `ROW_COUNT()` answered from the
@@ -242,7 +423,11 @@ impl Session {
     pub(super) fn count_plain(&mut self, index: usize) {
         if let Some(level) = self.planned_level.take() {
             if level != crate::consistency::Level::Eventual {
-                self.count_consistent(level, if index == 0 { "primary" } else { "replica" });
+                let served = match index {
+                    0 => crate::metrics::Served::Primary,
+                    _ => crate::metrics::Served::Replica,
+                };
+                self.count_consistent(level, served);
             }
         }
     }
@@ -261,33 +446,13 @@ impl Session {
         }
     }
 
-    pub(super) fn decide(&self, class: &Class, sql: &[u8]) -> Decision {
-        let cluster = &self.ctx.cluster;
-        let topo = cluster.topology();
-        let policy = self.policy();
-        let mut loads = Vec::with_capacity(topo.backends.len());
-        let tick = cluster.loads(&mut loads);
-        let mut lags = Vec::with_capacity(topo.backends.len());
-        cluster.positions().lags_ms(&mut lags);
+    /// The router's decision for a statement, from the statement's snapshot.
+    pub(super) fn decide(&self, snap: &Snapshot, class: &Class, sql: &[u8]) -> Decision {
         let level = self
-            .level_for(class, &policy)
-            .unwrap_or(policy.consistency.level);
+            .level_for(snap, class)
+            .unwrap_or(snap.policy.consistency.level);
         let view = self.view(sql, level != crate::consistency::Level::Eventual);
-        let sql = String::from_utf8_lossy(sql);
-        let sql = &*sql;
-        let decision = router::route(
-            class,
-            &view,
-            &policy,
-            &topo,
-            Loads {
-                outstanding: &loads,
-                tick,
-                lag_ms: &lags,
-            },
-            sql,
-            &|| router::digest(sql),
-        );
+        let decision = snap.route(class, &view, &String::from_utf8_lossy(sql));
         // The characteristics `SET TRANSACTION` gave the next transaction
         // are on the primary connection.
         if self.ps.next_transaction && decision.target.index().is_some_and(|i| i > 0) {
@@ -312,25 +477,30 @@ impl Session {
         if self.backends.get(index).is_some_and(Option::is_none) {
             self.backend(index).await?;
         }
-        let want_db = self.database.clone();
-        let synced = self.synced.get(index).cloned().unwrap_or_default();
+        // Compared in place, not cloned: an in-step connection (the usual
+        // case) costs no allocation.
+        let none = Synced::default();
+        let synced = self.synced.get(index).unwrap_or(&none);
+        let db_differs = synced.database != self.database;
+        let (synced_version, synced_user_vars) = (synced.version, synced.user_vars);
+        let set_option = self.set_option_for(synced);
         let mut pre: Vec<Vec<u8>> = Vec::new();
-        if want_db.is_some() && synced.database != want_db {
+        if let Some(db) = self.database.as_deref().filter(|_| db_differs) {
             let mut p = vec![com::INIT_DB];
-            p.extend_from_slice(want_db.as_deref().unwrap_or("").as_bytes());
+            p.extend_from_slice(db.as_bytes());
             pre.push(p);
         }
-        if synced.version < self.state.version {
+        if synced_version < self.state.version {
             if let Some(set) = self.state.sync_statement(index == 0) {
                 let mut p = vec![com::QUERY];
                 p.extend_from_slice(set.as_bytes());
                 pre.push(p);
             }
         }
-        if let Some(p) = self.set_option_for(&synced) {
+        if let Some(p) = set_option {
             pre.push(p);
         }
-        for s in self.state.user_var_sets.iter().skip(synced.user_vars) {
+        for s in self.state.user_var_sets.iter().skip(synced_user_vars) {
             let mut p = vec![com::QUERY];
             p.extend_from_slice(s);
             pre.push(p);
@@ -343,12 +513,12 @@ impl Session {
             }
         }
         if let Some(s) = self.synced.get_mut(index) {
-            *s = Synced {
-                version: self.state.version,
-                database: want_db,
-                user_vars: self.state.user_var_sets.len(),
-                multi_statements: self.ps.multi_statements.or(s.multi_statements),
-            };
+            s.version = self.state.version;
+            if db_differs {
+                s.database.clone_from(&self.database);
+            }
+            s.user_vars = self.state.user_var_sets.len();
+            s.multi_statements = self.ps.multi_statements.or(s.multi_statements);
         }
         Ok(())
     }
@@ -430,7 +600,9 @@ impl Session {
         // of a table, a write, a transaction boundary. Reads of variables
         // and failed statements leave them for the next.
         let starts_transaction = match class.kind {
-            Kind::Read => crate::classify::reads_a_table(sql),
+            Kind::Read => class
+                .reads_table
+                .unwrap_or_else(|| crate::classify::reads_a_table(sql)),
             Kind::Write
             | Kind::LockingRead
             | Kind::Begin { .. }
@@ -529,3 +701,7 @@ fn is_transaction_var(name: &str) -> bool {
     .iter()
     .any(|v| name.eq_ignore_ascii_case(v))
 }
+
+#[cfg(test)]
+#[path = "snapshot_tests.rs"]
+mod snapshot_tests;

@@ -13,7 +13,7 @@ use crate::error::{Error, ServerError};
 use crate::protocol::consts::com;
 use crate::protocol::reply::Expect;
 
-use super::consistency::Plan;
+use super::routing::{Snapshot, StatementPlan};
 use super::{Flow, Session};
 
 #[derive(Debug, Clone)]
@@ -116,53 +116,59 @@ impl Session {
         flow
     }
 
-    pub(super) async fn stmt_execute(&mut self, id: u32, flags: u8, raw: &[u8], seq: u8) -> Flow {
-        let Some(e) = self.stmts.get(&id).cloned() else {
-            return self.fail(seq, &unknown(id, "mysqld_stmt_execute")).await;
-        };
+    /// Plans a COM_STMT_EXECUTE from the statement's snapshot (as
+    /// [`Session::plan`] does a COM_QUERY).
+    async fn plan_execute(
+        &mut self,
+        snap: &mut Snapshot,
+        e: &PsEntry,
+    ) -> Result<StatementPlan, (Error, bool)> {
         let mut decision = if e.long_data {
             crate::router::Decision {
                 target: crate::router::Target::Primary,
                 reason: crate::router::Reason::LongData,
             }
         } else {
-            self.decide(&e.class, &e.sql)
+            self.decide(snap, &e.class, &e.sql)
         };
         if self.tp {
             // A pooled connection's own last insert id is another session's.
             self.ps.wants_last_insert_id = crate::classify::reads_last_insert_id(&e.sql);
         }
-        match self.read_only_guard(&decision, &e.class, &e.sql).await {
+        match self
+            .read_only_guard(snap, &decision, &e.class, &e.sql)
+            .await
+        {
             Ok(Some(d)) => decision = d,
             Ok(None) => {}
-            Err(err) => return self.fail_unless_lost(seq, &err).await,
+            Err(err) => return Err((err, true)),
         }
-        let routed = decision.target.index().unwrap_or(0);
-        let plan = if routed > 0 && decision.reason != crate::router::Reason::TransactionBound {
-            self.plan_read(routed, &e.class, decision.reason.names_backend())
-                .await
-        } else {
-            self.planned_level = None;
-            Plan::Run(routed)
+        self.plan_decided(snap, decision, &e.class)
+            .await
+            .map_err(|err| (err, false))
+    }
+
+    pub(super) async fn stmt_execute(&mut self, id: u32, flags: u8, raw: &[u8], seq: u8) -> Flow {
+        let Some(e) = self.stmts.get(&id).cloned() else {
+            return self.fail(seq, &unknown(id, "mysqld_stmt_execute")).await;
         };
-        let (index, wait) = match plan.into_target() {
-            Ok(t) => t,
-            Err(err) => return self.fail(seq, &err).await,
+        let mut snap = self.snapshot();
+        let planned = self.plan_execute(&mut snap, &e).await;
+        self.recycle(snap);
+        let plan = match planned {
+            Ok(p) => p,
+            Err((err, true)) => return self.fail_unless_lost(seq, &err).await,
+            Err((err, false)) => return self.fail(seq, &err).await,
         };
-        self.ctx.counters.route(
-            if index == 0 { "primary" } else { "replica" },
-            decision.reason.label(),
-        );
-        if wait.is_none() && routed > 0 {
-            self.count_plain(index);
-        }
+        self.count_route(&plan);
+        let (index, wait) = (plan.index, plan.wait);
         let flow = self
             .execute_on(id, index, flags, raw, seq, &e, wait.as_ref())
             .await;
         match flow {
             Flow::Fallback => {
-                self.ctx.counters.route(
-                    "primary",
+                self.ctx.metrics.route(
+                    crate::metrics::RouteTarget::Primary,
                     crate::router::Reason::ConsistencyFallback.label(),
                 );
                 self.execute_on(id, 0, flags, raw, seq, &e, None).await

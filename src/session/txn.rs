@@ -28,11 +28,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::admin::metrics as m;
 use crate::classify::{
     handler, lock_calls, prepared_name, user_var_names, Class, Flags, HandlerOp, Kind,
 };
 use crate::error::Error;
+use crate::metrics as m;
 use crate::pool::conn::BackendConn;
 use crate::pool::txn_pool::{Applied, GroupKey};
 use crate::pool::Vars;
@@ -174,15 +174,21 @@ impl Session {
                 match pool.lease(timeout).await {
                     Ok(l) => {
                         if l.waited {
-                            metrics::counter!(m::TXN_POOL_WAITS, "backend" => b.name.clone())
-                                .increment(1);
+                            self.ctx.metrics.backend(
+                                m::BackendCounter::TxnPoolWaits,
+                                index,
+                                &b.name,
+                            );
                         }
                         l
                     }
                     Err(e) => {
                         if matches!(e, Error::PoolTimeout { .. }) {
-                            metrics::counter!(m::TXN_POOL_TIMEOUTS, "backend" => b.name.clone())
-                                .increment(1);
+                            self.ctx.metrics.backend(
+                                m::BackendCounter::TxnPoolTimeouts,
+                                index,
+                                &b.name,
+                            );
                         }
                         return Err(e);
                     }
@@ -197,10 +203,14 @@ impl Session {
         };
         if self.hold {
             if let Some(c) = &idle {
-                metrics::counter!(m::SESSION_POOL_REUSES, "backend" => c.backend.clone())
-                    .increment(1);
+                self.ctx
+                    .metrics
+                    .backend(m::BackendCounter::SessionPoolReuses, index, &c.backend);
             }
-            metrics::gauge!(m::SESSION_POOL_IDLE).set(self.ctx.session_conns.idle_total() as f64);
+            self.ctx
+                .metrics
+                .session_pool_idle()
+                .set(self.ctx.session_conns.idle_total() as f64);
         }
         let conn = match idle {
             Some(c) => c,
@@ -211,7 +221,9 @@ impl Session {
                 // so a retry does not queue again.
                 self.leases[index] = Some(lease);
                 let mut conn = BackendConn::connect(&params).await?;
-                metrics::counter!(m::BACKEND_CONNECTS, "backend" => b.name.clone()).increment(1);
+                self.ctx
+                    .metrics
+                    .backend(m::BackendCounter::Connects, index, &b.name);
                 let baseline = login_values(&mut conn).await?;
                 let applied = Applied {
                     database: self.database.clone(),
@@ -416,11 +428,11 @@ impl Session {
         }
         match (self.ps.published_pin, pin) {
             (None, Some(r)) => {
-                metrics::counter!(m::PINS, "reason" => r.label()).increment(1);
-                metrics::gauge!(m::PINNED_SESSIONS).increment(1.0);
+                self.ctx.metrics.pin_label(r.label());
+                self.ctx.metrics.pinned_sessions().increment(1.0);
             }
-            (Some(_), None) => metrics::gauge!(m::PINNED_SESSIONS).decrement(1.0),
-            (Some(_), Some(r)) => metrics::counter!(m::PINS, "reason" => r.label()).increment(1),
+            (Some(_), None) => self.ctx.metrics.pinned_sessions().decrement(1.0),
+            (Some(_), Some(r)) => self.ctx.metrics.pin_label(r.label()),
             (None, None) => {}
         }
         self.ps.published_pin = pin;
@@ -467,7 +479,10 @@ impl Session {
         self.backends.iter_mut().for_each(|b| *b = None);
         self.leases.iter_mut().for_each(|l| *l = None);
         if self.hold {
-            metrics::gauge!(m::SESSION_POOL_IDLE).set(self.ctx.session_conns.idle_total() as f64);
+            self.ctx
+                .metrics
+                .session_pool_idle()
+                .set(self.ctx.session_conns.idle_total() as f64);
         }
         self.publish_pin(None);
     }
@@ -509,7 +524,12 @@ impl Session {
             }
             _ => {}
         }
-        // `HANDLER t OPEN [AS a]` is closed by its alias if it has one.
+        // `HANDLER t OPEN [AS a]` is closed by its alias if it has one. A
+        // statement that starts with `HANDLER` is never a read: reads are
+        // not lexed again for it.
+        if class.kind == Kind::Read {
+            return;
+        }
         match handler(sql) {
             Some(HandlerOp::Open(name)) => {
                 self.ps.handlers.insert(name);

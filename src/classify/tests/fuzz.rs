@@ -9,7 +9,7 @@ use super::super::{
     classify, explain_route_target, handler, hide_socket, in_read_only, lock_calls, mentions_table,
     names_collation, own_statement, prepared_name, reads_a_table, reads_last_insert_id,
     replayable_user_var_set, set_transaction, substitute_connection_id, substitute_row_count,
-    temp_table_changes, user_var_names,
+    temp_table_changes, user_var_names, Kind,
 };
 
 /// The shapes the session matches on, and the pieces that confuse lexers.
@@ -84,7 +84,14 @@ fn sql_from(parts: Vec<(usize, bool)>) -> String {
 
 /// Every function the session calls on statement text.
 fn all(sql: &[u8]) {
-    let _ = classify(&String::from_utf8_lossy(sql));
+    let class = classify(&String::from_utf8_lossy(sql));
+    // The facts the session takes from the class instead of lexing again.
+    if std::str::from_utf8(sql).is_ok() {
+        assert_eq!(class.reads_table, Some(reads_a_table(sql)), "{sql:?}");
+    }
+    if handler(sql).is_some() {
+        assert_ne!(class.kind, Kind::Read, "{sql:?}");
+    }
     for c in temp_table_changes(sql) {
         assert!(!c.name.is_empty());
         let _ = mentions_table(sql, &c.name);

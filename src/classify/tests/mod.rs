@@ -105,6 +105,31 @@ pub(super) fn check(cases: &[Case]) {
     );
 }
 
+/// The session takes "reads a table" from the class (one lexer pass); it
+/// must say what `reads_a_table` says of every listed statement.
+#[test]
+fn class_knows_whether_a_table_is_read() {
+    for (sql, _, _) in all_cases() {
+        let class = classify(sql);
+        assert_eq!(
+            class.reads_table,
+            Some(super::reads_a_table(sql)),
+            "{sql:?}"
+        );
+    }
+    for (sql, reads) in [
+        ("SELECT c FROM t WHERE id = 1", true),
+        ("SELECT 1 FROM DUAL", false),
+        ("SELECT 1", false),
+        ("SELECT 'FROM t'", false),
+        ("SELECT 1 /* FROM t */", false),
+        ("SELECT 1 FROM", true),
+        ("SELECT 1 FROM dual; SELECT c FROM t", false),
+    ] {
+        assert_eq!(classify(sql).reads_table, Some(reads), "{sql:?}");
+    }
+}
+
 #[test]
 fn at_least_300_statements() {
     let n = all_cases().len();
