@@ -304,15 +304,37 @@ pub async fn check_password(
     Ok((credential, account.privileges))
 }
 
+/// A backend login running beside the session: the replica its reads will
+/// use, logged in to while the primary's login is checked and the client
+/// reads its OK. The session installs it when it first needs that backend.
+pub struct Opening {
+    index: usize,
+    /// The database it logs in with (what it is synced to once installed).
+    database: Option<String>,
+    task: tokio::task::JoinHandle<Result<BackendConn, Error>>,
+}
+
+impl Opening {
+    /// Starts logging in to backend `index` with `params` in its own task.
+    fn start(index: usize, params: ConnectParams) -> Opening {
+        Opening {
+            index,
+            database: params.database.clone(),
+            task: tokio::spawn(async move { BackendConn::connect(&params).await }),
+        }
+    }
+}
+
 impl super::Session {
     /// Logs in to the primary at connect time, so a bad database or a
     /// refused account is reported then, as a direct connection would (with
     /// a pool: a borrowed connection selects the database). Without a pool,
-    /// the primary's login uses the connection opened early, and the
-    /// session's replica connection is opened at the same time when there
-    /// is one replica reads can go to: a session's first read then finds it
-    /// open. A replica that cannot be logged in to now is left for the
-    /// first read to open (and report), as without this.
+    /// the primary's login uses the connection opened early, and when there
+    /// is one replica reads can go to, its login starts at the same time in
+    /// its own task: the client's OK waits for the primary alone, and the
+    /// session's first read finds the replica's connection open (or waits
+    /// for the rest of its login). A replica that cannot be logged in to
+    /// now is left for the first read to open (and report), as without this.
     pub(super) async fn first_login(&mut self, early: Option<Early>) -> Result<(), Error> {
         if self.tp {
             return self.sync(0).await;
@@ -321,20 +343,13 @@ impl super::Session {
         let Some(b) = topo.backends.first() else {
             return self.backend(0).await.map(|_| ());
         };
-        let params = self.connect_params(b);
-        let replica = self
-            .replica_to_open(&topo)
-            .and_then(|i| Some((i, self.connect_params(topo.backends.get(i)?))));
-        let (primary, opened) = tokio::join!(primary_login(early, &params), async {
-            match &replica {
-                Some((_, p)) => Some(BackendConn::connect(p).await),
-                None => None,
-            }
-        });
-        self.adopt_new(0, primary?, &b.name);
-        if let (Some((i, p)), Some(Ok(conn))) = (replica, opened) {
-            self.adopt_new(i, conn, &p.backend);
+        let replica = self.replica_to_open(&topo);
+        if let Some((i, rb)) = replica.and_then(|i| Some((i, topo.backends.get(i)?))) {
+            self.opening = Some(Opening::start(i, self.connect_params(rb)));
         }
+        let params = self.connect_params(b);
+        let conn = primary_login(early, &params).await?;
+        self.install(0, conn, params.database);
         Ok(())
     }
 
@@ -351,9 +366,27 @@ impl super::Session {
         }
     }
 
-    /// Installs a new connection to backend `index`, as `backend` does.
-    fn adopt_new(&mut self, index: usize, conn: BackendConn, name: &str) {
-        metrics::counter!(m::BACKEND_CONNECTS, "backend" => name.to_string()).increment(1);
+    /// The connection to backend `index` whose login started beside the
+    /// session, once logged in, with the database it logged in with; `None`
+    /// if there is none or it failed (then a new connection reports why).
+    pub(super) async fn opened(&mut self, index: usize) -> Option<(BackendConn, Option<String>)> {
+        if self.opening.as_ref()?.index != index {
+            return None;
+        }
+        let Opening {
+            database, task, ..
+        } = self.opening.take()?;
+        match task.await {
+            Ok(Ok(conn)) => Some((conn, database)),
+            _ => None,
+        }
+    }
+
+    /// Installs a new connection to backend `index`, logged in with
+    /// `database`: statements prepared on the one it replaces are gone, and
+    /// it has none of the session's state yet.
+    pub(super) fn install(&mut self, index: usize, conn: BackendConn, database: Option<String>) {
+        metrics::counter!(m::BACKEND_CONNECTS, "backend" => conn.backend.clone()).increment(1);
         let Some(slot) = self.backends.get_mut(index) else {
             return;
         };
@@ -362,7 +395,7 @@ impl super::Session {
         if let Some(s) = self.synced.get_mut(index) {
             *s = Synced {
                 version: 0,
-                database: self.database.clone(),
+                database,
                 user_vars: 0,
                 multi_statements: None,
             };
@@ -409,6 +442,8 @@ impl super::Session {
             };
         let database = String::from_utf8_lossy(cu.database).into_owned();
         self.backends.iter_mut().for_each(|b| *b = None);
+        // A login still running is the previous account's.
+        self.opening = None;
         self.leases.iter_mut().for_each(|l| *l = None);
         self.reset_pooled();
         (self.tp, self.hold) = pooling(&self.ctx, &user);

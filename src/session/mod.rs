@@ -118,6 +118,7 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         hold,
         backends: (0..n).map(|_| None).collect(),
         leases: (0..n).map(|_| None).collect(),
+        opening: None,
         tp,
         ps: txn::PoolSession::default(),
         published: Default::default(),
@@ -223,6 +224,8 @@ struct Session {
     hold: bool,
     /// The right to a connection of each backend's pool, while borrowed.
     leases: Vec<Option<Lease>>,
+    /// A backend login started beside the session (without a pool).
+    opening: Option<login::Opening>,
     /// What the transaction-level pool must carry for the session.
     ps: txn::PoolSession,
     /// What SHOW CAUSEWAY PROCESSLIST last showed of the session.
@@ -363,20 +366,15 @@ impl Session {
             return self.backends[index].as_mut().ok_or(Error::ShuttingDown);
         }
         if self.backends[index].is_none() {
-            let topo = self.ctx.cluster.topology();
-            let b = &topo.backends[index];
-            let conn = BackendConn::connect(&self.connect_params(b)).await?;
-            metrics::counter!(m::BACKEND_CONNECTS, "backend" => b.name.clone()).increment(1);
-            self.backends[index] = Some(conn);
-            self.forget_backend_statements(index);
-            if let Some(s) = self.synced.get_mut(index) {
-                *s = Synced {
-                    version: 0,
-                    database: self.database.clone(),
-                    user_vars: 0,
-                    multi_statements: None,
-                };
-            }
+            let (conn, database) = match self.opened(index).await {
+                Some(opened) => opened,
+                None => {
+                    let topo = self.ctx.cluster.topology();
+                    let params = self.connect_params(&topo.backends[index]);
+                    (BackendConn::connect(&params).await?, params.database)
+                }
+            };
+            self.install(index, conn, database);
         }
         self.backends[index].as_mut().ok_or(Error::ShuttingDown)
     }
