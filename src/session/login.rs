@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::pool::conn::{BackendConn, ConnectParams, Greeted};
 use crate::protocol::auth::{new_salt, verify, Credential};
 use crate::protocol::command::ChangeUser;
-use crate::protocol::consts::{cap, status, NATIVE_PASSWORD};
+use crate::protocol::consts::{cap, com, status, NATIVE_PASSWORD};
 use crate::protocol::handshake::{AuthSwitch, ClientHello, Handshake, HandshakeResponse};
 use crate::protocol::packet::{begin_packet, finish_packet, write_packets};
 use crate::protocol::stream::PacketStream;
@@ -146,7 +146,7 @@ async fn quit_as_monitor(cluster: &Cluster, greeted: Greeted) {
     };
     if let Ok(mut conn) = BackendConn::login(greeted, &params).await {
         let _ = conn
-            .send_command(&[crate::protocol::consts::com::QUIT])
+            .send_command(&[com::QUIT])
             .await;
     }
 }
@@ -399,6 +399,29 @@ impl super::Session {
                 user_vars: 0,
                 multi_statements: None,
             };
+        }
+    }
+
+    /// Ends the session's own backend connections (without a pool) with
+    /// COM_QUIT, as a client that logs out does: a server counts a
+    /// connection closed without it as aborted and writes a warning for it
+    /// to its error log. A login still running is ended the same way once
+    /// it completes.
+    pub(super) async fn quit_backends(&mut self) {
+        if self.tp {
+            return;
+        }
+        if let Some(o) = self.opening.take() {
+            tokio::spawn(async move {
+                if let Ok(Ok(mut conn)) = o.task.await {
+                    let _ = conn.send_command(&[com::QUIT]).await;
+                }
+            });
+        }
+        for slot in &mut self.backends {
+            if let Some(mut conn) = slot.take() {
+                let _ = conn.send_command(&[com::QUIT]).await;
+            }
         }
     }
 

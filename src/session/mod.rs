@@ -156,16 +156,19 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
     // transaction pool: a borrowed connection selects the database).
     let checked = s.first_login(ident.early).await;
     if let Err(e) = checked {
+        s.quit_backends().await;
         s.end_pooled().await;
         send_error(&mut s.client, ident.next_seq, &e).await;
         return;
     }
     if s.send_ok(ident.next_seq).await.is_err() {
+        s.quit_backends().await;
         s.end_pooled().await;
         return;
     }
     s.after_command(&reg);
     s.command_loop(&reg).await;
+    s.quit_backends().await;
     s.end_pooled().await;
 }
 
