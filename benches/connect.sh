@@ -7,6 +7,8 @@
 #   causeway       -> Causeway, session pool off (the playground's own)
 #   causeway+pool  -> a second Causeway with `[pool] session_pool = true`
 #   causeway+txn   -> a third with `[pool] transaction_pool = true`
+#   causeway-before -> with BEFORE_BIN set: that (older) binary, session
+#                     pool off, for a before/after ratio in one run
 #
 # Then the latency of one client alone: the same loop with one connection
 # at a time (LATENCY_QUERIES of them per path and round), in ms per
@@ -15,7 +17,8 @@
 # Usage: benches/connect.sh
 # Env:   QUERIES (per path and round, default 4000), ROUNDS (3),
 #        CONCURRENCY (8), LATENCY_QUERIES (500),
-#        OUT (Markdown, default target/connect-results.md)
+#        OUT (Markdown, default target/connect-results.md),
+#        BEFORE_BIN (an older causeway binary to compare with, optional)
 # Needs: mariadb-slap, haproxy, mariadb client, MariaDB server, python3.
 set -euo pipefail
 
@@ -29,7 +32,8 @@ ROUNDS=${ROUNDS:-3}
 CONCURRENCY=${CONCURRENCY:-8}
 LATENCY_QUERIES=${LATENCY_QUERIES:-500}
 OUT=${OUT:-target/connect-results.md}
-COMMAND="QUERIES=$QUERIES ROUNDS=$ROUNDS CONCURRENCY=$CONCURRENCY LATENCY_QUERIES=$LATENCY_QUERIES OUT=$OUT benches/connect.sh"
+BEFORE_BIN=${BEFORE_BIN:-}
+COMMAND="QUERIES=$QUERIES ROUNDS=$ROUNDS CONCURRENCY=$CONCURRENCY LATENCY_QUERIES=$LATENCY_QUERIES OUT=$OUT${BEFORE_BIN:+ BEFORE_BIN=$BEFORE_BIN} benches/connect.sh"
 
 for tool in mariadb-slap haproxy mariadb python3; do
     command -v "$tool" >/dev/null || { echo "connect: $tool not found" >&2; exit 1; }
@@ -40,11 +44,12 @@ PG_PID=""
 HA_PID=""
 CW_PID=""
 TX_PID=""
+BF_PID=""
 
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    for pid in $TX_PID $CW_PID $HA_PID; do
+    for pid in $BF_PID $TX_PID $CW_PID $HA_PID; do
         kill -TERM "$pid" 2>/dev/null || true
         wait_gone "$pid" 40 || kill -KILL "$pid" 2>/dev/null || true
     done
@@ -107,7 +112,8 @@ src, dst, port, admin, key = sys.argv[1:]
 text = open(src).read()
 text = re.sub(r'(?m)^listen = .*$', f'listen = "127.0.0.1:{port}"', text)
 text = re.sub(r'(?m)^admin_listen = .*$', f'admin_listen = "127.0.0.1:{admin}"', text)
-text += f"\n[pool]\n{key} = true\n"
+if key:
+    text += f"\n[pool]\n{key} = true\n"
 open(dst, "w").write(text)
 PY
 }
@@ -121,6 +127,15 @@ second_config "$TMP/pg/causeway.toml" "$TMP/txn.toml" "$TXN_PORT" "$TXN_ADMIN" t
 target/release/causeway --config "$TMP/txn.toml" >"$TMP/txn.out" 2>"$TMP/txn.err" &
 TX_PID=$!
 wait_port "$TXN_PORT" "$TX_PID"
+
+if [[ -n $BEFORE_BIN ]]; then
+    BF_PORT=$(free_port)
+    BF_ADMIN=$(free_port)
+    second_config "$TMP/pg/causeway.toml" "$TMP/before.toml" "$BF_PORT" "$BF_ADMIN" ""
+    "$BEFORE_BIN" --config "$TMP/before.toml" >"$TMP/before.out" 2>"$TMP/before.err" &
+    BF_PID=$!
+    wait_port "$BF_PORT" "$BF_PID"
+fi
 
 PRIMARY_PID=$(<"$TMP/pg/primary/mariadbd.pid")
 REPLICA_PID=$(<"$TMP/pg/replica1/mariadbd.pid")
@@ -156,6 +171,11 @@ PATHS=(direct haproxy causeway causeway+pool causeway+txn)
 declare -A PORT PROXYPID RATES CLIENT_US PTICKS RTICKS XTICKS
 PORT=([direct]=$PRIMARY_PORT [haproxy]=$HA_PORT [causeway]=$PROXY_PORT [causeway+pool]=$POOL_PORT [causeway+txn]=$TXN_PORT)
 PROXYPID=([direct]="" [haproxy]=$HA_PID [causeway]=$PG_PID [causeway+pool]=$CW_PID [causeway+txn]=$TX_PID)
+if [[ -n $BEFORE_BIN ]]; then
+    PATHS+=(causeway-before)
+    PORT[causeway-before]=$BF_PORT
+    PROXYPID[causeway-before]=$BF_PID
+fi
 for path in "${PATHS[@]}"; do
     slap "${PORT[$path]}" >/dev/null # warm-up (fills the pools)
     RATES[$path]="" CLIENT_US[$path]=0 PTICKS[$path]=0 RTICKS[$path]=0 XTICKS[$path]=0

@@ -789,3 +789,126 @@ async fn failed_and_abandoned_logins_leave_no_aborted_connect_on_the_primary() {
     assert_eq!(primary_status(&env, "ABORTED_CONNECTS").await, aborted);
     env.stop().await;
 }
+
+/// A global status counter of one server.
+async fn status_of(env: &Env, server: &causeway::playground::Server, name: &str) -> u64 {
+    let out = env
+        .cluster
+        .root_sql(
+            server,
+            &format!(
+                "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = '{name}'"
+            ),
+        )
+        .await
+        .expect("root SQL");
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} is a number: {out:?}"))
+}
+
+/// Short connections without a pool (log in, one read, log out): the read
+/// runs on the replica, whose login ran beside the primary's, and every
+/// backend connection a session opened ends as the client's did, with
+/// COM_QUIT. A server counts a connection closed without it in
+/// `Aborted_clients` and writes a warning to its error log for each, so a
+/// DBA would see every session as a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_connections_read_on_the_replica_and_leave_no_aborted_client() {
+    let env = Env::start_with_policy(1, common::SPLIT).await;
+    common::routable(&env).await;
+    let primary = &env.cluster.primary;
+    let replica = &env.cluster.replicas[0];
+    let before = (
+        status_of(&env, primary, "ABORTED_CLIENTS").await,
+        status_of(&env, replica, "ABORTED_CLIENTS").await,
+    );
+    let app = opts(
+        env.proxy,
+        &env.cluster.app_user,
+        Some(&env.cluster.app_password),
+        Some("app"),
+    );
+    for _ in 0..10 {
+        let mut c = connect(app.clone()).await.expect("login");
+        let id = common::server_id(&mut c, "SELECT @@server_id").await;
+        assert_ne!(id, 1, "a short connection's read runs on the replica");
+        c.disconnect().await.expect("logout");
+    }
+    // A session's backend connections end after its client's: wait until
+    // the servers list none of the app account's.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for server in [primary, replica] {
+        loop {
+            let left = env
+                .cluster
+                .root_sql(
+                    server,
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'app'",
+                )
+                .await
+                .expect("root SQL");
+            if left.trim() == "0" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{left} app connections left");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let after = (
+        status_of(&env, primary, "ABORTED_CLIENTS").await,
+        status_of(&env, replica, "ABORTED_CLIENTS").await,
+    );
+    assert_eq!(after, before, "(primary, replica) Aborted_clients");
+    env.stop().await;
+}
+
+/// The replica's login starts beside the primary's, as the client's
+/// account; a COM_CHANGE_USER sent before any read must not leave the
+/// session's reads on that connection: the new account reads. (A raw
+/// client: connectors read settings after login, which would take the
+/// replica's connection first.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_user_right_after_login_reads_as_the_new_account() {
+    let env = Env::start_with_policy(1, common::SPLIT).await;
+    env.primary_sql(
+        "CREATE USER 'other'@'%' IDENTIFIED BY 'other-pw'; GRANT SELECT ON app.* TO 'other'@'%';",
+    )
+    .await;
+    common::routable(&env).await;
+    // Causeway learns of the account, and the replica has it.
+    drop(
+        login_eventually(
+            opts(env.proxy, "other", Some("other-pw"), Some("app")),
+            REPLY,
+        )
+        .await,
+    );
+    for _ in 0..5 {
+        let (mut s, g) = greeted(env.proxy).await;
+        let auth = Credential::from_password(b"app-secret").scramble(&g.salt);
+        send(
+            &mut s,
+            1,
+            &response("app", "mysql_native_password", auth, Some("app"), vec![]),
+        )
+        .await;
+        let (_, ok) = read(&mut s).await;
+        assert_eq!(ok[0], 0x00, "login: {:?}", err_of(&ok));
+        let mut cu = vec![0x11];
+        cu.extend_from_slice(b"other\0");
+        cu.push(20);
+        cu.extend_from_slice(&Credential::from_password(b"other-pw").scramble(&g.salt));
+        cu.extend_from_slice(b"app\0");
+        cu.extend_from_slice(&45u16.to_le_bytes());
+        cu.extend_from_slice(b"mysql_native_password\0");
+        send(&mut s, 0, &cu).await;
+        let (_, ok) = read(&mut s).await;
+        assert_eq!(ok[0], 0x00, "change user: {:?}", err_of(&ok));
+        let who = raw_scalar(&mut s, "CONCAT(CURRENT_USER(), ' ', @@server_id)").await;
+        let who = who.expect("a value");
+        assert!(who.starts_with("other@% "), "{who}");
+        assert!(!who.ends_with(" 1"), "the read runs on the replica: {who}");
+    }
+    env.stop().await;
+}

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 
 use super::{pooling, send_error, Ctx, Flow, Synced};
 use crate::admin::metrics as m;
@@ -17,7 +18,7 @@ use crate::error::Error;
 use crate::pool::conn::{BackendConn, ConnectParams, Greeted};
 use crate::protocol::auth::{new_salt, verify, Credential};
 use crate::protocol::command::ChangeUser;
-use crate::protocol::consts::{cap, status, NATIVE_PASSWORD};
+use crate::protocol::consts::{cap, com, status, NATIVE_PASSWORD};
 use crate::protocol::handshake::{AuthSwitch, ClientHello, Handshake, HandshakeResponse};
 use crate::protocol::packet::{begin_packet, finish_packet, write_packets};
 use crate::protocol::stream::PacketStream;
@@ -36,34 +37,52 @@ pub struct Identity {
     pub salt: [u8; 20],
     /// Sequence id for the packet that completes the login (OK or ERR).
     pub next_seq: u8,
-    /// The primary's connection, opened while the client answered.
+    /// Backend connections opened while the client answered.
     pub early: Option<Early>,
 }
 
-/// A connection to the primary opened, and its greeting read, while the
-/// client answers Causeway's greeting: the backend's connect is then off
-/// the login's critical path. Only without pools (a pooled session borrows
-/// an open connection instead). One that is not used (the client's login
-/// failed or it went away) is logged in as the monitor account and closed
-/// with COM_QUIT, so the server counts no aborted connect: with host name
-/// resolution on, `max_connect_errors` of them in a row would block
-/// Causeway's host.
+/// Connections opened, and their greetings read, while the client answers
+/// Causeway's greeting: the primary's, and the replica's when the default
+/// policy splits reads and exactly one replica is up (the one a session's
+/// reads would use). Their connects are then off the login's critical path.
+/// Only without pools (a pooled session borrows an open connection
+/// instead). One that is not used (the client's login failed, it went away,
+/// or its policy sends no read to that replica) is logged in as the monitor
+/// account and closed with COM_QUIT, so the server counts no aborted
+/// connect: with host name resolution on, `max_connect_errors` of them in a
+/// row would block Causeway's host.
 pub struct Early {
-    greeted: Option<Result<Greeted, Error>>,
-    address: String,
+    /// The primary's address and its connection, or why it could not be
+    /// opened (until taken).
+    primary: Option<(String, Result<Greeted, Error>)>,
+    /// The replica's connection, opened in its own task so that a slow
+    /// replica never delays a login.
+    replica: Option<EarlyReplica>,
     cluster: Arc<Cluster>,
+}
+
+/// A connection being opened (and its greeting read) in its own task.
+type Greeting = JoinHandle<Result<Greeted, Error>>;
+
+/// The replica's connection opened early, by topology index and address.
+struct EarlyReplica {
+    index: usize,
+    address: String,
+    greeting: Greeting,
 }
 
 impl std::fmt::Debug for Early {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Early")
-            .field("address", &self.address)
+            .field("primary", &self.primary.as_ref().map(|p| &p.0))
+            .field("replica", &self.replica.as_ref().map(|r| &r.address))
             .finish()
     }
 }
 
 impl Early {
-    /// Opens the primary's connection, when no pool may serve the session.
+    /// Opens the primary's connection and the read replica's, when no pool
+    /// may serve the session.
     async fn open(ctx: &Ctx) -> Option<Early> {
         let cfg = ctx.cluster.config();
         if pooling_possible(cfg) {
@@ -71,30 +90,83 @@ impl Early {
         }
         let topo = ctx.cluster.topology();
         let b = topo.backends.first()?;
-        let greeted = Greeted::open(&b.name, &b.address, cfg.timeouts.connect()).await;
+        let timeout = cfg.timeouts.connect();
+        let replica = cfg
+            .loaded_policy
+            .routing
+            .read_write_split
+            .then(|| the_read_replica(&topo))
+            .flatten()
+            .and_then(|i| {
+                let r = topo.backends.get(i)?;
+                let (name, address) = (r.name.clone(), r.address.clone());
+                let task =
+                    tokio::spawn(async move { Greeted::open(&name, &address, timeout).await });
+                Some(EarlyReplica {
+                    index: i,
+                    address: r.address.clone(),
+                    greeting: task,
+                })
+            });
+        let primary = Greeted::open(&b.name, &b.address, timeout).await;
         Some(Early {
-            greeted: Some(greeted),
-            address: b.address.clone(),
+            primary: Some((b.address.clone(), primary)),
+            replica,
             cluster: ctx.cluster.clone(),
         })
     }
 
-    /// The opened connection, or why it could not be opened.
-    fn take(mut self) -> Option<Result<Greeted, Error>> {
-        self.greeted.take()
+    /// The primary's connection if it was opened to `address`, or why it
+    /// could not be.
+    fn take_primary(&mut self, address: &str) -> Option<Result<Greeted, Error>> {
+        match self.primary.take() {
+            Some((a, greeted)) if a == address => Some(greeted),
+            other => {
+                self.primary = other;
+                None
+            }
+        }
+    }
+
+    /// The replica's connection being opened, if it is replica `index` at
+    /// `address`.
+    fn take_replica(&mut self, index: usize, address: &str) -> Option<Greeting> {
+        match self.replica.take() {
+            Some(r) if r.index == index && r.address == address => Some(r.greeting),
+            other => {
+                self.replica = other;
+                None
+            }
+        }
     }
 }
 
 impl Drop for Early {
     fn drop(&mut self) {
-        let Some(Ok(greeted)) = self.greeted.take() else {
-            return;
-        };
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let cluster = self.cluster.clone();
-        rt.spawn(async move { quit_as_monitor(&cluster, greeted).await });
+        if let Some((_, Ok(greeted))) = self.primary.take() {
+            let cluster = self.cluster.clone();
+            rt.spawn(async move { quit_as_monitor(&cluster, greeted).await });
+        }
+        if let Some(r) = self.replica.take() {
+            let cluster = self.cluster.clone();
+            rt.spawn(async move {
+                if let Ok(Ok(greeted)) = r.greeting.await {
+                    quit_as_monitor(&cluster, greeted).await;
+                }
+            });
+        }
+    }
+}
+
+/// The one replica reads may go to, when exactly one is up.
+fn the_read_replica(topo: &crate::cluster::Topology) -> Option<usize> {
+    let mut up = (1..topo.backends.len()).filter(|&i| topo.backends[i].up);
+    match (up.next(), up.next()) {
+        (Some(i), None) => Some(i),
+        _ => None,
     }
 }
 
@@ -109,23 +181,24 @@ fn pooling_possible(cfg: &Config) -> bool {
             .any(|o| o.session_pool == Some(true) || o.transaction_pool == Some(true))
 }
 
-/// Logs in to the primary on the connection opened early if it is still
-/// for the same address, else on a new one. If the early one could not be
+/// Logs in on the connection opened early if there is one (`greeted`),
+/// else on a new one. If the early one could not be
 /// opened, that is the answer (a new try would wait as long again); if it
 /// cannot log in for a reason other than the server's refusal (it waited
 /// past the server's `connect_timeout`), a new one does.
-async fn primary_login(early: Option<Early>, params: &ConnectParams) -> Result<BackendConn, Error> {
-    if let Some(early) = early.filter(|e| e.address == params.address) {
-        match early.take() {
-            Some(Ok(greeted)) => match BackendConn::login(greeted, params).await {
-                Ok(conn) => return Ok(conn),
-                Err(e @ Error::Server(_)) => return Err(e),
-                Err(_) => {}
-            },
-            // What a new connection would most likely meet again.
-            Some(Err(e)) => return Err(e),
-            None => {}
-        }
+async fn login_to(
+    greeted: Option<Result<Greeted, Error>>,
+    params: &ConnectParams,
+) -> Result<BackendConn, Error> {
+    match greeted {
+        Some(Ok(greeted)) => match BackendConn::login(greeted, params).await {
+            Ok(conn) => return Ok(conn),
+            Err(e @ Error::Server(_)) => return Err(e),
+            Err(_) => {}
+        },
+        // What a new connection would most likely meet again.
+        Some(Err(e)) => return Err(e),
+        None => {}
     }
     BackendConn::connect(params).await
 }
@@ -145,9 +218,7 @@ async fn quit_as_monitor(cluster: &Cluster, greeted: Greeted) {
         timeout: cfg.timeouts.connect(),
     };
     if let Ok(mut conn) = BackendConn::login(greeted, &params).await {
-        let _ = conn
-            .send_command(&[crate::protocol::consts::com::QUIT])
-            .await;
+        let _ = conn.send_command(&[com::QUIT]).await;
     }
 }
 
@@ -304,15 +375,44 @@ pub async fn check_password(
     Ok((credential, account.privileges))
 }
 
+/// A backend login running beside the session: the replica its reads will
+/// use, logged in to while the primary's login is checked and the client
+/// reads its OK. The session installs it when it first needs that backend.
+pub struct Opening {
+    index: usize,
+    /// The database it logs in with (what it is synced to once installed).
+    database: Option<String>,
+    task: tokio::task::JoinHandle<Result<BackendConn, Error>>,
+}
+
+impl Opening {
+    /// Starts logging in to backend `index` with `params` in its own task,
+    /// on the connection opened early if there is one.
+    fn start(index: usize, params: ConnectParams, greeting: Option<Greeting>) -> Opening {
+        Opening {
+            index,
+            database: params.database.clone(),
+            task: tokio::spawn(async move {
+                let greeted = match greeting {
+                    Some(task) => task.await.ok(),
+                    None => None,
+                };
+                login_to(greeted, &params).await
+            }),
+        }
+    }
+}
+
 impl super::Session {
     /// Logs in to the primary at connect time, so a bad database or a
     /// refused account is reported then, as a direct connection would (with
     /// a pool: a borrowed connection selects the database). Without a pool,
-    /// the primary's login uses the connection opened early, and the
-    /// session's replica connection is opened at the same time when there
-    /// is one replica reads can go to: a session's first read then finds it
-    /// open. A replica that cannot be logged in to now is left for the
-    /// first read to open (and report), as without this.
+    /// the primary's login uses the connection opened early, and when there
+    /// is one replica reads can go to, its login starts at the same time in
+    /// its own task: the client's OK waits for the primary alone, and the
+    /// session's first read finds the replica's connection open (or waits
+    /// for the rest of its login). A replica that cannot be logged in to
+    /// now is left for the first read to open (and report), as without this.
     pub(super) async fn first_login(&mut self, early: Option<Early>) -> Result<(), Error> {
         if self.tp {
             return self.sync(0).await;
@@ -321,20 +421,18 @@ impl super::Session {
         let Some(b) = topo.backends.first() else {
             return self.backend(0).await.map(|_| ());
         };
-        let params = self.connect_params(b);
-        let replica = self
-            .replica_to_open(&topo)
-            .and_then(|i| Some((i, self.connect_params(topo.backends.get(i)?))));
-        let (primary, opened) = tokio::join!(primary_login(early, &params), async {
-            match &replica {
-                Some((_, p)) => Some(BackendConn::connect(p).await),
-                None => None,
-            }
-        });
-        self.adopt_new(0, primary?, &b.name);
-        if let (Some((i, p)), Some(Ok(conn))) = (replica, opened) {
-            self.adopt_new(i, conn, &p.backend);
+        let mut early = early;
+        let replica = self.replica_to_open(&topo);
+        if let Some((i, rb)) = replica.and_then(|i| Some((i, topo.backends.get(i)?))) {
+            let greeting = early.as_mut().and_then(|e| e.take_replica(i, &rb.address));
+            self.opening = Some(Opening::start(i, self.connect_params(rb), greeting));
         }
+        let params = self.connect_params(b);
+        let greeted = early.as_mut().and_then(|e| e.take_primary(&params.address));
+        // What was opened and is not used is ended now.
+        drop(early);
+        let conn = login_to(greeted, &params).await?;
+        self.install(0, conn, params.database);
         Ok(())
     }
 
@@ -344,16 +442,30 @@ impl super::Session {
         if !self.policy().routing.read_write_split {
             return None;
         }
-        let mut up = (1..topo.backends.len()).filter(|&i| topo.backends[i].up);
-        match (up.next(), up.next()) {
-            (Some(i), None) => Some(i),
+        the_read_replica(topo)
+    }
+
+    /// The connection to backend `index` whose login started beside the
+    /// session, once logged in, with the database it logged in with; `None`
+    /// if there is none or it failed (then a new connection reports why).
+    pub(super) async fn opened(&mut self, index: usize) -> Option<(BackendConn, Option<String>)> {
+        if self.opening.as_ref()?.index != index {
+            return None;
+        }
+        let Opening { database, task, .. } = self.opening.take()?;
+        match task.await {
+            Ok(Ok(conn)) => Some((conn, database)),
             _ => None,
         }
     }
 
-    /// Installs a new connection to backend `index`, as `backend` does.
-    fn adopt_new(&mut self, index: usize, conn: BackendConn, name: &str) {
-        metrics::counter!(m::BACKEND_CONNECTS, "backend" => name.to_string()).increment(1);
+    /// Installs a new connection to backend `index`, logged in with
+    /// `database`: statements prepared on the one it replaces are gone, and
+    /// it has none of the session's state yet.
+    pub(super) fn install(&mut self, index: usize, conn: BackendConn, database: Option<String>) {
+        self.ctx
+            .metrics
+            .backend(m::BackendCounter::Connects, index, &conn.backend);
         let Some(slot) = self.backends.get_mut(index) else {
             return;
         };
@@ -362,10 +474,33 @@ impl super::Session {
         if let Some(s) = self.synced.get_mut(index) {
             *s = Synced {
                 version: 0,
-                database: self.database.clone(),
+                database,
                 user_vars: 0,
                 multi_statements: None,
             };
+        }
+    }
+
+    /// Ends the session's own backend connections (without a pool) with
+    /// COM_QUIT, as a client that logs out does: a server counts a
+    /// connection closed without it as aborted and writes a warning for it
+    /// to its error log. A login still running is ended the same way once
+    /// it completes.
+    pub(super) async fn quit_backends(&mut self) {
+        if self.tp {
+            return;
+        }
+        if let Some(o) = self.opening.take() {
+            tokio::spawn(async move {
+                if let Ok(Ok(mut conn)) = o.task.await {
+                    let _ = conn.send_command(&[com::QUIT]).await;
+                }
+            });
+        }
+        for slot in &mut self.backends {
+            if let Some(mut conn) = slot.take() {
+                let _ = conn.send_command(&[com::QUIT]).await;
+            }
         }
     }
 
@@ -409,6 +544,8 @@ impl super::Session {
             };
         let database = String::from_utf8_lossy(cu.database).into_owned();
         self.backends.iter_mut().for_each(|b| *b = None);
+        // A login still running is the previous account's.
+        self.opening = None;
         self.leases.iter_mut().for_each(|l| *l = None);
         self.reset_pooled();
         (self.tp, self.hold) = pooling(&self.ctx, &user);

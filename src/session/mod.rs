@@ -112,6 +112,7 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         hold,
         backends: (0..n).map(|_| None).collect(),
         leases: (0..n).map(|_| None).collect(),
+        opening: None,
         tp,
         ps: txn::PoolSession::default(),
         published: Default::default(),
@@ -150,16 +151,19 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
     // transaction pool: a borrowed connection selects the database).
     let checked = s.first_login(ident.early).await;
     if let Err(e) = checked {
+        s.quit_backends().await;
         s.end_pooled().await;
         send_error(&ctx.metrics, &mut s.client, ident.next_seq, &e).await;
         return;
     }
     if s.send_ok(ident.next_seq).await.is_err() {
+        s.quit_backends().await;
         s.end_pooled().await;
         return;
     }
     s.after_command(&reg);
     s.command_loop(&reg).await;
+    s.quit_backends().await;
     s.end_pooled().await;
 }
 
@@ -218,6 +222,8 @@ struct Session {
     hold: bool,
     /// The right to a connection of each backend's pool, while borrowed.
     leases: Vec<Option<Lease>>,
+    /// A backend login started beside the session (without a pool).
+    opening: Option<login::Opening>,
     /// What the transaction-level pool must carry for the session.
     ps: txn::PoolSession,
     /// What SHOW CAUSEWAY PROCESSLIST last showed of the session.
@@ -372,22 +378,15 @@ impl Session {
             return self.backends[index].as_mut().ok_or(Error::ShuttingDown);
         }
         if self.backends[index].is_none() {
-            let topo = self.ctx.cluster.topology();
-            let b = &topo.backends[index];
-            let conn = BackendConn::connect(&self.connect_params(b)).await?;
-            self.ctx
-                .metrics
-                .backend(m::BackendCounter::Connects, index, &b.name);
-            self.backends[index] = Some(conn);
-            self.forget_backend_statements(index);
-            if let Some(s) = self.synced.get_mut(index) {
-                *s = Synced {
-                    version: 0,
-                    database: self.database.clone(),
-                    user_vars: 0,
-                    multi_statements: None,
-                };
-            }
+            let (conn, database) = match self.opened(index).await {
+                Some(opened) => opened,
+                None => {
+                    let topo = self.ctx.cluster.topology();
+                    let params = self.connect_params(&topo.backends[index]);
+                    (BackendConn::connect(&params).await?, params.database)
+                }
+            };
+            self.install(index, conn, database);
         }
         self.backends[index].as_mut().ok_or(Error::ShuttingDown)
     }
