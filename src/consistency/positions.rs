@@ -9,7 +9,7 @@
 //! flight; reads that arrive meanwhile share the next one.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -77,6 +77,9 @@ pub struct Positions {
     last_start: Mutex<Option<tokio::time::Instant>>,
     fresh: watch::Sender<Fresh>,
     flavor: AtomicU8,
+    /// Whether the primary's latest poll found a position other than the
+    /// poll before it (writes are flowing).
+    primary_moved: AtomicBool,
 }
 
 impl Positions {
@@ -101,6 +104,7 @@ impl Positions {
             last_start: Mutex::new(None),
             fresh: watch::channel(Fresh::default()).0,
             flavor: AtomicU8::new(0),
+            primary_moved: AtomicBool::new(true),
         })
     }
 
@@ -207,6 +211,8 @@ impl Positions {
             (None, _) => None,
         };
         if i == 0 {
+            let same = matches!((&old.pos, &pos), (Some(o), Some(n)) if o == n);
+            self.primary_moved.store(!same, Ordering::Relaxed);
             if let Some(p) = &pos {
                 self.remember(started, p, moved_back || reconnected);
             }
@@ -306,6 +312,16 @@ impl Positions {
             self.demand.notify_one();
         }
         FreshTicket { rx, need }
+    }
+
+    /// Whether the primary was quiet over its latest poll: that poll found
+    /// the position the poll before it had. Then a fresh position will most
+    /// likely equal the newest known one, and a global read sent before it
+    /// arrives will most likely be proven by it; while writes flow it will
+    /// not, and the read is better sent once the fresh position is known.
+    /// Only a hint for planning, like [`Positions::latest_primary`].
+    pub fn primary_quiet(&self) -> bool {
+        !self.primary_moved.load(Ordering::Relaxed)
     }
 
     /// The newest primary position known (periodic and fresh polls both
