@@ -59,6 +59,18 @@ pub const POLL_BATCH: u64 = 10;
 /// a quiet stretch does not pay for a run of small batches later.
 const CREDIT_CAP: i64 = 2 * POLL_BATCH as i64;
 
+/// What a poll that served `n` reads costs, in tenths of a poll: a full
+/// batch pays for itself; a partial one costs a little more than a batch's
+/// worth, so polls for partial batches stay below one per [`POLL_BATCH`]
+/// reads even with the lone and late polls that credit does not gate.
+fn poll_cost(n: u64) -> i64 {
+    if n >= POLL_BATCH {
+        POLL_BATCH as i64
+    } else {
+        POLL_BATCH as i64 + 1
+    }
+}
+
 /// A partial batch without credit still gets its poll this many spacings
 /// after the last poll started (few concurrent reads are never stuck).
 pub const SPACING_LIMIT: u32 = 4;
@@ -94,7 +106,7 @@ pub struct Positions {
     quiet_polls: AtomicU64,
     /// Reads' credit for primary polls, in tenths of a poll: each fresh
     /// position request adds one, each poll that serves requests takes
-    /// [`POLL_BATCH`]. A partial batch is polled for at the spacing only
+    /// [`POLL_BATCH`] (a partial batch a little more). A partial batch is polled for at the spacing only
     /// while the credit allows it (see [`Positions::primary_poll_due`]).
     credit: AtomicI64,
 }
@@ -162,7 +174,7 @@ impl Positions {
             let _ = self
                 .credit
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
-                    Some((c - POLL_BATCH as i64).max(-CREDIT_CAP))
+                    Some((c - poll_cost(n)).max(-CREDIT_CAP))
                 });
         }
         *self.last_start.lock().unwrap_or_else(|e| e.into_inner()) =

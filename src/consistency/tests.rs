@@ -349,13 +349,14 @@ async fn partial_batches_spend_the_reads_credit_and_then_wait() {
     use super::positions::SPACING_LIMIT;
     let p = Positions::new(1);
     // The saved credit (two polls) pays for two small batches; the third
-    // leaves a debt.
+    // leaves a debt: 20 + 3 (capped at 20) - 11 + 3 - 11 + 3 - 11 = -7
+    // tenths (a partial batch costs a tenth more than a full one).
     for _ in 0..3 {
         served(&p, 3);
     }
     let t0 = tokio::time::Instant::now();
     tokio::time::advance(SPACING * 2).await;
-    let _t: Vec<_> = (0..3).map(|_| p.request_fresh()).collect();
+    let _t: Vec<_> = (0..6).map(|_| p.request_fresh()).collect();
     let early = tokio::time::timeout(SPACING / 2, p.primary_poll_due(IDLE, SPACING)).await;
     assert!(early.is_err(), "a small batch polled for without credit");
     // The read that pays off the debt makes the poll due at once.
