@@ -28,15 +28,7 @@ pub fn spawn_monitor(
         let n = cluster.topology().backends.len();
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..n {
-            if i == 0 {
-                tasks.spawn(on_own_thread(poll_positions(
-                    cluster.clone(),
-                    i,
-                    shutdown.clone(),
-                )));
-            } else {
-                tasks.spawn(poll_positions(cluster.clone(), i, shutdown.clone()));
-            }
+            tasks.spawn(poll_positions(cluster.clone(), i, shutdown.clone()));
             tasks.spawn(check_loop(cluster.clone(), i, shutdown.clone()));
         }
         if cluster.config().auth.source == AuthSource::Primary {
@@ -44,32 +36,6 @@ pub fn spawn_monitor(
         }
         while tasks.join_next().await.is_some() {}
     })
-}
-
-/// Runs `task` on a thread and runtime of its own. Global reads wait for
-/// the primary's position poller: its answer must not queue behind the
-/// sessions' work on the shared runtime (under load that queueing was most
-/// of a poll's round trip).
-async fn on_own_thread(task: impl std::future::Future<Output = ()> + Send + 'static) {
-    let (done, finished) = tokio::sync::oneshot::channel::<()>();
-    let spawned = std::thread::Builder::new()
-        .name("causeway-primary-position".into())
-        .spawn(move || {
-            match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt.block_on(task),
-                Err(e) => tracing::error!(error = %e, "cannot start the primary position poller"),
-            }
-            let _ = done.send(());
-        });
-    match spawned {
-        Ok(_) => {
-            let _ = finished.await;
-        }
-        Err(e) => tracing::error!(error = %e, "cannot start the primary position poller"),
-    }
 }
 
 /// How long one health check may take in all: connecting and each query
