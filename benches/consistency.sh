@@ -22,7 +22,10 @@
 # Env:   DURATION (s, default 10), THREADS (16), LEVELS, STATES, WORKLOADS,
 #        BG_WRITES (writes/s sent straight to the primary during each run,
 #        outside Causeway; default 0), OUT (default target/consistency-results.md),
-#        KEEP=1 keeps the logs and metric scrapes (always kept on failure)
+#        KEEP=1 keeps the logs and metric scrapes (always kept on failure),
+#        CAUSEWAY_BIN (the Causeway under test; default target/release/causeway:
+#        an older build compares before/after; the playground always uses the
+#        default)
 # Needs: sysbench, mariadb client, MariaDB server (for the playground), python3.
 set -euo pipefail
 
@@ -38,6 +41,7 @@ STATES=${STATES:-healthy lagging}
 WORKLOADS=${WORKLOADS:-oltp_read_write oltp_read_only}
 BG_WRITES=${BG_WRITES:-0}
 OUT=${OUT:-target/consistency-results.md}
+CAUSEWAY_BIN=${CAUSEWAY_BIN:-target/release/causeway}
 TABLES=4
 TABLE_SIZE=10000
 READY_TIMEOUT=60
@@ -48,7 +52,7 @@ LAG_DELAY_S=1
 # counts these as ignored errors and restarts the event.
 IGNORE_ERRORS=1213,1020,1205,1062
 
-COMMAND="DURATION=$DURATION THREADS=$THREADS LEVELS=\"$LEVELS\" STATES=\"$STATES\" WORKLOADS=\"$WORKLOADS\" BG_WRITES=$BG_WRITES OUT=$OUT benches/consistency.sh"
+COMMAND="CAUSEWAY_BIN=$CAUSEWAY_BIN DURATION=$DURATION THREADS=$THREADS LEVELS=\"$LEVELS\" STATES=\"$STATES\" WORKLOADS=\"$WORKLOADS\" BG_WRITES=$BG_WRITES OUT=$OUT benches/consistency.sh"
 
 for tool in sysbench mariadb python3 getconf; do
     command -v "$tool" >/dev/null || { echo "consistency: $tool not found" >&2; exit 1; }
@@ -408,7 +412,7 @@ start_causeway() { # level tag
     cp "policies/$level.toml" "$policy"
     cfg="$TMP/causeway.$tag.toml"
     helper config "$PG_CONFIG" "$cfg" "$policy" "127.0.0.1:$CW_PORT" "$CW_ADMIN"
-    target/release/causeway --config "$cfg" >"$TMP/causeway.$tag.out" 2>"$TMP/causeway.$tag.err" &
+    "$CAUSEWAY_BIN" --config "$cfg" >"$TMP/causeway.$tag.out" 2>"$TMP/causeway.$tag.err" &
     CW_PID=$!
     wait_port "$CW_PORT" "$CW_PID"
     deadline=$((SECONDS + 30))

@@ -171,9 +171,11 @@ pub struct MonitorConfig {
     #[serde(default = "default_position_interval")]
     pub position_interval_ms: u64,
     /// Under load, a fresh primary position asked for by global reads is
-    /// read as soon as 10 reads wait for it, else at the latest this many
-    /// microseconds after the previous one started; every read that
-    /// arrives before a poll starts shares it. 0: back to back.
+    /// read as soon as 10 reads wait for it, else this many microseconds
+    /// after the previous one started while reads have paid for a smaller
+    /// batch (a tenth of a poll each), and 4 times this at the latest;
+    /// every read that arrives before a poll starts shares it. 0: back to
+    /// back.
     #[serde(default = "default_position_request_spacing")]
     pub position_request_spacing_us: u64,
     /// How often accounts are reloaded from the primary, in seconds.

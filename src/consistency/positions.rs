@@ -9,7 +9,7 @@
 //! flight; reads that arrive meanwhile share the next one.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,29 @@ const HISTORY_ENTRIES: usize = 8192;
 /// polls per read), and reads never wait out the spacing for it.
 pub const POLL_BATCH: u64 = 10;
 
+/// The most credit reads save up, in tenths of a poll: two polls' worth, so
+/// a quiet stretch does not pay for a run of small batches later.
+const CREDIT_CAP: i64 = 2 * POLL_BATCH as i64;
+
+/// What a poll that served `n` reads costs, in tenths of a poll: a full
+/// batch pays for itself; a partial one costs a little more than a batch's
+/// worth, so polls for partial batches stay below one per [`POLL_BATCH`]
+/// reads even with the lone and late polls that credit does not gate.
+fn poll_cost(n: u64) -> i64 {
+    if n >= POLL_BATCH {
+        POLL_BATCH as i64
+    } else {
+        POLL_BATCH as i64 + 1
+    }
+}
+
+/// A partial batch without credit still gets its poll this many spacings
+/// after the last poll started (few concurrent reads are never stuck).
+pub const SPACING_LIMIT: u32 = 4;
+
+/// How many unchanged primary polls in a row make the primary quiet.
+const QUIET_POLLS: u64 = 2;
+
 /// The result of a fresh primary position request, by poll generation.
 #[derive(Debug, Clone, Default)]
 struct Fresh {
@@ -77,6 +100,15 @@ pub struct Positions {
     last_start: Mutex<Option<tokio::time::Instant>>,
     fresh: watch::Sender<Fresh>,
     flavor: AtomicU8,
+    /// How many primary polls in a row found the position unchanged; 0
+    /// also after a global read sent early was not proven by its fresh
+    /// position.
+    quiet_polls: AtomicU64,
+    /// Reads' credit for primary polls, in tenths of a poll: each fresh
+    /// position request adds one, each poll that serves requests takes
+    /// [`POLL_BATCH`] (a partial batch a little more). A partial batch is polled for at the spacing only
+    /// while the credit allows it (see [`Positions::primary_poll_due`]).
+    credit: AtomicI64,
 }
 
 impl Positions {
@@ -101,6 +133,8 @@ impl Positions {
             last_start: Mutex::new(None),
             fresh: watch::channel(Fresh::default()).0,
             flavor: AtomicU8::new(0),
+            quiet_polls: AtomicU64::new(0),
+            credit: AtomicI64::new(CREDIT_CAP),
         })
     }
 
@@ -134,6 +168,15 @@ impl Positions {
         let g = self.started.fetch_add(1, Ordering::SeqCst) + 1;
         let n = self.askers.swap(0, Ordering::SeqCst);
         self.last_batch.store(n, Ordering::Relaxed);
+        if n > 0 {
+            // Clamped: a lone client's polls (each paid by one read) must
+            // not leave a debt that holds back the batches after it.
+            let _ = self
+                .credit
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
+                    Some((c - poll_cost(n)).max(-CREDIT_CAP))
+                });
+        }
         *self.last_start.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(tokio::time::Instant::now());
         g
@@ -151,8 +194,12 @@ impl Positions {
     ///   serves enough reads, with no idle gap after the previous one),
     /// - or the last poll served at most one read (a lone client is never
     ///   held back),
-    /// - or `spacing` has passed since the last poll started (fewer
-    ///   concurrent reads wait at most that long for their poll to start);
+    /// - or `spacing` has passed since the last poll started and the reads'
+    ///   credit is not spent (fewer concurrent reads wait at most that long
+    ///   for their poll to start, and small batches never push the polls
+    ///   above one per [`POLL_BATCH`] reads for long),
+    /// - or [`SPACING_LIMIT`] spacings have passed (few reads are never
+    ///   stuck waiting for credit);
     ///
     /// or `idle` passes (the periodic poll). Returns whether readers asked.
     pub async fn primary_poll_due(&self, idle: Duration, spacing: Duration) -> bool {
@@ -165,14 +212,25 @@ impl Positions {
                 return true;
             } else {
                 let last = *self.last_start.lock().unwrap_or_else(|e| e.into_inner());
+                let now = tokio::time::Instant::now();
                 match last {
-                    Some(t) if t + spacing > tokio::time::Instant::now() => t + spacing,
+                    Some(t) if t + spacing > now => t + spacing,
+                    Some(t) if self.credit.load(Ordering::SeqCst) < 0 => {
+                        let limit = t + spacing * SPACING_LIMIT;
+                        if limit <= now {
+                            return true;
+                        }
+                        limit
+                    }
                     _ => return true,
                 }
             };
             tokio::select! {
                 _ = self.demand.notified() => {}
-                _ = tokio::time::sleep_until(at) => return waiting > 0,
+                // Readers' deadlines are checked again (credit may have come).
+                _ = tokio::time::sleep_until(at) => if waiting == 0 {
+                    return false;
+                },
             }
         }
     }
@@ -207,6 +265,11 @@ impl Positions {
             (None, _) => None,
         };
         if i == 0 {
+            if matches!((&old.pos, &pos), (Some(o), Some(n)) if o == n) {
+                self.quiet_polls.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.quiet_polls.store(0, Ordering::Relaxed);
+            }
             if let Some(p) = &pos {
                 self.remember(started, p, moved_back || reconnected);
             }
@@ -299,13 +362,38 @@ impl Positions {
         // between is seen by `wait` (it checks the current value first).
         let rx = self.fresh.subscribe();
         let need = self.started.load(Ordering::SeqCst) + 1;
-        // The poller needs waking only when a poll may become due: the
-        // first reader since the last poll started, and the batch's last.
         let n = self.askers.fetch_add(1, Ordering::SeqCst) + 1;
-        if n == 1 || n == POLL_BATCH {
+        let credit = self
+            .credit
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
+                Some((c + 1).min(CREDIT_CAP))
+            })
+            .unwrap_or(0);
+        // The poller needs waking only when a poll may become due: the
+        // first reader since the last poll started, the batch's last, and
+        // the one whose credit pays for a partial batch.
+        if n == 1 || n == POLL_BATCH || credit == -1 {
             self.demand.notify_one();
         }
         FreshTicket { rx, need }
+    }
+
+    /// Whether the primary is quiet: its latest polls found the same
+    /// position, and no read sent before its fresh position arrived has
+    /// failed its check since. Then a fresh position will most
+    /// likely equal the newest known one, and a global read sent before it
+    /// arrives will most likely be proven by it; while writes flow it will
+    /// not, and the read is better sent once the fresh position is known.
+    /// Only a hint for planning, like [`Positions::latest_primary`].
+    pub fn primary_quiet(&self) -> bool {
+        self.quiet_polls.load(Ordering::Relaxed) >= QUIET_POLLS
+    }
+
+    /// A global read sent before its fresh position was not proven by it:
+    /// writes flow again; plan the next reads by fresh positions until
+    /// the primary is quiet again.
+    pub fn early_read_missed(&self) {
+        self.quiet_polls.store(0, Ordering::Relaxed);
     }
 
     /// The newest primary position known (periodic and fresh polls both

@@ -339,3 +339,65 @@ async fn a_request_waits_for_a_poll_started_after_it() {
     let ticket = p.request_fresh();
     assert_eq!(ticket.wait(Duration::from_secs(1)).await, None);
 }
+
+/// Small batches are polled for at the spacing only while reads have paid
+/// for them (one tenth of a poll each): once the credit is spent, a partial
+/// batch waits for more reads, or at most `SPACING_LIMIT` spacings, so
+/// polls stay near one per `POLL_BATCH` reads however the reads come.
+#[tokio::test(start_paused = true)]
+async fn partial_batches_spend_the_reads_credit_and_then_wait() {
+    use super::positions::SPACING_LIMIT;
+    let p = Positions::new(1);
+    // The saved credit (two polls) pays for two small batches; the third
+    // leaves a debt: 20 + 3 (capped at 20) - 11 + 3 - 11 + 3 - 11 = -7
+    // tenths (a partial batch costs a tenth more than a full one).
+    for _ in 0..3 {
+        served(&p, 3);
+    }
+    let t0 = tokio::time::Instant::now();
+    tokio::time::advance(SPACING * 2).await;
+    let _t: Vec<_> = (0..6).map(|_| p.request_fresh()).collect();
+    let early = tokio::time::timeout(SPACING / 2, p.primary_poll_due(IDLE, SPACING)).await;
+    assert!(early.is_err(), "a small batch polled for without credit");
+    // The read that pays off the debt makes the poll due at once.
+    let _last = p.request_fresh();
+    let at = tokio::time::Instant::now();
+    assert!(p.primary_poll_due(IDLE, SPACING).await);
+    assert_eq!(at.elapsed(), Duration::ZERO);
+    // A lone read that cannot pay still gets its poll, at the limit.
+    p.primary_poll_starting();
+    let t1 = tokio::time::Instant::now();
+    served(&p, 1);
+    served(&p, 2);
+    let _t = p.request_fresh();
+    assert!(p.primary_poll_due(IDLE, SPACING).await);
+    assert_eq!(t1.elapsed(), SPACING * SPACING_LIMIT);
+    assert!(t0.elapsed() > SPACING);
+}
+
+/// The primary counts as quiet after unchanged polls; a new position or an
+/// early read its fresh position did not prove ends the quiet.
+#[test]
+fn the_primary_is_quiet_after_unchanged_polls_until_writes_or_a_miss() {
+    let p = Positions::new(2);
+    let poll = |pos: &str| p.record(0, Instant::now(), Some(m(pos)), false, None);
+    assert!(!p.primary_quiet(), "nothing known yet");
+    poll("0-1-5");
+    assert!(!p.primary_quiet());
+    poll("0-1-5");
+    poll("0-1-5");
+    assert!(p.primary_quiet(), "two unchanged polls");
+    poll("0-1-6");
+    assert!(!p.primary_quiet(), "a write");
+    poll("0-1-6");
+    poll("0-1-6");
+    assert!(p.primary_quiet());
+    p.early_read_missed();
+    assert!(!p.primary_quiet(), "an early read was not proven");
+    poll("0-1-6");
+    poll("0-1-6");
+    assert!(p.primary_quiet());
+    // Replica polls say nothing about the primary.
+    p.record(1, Instant::now(), Some(m("0-1-2")), false, None);
+    assert!(p.primary_quiet());
+}

@@ -223,14 +223,21 @@ impl Session {
             }
             Level::Global => {
                 let ticket = positions.request_fresh();
+                // The session's own write is in the fresh position: a replica
+                // chosen without it would have to run the read again.
+                if let Some(w) = &self.last_write {
+                    merge(&mut need, w);
+                }
                 match positions.latest_primary() {
-                    // Plan by the newest known position; the fresh one is
-                    // checked once the read is under way.
-                    Some(p) => {
+                    // A quiet primary: plan by the newest known position; the
+                    // fresh one is checked once the read is under way.
+                    Some(p) if positions.primary_quiet() => {
                         merge(&mut need, &p);
                         pending = Some(ticket);
                     }
-                    None => match ticket.wait(cfg.wait_timeout()).await {
+                    // Writes flow (or nothing is known yet): the fresh
+                    // position would not prove a read sent now; plan by it.
+                    _ => match ticket.wait(cfg.wait_timeout()).await {
                         Some(p) => merge(&mut need, &p),
                         None => return Plan::Primary,
                     },

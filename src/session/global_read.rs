@@ -102,6 +102,7 @@ impl Session {
         if had.is_some_and(|q| q.covers(&need)) {
             return Ok(Checked::Done(Waited::Covered));
         }
+        positions.early_read_missed();
         drain(conn, expect).await?;
         Ok(Checked::Wait(Wait {
             pos: need,
