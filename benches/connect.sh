@@ -83,23 +83,7 @@ PRIMARY_PORT=$(port_of "$(json_field "$TMP/playground.json" primary)")
 DB_USER=$(json_field "$TMP/playground.json" user)
 DB_PASS=$(json_field "$TMP/playground.json" password)
 
-HA_PORT=$(free_port)
-cat >"$TMP/haproxy.cfg" <<CFG
-global
-    maxconn 4096
-defaults
-    mode tcp
-    maxconn 4096
-    timeout connect 10s
-    timeout client 1h
-    timeout server 1h
-listen mariadb
-    bind 127.0.0.1:$HA_PORT
-    server primary 127.0.0.1:$PRIMARY_PORT
-CFG
-haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
-HA_PID=$!
-wait_port "$HA_PORT" "$HA_PID"
+start_haproxy "$PRIMARY_PORT"
 
 # A second Causeway on the same cluster with the session pool on: the
 # playground's configuration with new ports.

@@ -347,17 +347,7 @@ sysbench oltp_read_write --mysql-host=127.0.0.1 --mysql-port="$PRIMARY_PORT" "${
 
 # Every replica applies everything the primary has (a delayed one too,
 # after its delay): each run starts from the same replication state.
-catch_up() {
-    local gtid r got
-    gtid=$(sql "$PRIMARY_PORT" 'SELECT @@gtid_binlog_pos')
-    for r in $REPLICAS; do
-        got=$(sql "$(port_of "$r")" "SELECT MASTER_GTID_WAIT('$gtid', 120)")
-        [[ $got == 0 ]] || { log "replica $r did not reach $gtid (MASTER_GTID_WAIT=$got)"; exit 1; }
-    done
-    echo "$gtid"
-}
-GTID=$(catch_up)
-log "replicas caught up to $GTID"
+wait_replicas || exit 1
 
 # COM_STMT_EXECUTEs each replica has run, space-separated in $REPLICAS
 # order. sysbench's --db-ps-mode=auto prepares every statement, and
@@ -445,7 +435,7 @@ index_of() { # word list...
 run_one() { # level state workload
     local level=$1 state=$2 workload=$3 tag="$1.$2.$3"
     local logf="$TMP/sysbench.$tag.log" rc=0 t0 t1
-    GTID=$(catch_up)
+    wait_replicas || exit 1
     start_causeway "$level" "$tag"
     helper scrape "$CW_ADMIN" "$TMP/metrics.$tag.before"
     t0=$(cpu_ticks "$CW_PID")
@@ -511,8 +501,7 @@ for state in $STATES; do
     done
     if [[ $state == lagging ]]; then
         set_delay 0
-        GTID=$(catch_up)
-        log "replicas caught up to $GTID"
+        wait_replicas || exit 1
     fi
 done
 

@@ -157,15 +157,16 @@ sysbench_prepare() { # tables table_size
     wait_replicas
 }
 
-# Waits until every replica in $REPLICAS has applied the primary's position.
+# Waits until every replica in $REPLICAS has applied the primary's
+# position (a delayed one too, after its delay); sets GTID to it.
 wait_replicas() {
-    local gtid r got
-    gtid=$(sql "$PRIMARY_PORT" 'SELECT @@gtid_binlog_pos')
+    local r got
+    GTID=$(sql "$PRIMARY_PORT" 'SELECT @@gtid_binlog_pos')
     for r in $REPLICAS; do
-        got=$(sql "$(port_of "$r")" "SELECT MASTER_GTID_WAIT('$gtid', 120)")
-        [[ $got == 0 ]] || { log "replica $r did not reach $gtid (MASTER_GTID_WAIT=$got)"; return 1; }
+        got=$(sql "$(port_of "$r")" "SELECT MASTER_GTID_WAIT('$GTID', 120)")
+        [[ $got == 0 ]] || { log "replica $r did not reach $GTID (MASTER_GTID_WAIT=$got)"; return 1; }
     done
-    log "replicas caught up to $gtid"
+    log "replicas caught up to $GTID"
 }
 
 # CPU ticks of several processes together.
