@@ -1,6 +1,7 @@
 //! The client's connection phase: greeting, TLS refusal, auth switch to
 //! `mysql_native_password`, password check against the account's stored
-//! hash, and the first backend login as that account; COM_CHANGE_USER,
+//! hash, and the first backend login as that account (the read replica's
+//! or the primary's: one per short connection); COM_CHANGE_USER,
 //! which goes through the same check.
 
 use std::net::IpAddr;
@@ -8,7 +9,6 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 
 use super::{pooling, send_error, Ctx, Flow, Synced};
 use crate::admin::metrics as m;
@@ -37,104 +37,66 @@ pub struct Identity {
     pub salt: [u8; 20],
     /// Sequence id for the packet that completes the login (OK or ERR).
     pub next_seq: u8,
-    /// Backend connections opened while the client answered.
+    /// The backend connection opened while the client answered.
     pub early: Option<Early>,
 }
 
-/// Connections opened, and their greetings read, while the client answers
-/// Causeway's greeting: the primary's, and the replica's when the default
-/// policy splits reads and exactly one replica is up (the one a session's
-/// reads would use). Their connects are then off the login's critical path.
-/// Only without pools (a pooled session borrows an open connection
-/// instead). One that is not used (the client's login failed, it went away,
-/// or its policy sends no read to that replica) is logged in as the monitor
-/// account and closed with COM_QUIT, so the server counts no aborted
-/// connect: with host name resolution on, `max_connect_errors` of them in a
-/// row would block Causeway's host.
+/// The connection opened, and its greeting read, while the client answers
+/// Causeway's greeting, to the backend a session logs in to first: the read
+/// replica when the default policy splits reads and exactly one replica is
+/// up (the one a session's reads would use), else the primary. Its connect
+/// is then off the login's critical path. Only without pools (a pooled
+/// session borrows an open connection instead). One that is not used (the
+/// client's login failed, it went away, or its policy logs in elsewhere) is
+/// logged in as the monitor account and closed with COM_QUIT, so the server
+/// counts no aborted connect: with host name resolution on,
+/// `max_connect_errors` of them in a row would block Causeway's host.
 pub struct Early {
-    /// The primary's address and its connection, or why it could not be
-    /// opened (until taken).
-    primary: Option<(String, Result<Greeted, Error>)>,
-    /// The replica's connection, opened in its own task so that a slow
-    /// replica never delays a login.
-    replica: Option<EarlyReplica>,
+    /// The backend's topology index and address, and its connection or why
+    /// it could not be opened (until taken).
+    first: Option<(usize, String, Result<Greeted, Error>)>,
     cluster: Arc<Cluster>,
-}
-
-/// A connection being opened (and its greeting read) in its own task.
-type Greeting = JoinHandle<Result<Greeted, Error>>;
-
-/// The replica's connection opened early, by topology index and address.
-struct EarlyReplica {
-    index: usize,
-    address: String,
-    greeting: Greeting,
 }
 
 impl std::fmt::Debug for Early {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Early")
-            .field("primary", &self.primary.as_ref().map(|p| &p.0))
-            .field("replica", &self.replica.as_ref().map(|r| &r.address))
+            .field("first", &self.first.as_ref().map(|(i, a, _)| (i, a)))
             .finish()
     }
 }
 
 impl Early {
-    /// Opens the primary's connection and the read replica's, when no pool
-    /// may serve the session.
+    /// Opens a connection to the backend a session logs in to first, when
+    /// no pool may serve the session.
     async fn open(ctx: &Ctx) -> Option<Early> {
         let cfg = ctx.cluster.config();
         if pooling_possible(cfg) {
             return None;
         }
         let topo = ctx.cluster.topology();
-        let b = topo.backends.first()?;
-        let timeout = cfg.timeouts.connect();
-        let replica = cfg
+        let index = cfg
             .loaded_policy
             .routing
             .read_write_split
             .then(|| the_read_replica(&topo))
             .flatten()
-            .and_then(|i| {
-                let r = topo.backends.get(i)?;
-                let (name, address) = (r.name.clone(), r.address.clone());
-                let task =
-                    tokio::spawn(async move { Greeted::open(&name, &address, timeout).await });
-                Some(EarlyReplica {
-                    index: i,
-                    address: r.address.clone(),
-                    greeting: task,
-                })
-            });
-        let primary = Greeted::open(&b.name, &b.address, timeout).await;
+            .unwrap_or(0);
+        let b = topo.backends.get(index)?;
+        let greeted = Greeted::open(&b.name, &b.address, cfg.timeouts.connect()).await;
         Some(Early {
-            primary: Some((b.address.clone(), primary)),
-            replica,
+            first: Some((index, b.address.clone(), greeted)),
             cluster: ctx.cluster.clone(),
         })
     }
 
-    /// The primary's connection if it was opened to `address`, or why it
-    /// could not be.
-    fn take_primary(&mut self, address: &str) -> Option<Result<Greeted, Error>> {
-        match self.primary.take() {
-            Some((a, greeted)) if a == address => Some(greeted),
+    /// The connection if it was opened to backend `index` at `address`, or
+    /// why it could not be.
+    fn take(&mut self, index: usize, address: &str) -> Option<Result<Greeted, Error>> {
+        match self.first.take() {
+            Some((i, a, greeted)) if i == index && a == address => Some(greeted),
             other => {
-                self.primary = other;
-                None
-            }
-        }
-    }
-
-    /// The replica's connection being opened, if it is replica `index` at
-    /// `address`.
-    fn take_replica(&mut self, index: usize, address: &str) -> Option<Greeting> {
-        match self.replica.take() {
-            Some(r) if r.index == index && r.address == address => Some(r.greeting),
-            other => {
-                self.replica = other;
+                self.first = other;
                 None
             }
         }
@@ -146,17 +108,9 @@ impl Drop for Early {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        if let Some((_, Ok(greeted))) = self.primary.take() {
+        if let Some((_, _, Ok(greeted))) = self.first.take() {
             let cluster = self.cluster.clone();
             rt.spawn(async move { quit_as_monitor(&cluster, greeted).await });
-        }
-        if let Some(r) = self.replica.take() {
-            let cluster = self.cluster.clone();
-            rt.spawn(async move {
-                if let Ok(Ok(greeted)) = r.greeting.await {
-                    quit_as_monitor(&cluster, greeted).await;
-                }
-            });
         }
     }
 }
@@ -234,7 +188,7 @@ pub async fn greet(
     id: u32,
     peer_ip: IpAddr,
 ) -> Result<Identity, Option<LoginFailure>> {
-    // The primary's connection opens while the client answers; it is
+    // The first backend's connection opens while the client answers; it is
     // polled first, so its connect is on its way before the greeting.
     let (early, answered) = tokio::join!(Early::open(ctx), exchange(ctx, client, id));
     let Answered {
@@ -375,60 +329,47 @@ pub async fn check_password(
     Ok((credential, account.privileges))
 }
 
-/// A backend login running beside the session: the replica its reads will
-/// use, logged in to while the primary's login is checked and the client
-/// reads its OK. The session installs it when it first needs that backend.
-pub struct Opening {
-    index: usize,
-    /// The database it logs in with (what it is synced to once installed).
-    database: Option<String>,
-    task: tokio::task::JoinHandle<Result<BackendConn, Error>>,
-}
-
-impl Opening {
-    /// Starts logging in to backend `index` with `params` in its own task,
-    /// on the connection opened early if there is one.
-    fn start(index: usize, params: ConnectParams, greeting: Option<Greeting>) -> Opening {
-        Opening {
-            index,
-            database: params.database.clone(),
-            task: tokio::spawn(async move {
-                let greeted = match greeting {
-                    Some(task) => task.await.ok(),
-                    None => None,
-                };
-                login_to(greeted, &params).await
-            }),
-        }
-    }
-}
-
 impl super::Session {
-    /// Logs in to the primary at connect time, so a bad database or a
+    /// Logs in to one backend at connect time, so a bad database or a
     /// refused account is reported then, as a direct connection would (with
-    /// a pool: a borrowed connection selects the database). Without a pool,
-    /// the primary's login uses the connection opened early, and when there
-    /// is one replica reads can go to, its login starts at the same time in
-    /// its own task: the client's OK waits for the primary alone, and the
-    /// session's first read finds the replica's connection open (or waits
-    /// for the rest of its login). A replica that cannot be logged in to
-    /// now is left for the first read to open (and report), as without this.
+    /// a pool: a borrowed connection selects the database). Without a pool
+    /// that is the replica the session's reads will use when its policy
+    /// splits reads and exactly one replica is up (its accounts and schemas
+    /// are the primary's, replicated), else the primary; the other backends
+    /// are logged in to when the session first needs them. A short
+    /// connection that only reads thus causes one backend login, as a
+    /// direct connection does. If the replica cannot log the client in (it
+    /// refuses an account or database it has not replicated yet, or it is
+    /// unreachable), the primary's answer decides. The login uses the
+    /// connection opened early when it went to the same backend.
     pub(super) async fn first_login(&mut self, early: Option<Early>) -> Result<(), Error> {
         if self.tp {
             return self.sync(0).await;
         }
         let topo = self.ctx.cluster.topology();
-        let Some(b) = topo.backends.first() else {
-            return self.backend(0).await.map(|_| ());
-        };
         let mut early = early;
         let replica = self.replica_to_open(&topo);
         if let Some((i, rb)) = replica.and_then(|i| Some((i, topo.backends.get(i)?))) {
-            let greeting = early.as_mut().and_then(|e| e.take_replica(i, &rb.address));
-            self.opening = Some(Opening::start(i, self.connect_params(rb), greeting));
+            let params = self.connect_params(rb);
+            let greeted = early.as_mut().and_then(|e| e.take(i, &params.address));
+            // A connection opened to the primary instead is ended now.
+            drop(early.take());
+            match login_to(greeted, &params).await {
+                Ok(conn) => {
+                    self.install(i, conn, params.database);
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::debug!(session = self.id, backend = %rb.name, error = %e,
+                        "the read replica did not log the client in; asking the primary");
+                }
+            }
         }
+        let Some(b) = topo.backends.first() else {
+            return self.backend(0).await.map(|_| ());
+        };
         let params = self.connect_params(b);
-        let greeted = early.as_mut().and_then(|e| e.take_primary(&params.address));
+        let greeted = early.as_mut().and_then(|e| e.take(0, &params.address));
         // What was opened and is not used is ended now.
         drop(early);
         let conn = login_to(greeted, &params).await?;
@@ -443,20 +384,6 @@ impl super::Session {
             return None;
         }
         the_read_replica(topo)
-    }
-
-    /// The connection to backend `index` whose login started beside the
-    /// session, once logged in, with the database it logged in with; `None`
-    /// if there is none or it failed (then a new connection reports why).
-    pub(super) async fn opened(&mut self, index: usize) -> Option<(BackendConn, Option<String>)> {
-        if self.opening.as_ref()?.index != index {
-            return None;
-        }
-        let Opening { database, task, .. } = self.opening.take()?;
-        match task.await {
-            Ok(Ok(conn)) => Some((conn, database)),
-            _ => None,
-        }
     }
 
     /// Installs a new connection to backend `index`, logged in with
@@ -484,18 +411,10 @@ impl super::Session {
     /// Ends the session's own backend connections (without a pool) with
     /// COM_QUIT, as a client that logs out does: a server counts a
     /// connection closed without it as aborted and writes a warning for it
-    /// to its error log. A login still running is ended the same way once
-    /// it completes.
+    /// to its error log.
     pub(super) async fn quit_backends(&mut self) {
         if self.tp {
             return;
-        }
-        if let Some(o) = self.opening.take() {
-            tokio::spawn(async move {
-                if let Ok(Ok(mut conn)) = o.task.await {
-                    let _ = conn.send_command(&[com::QUIT]).await;
-                }
-            });
         }
         for slot in &mut self.backends {
             if let Some(mut conn) = slot.take() {
@@ -544,8 +463,6 @@ impl super::Session {
             };
         let database = String::from_utf8_lossy(cu.database).into_owned();
         self.backends.iter_mut().for_each(|b| *b = None);
-        // A login still running is the previous account's.
-        self.opening = None;
         self.leases.iter_mut().for_each(|l| *l = None);
         self.reset_pooled();
         (self.tp, self.hold) = pooling(&self.ctx, &user);

@@ -112,7 +112,6 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         hold,
         backends: (0..n).map(|_| None).collect(),
         leases: (0..n).map(|_| None).collect(),
-        opening: None,
         tp,
         ps: txn::PoolSession::default(),
         published: Default::default(),
@@ -146,9 +145,10 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         next_stmt_id: 1,
         last_prepared: None,
     };
-    // Log in to the primary now, so a bad database or a refused account is
-    // reported at connect time, as a direct connection would (with the
-    // transaction pool: a borrowed connection selects the database).
+    // Log in to one backend now (the read replica or the primary), so a bad
+    // database or a refused account is reported at connect time, as a
+    // direct connection would (with a pool: a borrowed connection selects
+    // the database).
     let checked = s.first_login(ident.early).await;
     if let Err(e) = checked {
         s.quit_backends().await;
@@ -222,8 +222,6 @@ struct Session {
     hold: bool,
     /// The right to a connection of each backend's pool, while borrowed.
     leases: Vec<Option<Lease>>,
-    /// A backend login started beside the session (without a pool).
-    opening: Option<login::Opening>,
     /// What the transaction-level pool must carry for the session.
     ps: txn::PoolSession,
     /// What SHOW CAUSEWAY PROCESSLIST last showed of the session.
@@ -378,15 +376,10 @@ impl Session {
             return self.backends[index].as_mut().ok_or(Error::ShuttingDown);
         }
         if self.backends[index].is_none() {
-            let (conn, database) = match self.opened(index).await {
-                Some(opened) => opened,
-                None => {
-                    let topo = self.ctx.cluster.topology();
-                    let params = self.connect_params(&topo.backends[index]);
-                    (BackendConn::connect(&params).await?, params.database)
-                }
-            };
-            self.install(index, conn, database);
+            let topo = self.ctx.cluster.topology();
+            let params = self.connect_params(&topo.backends[index]);
+            let conn = BackendConn::connect(&params).await?;
+            self.install(index, conn, params.database);
         }
         self.backends[index].as_mut().ok_or(Error::ShuttingDown)
     }
