@@ -912,3 +912,111 @@ async fn change_user_right_after_login_reads_as_the_new_account() {
     }
     env.stop().await;
 }
+
+/// A persistent root connection straight to one server (it counts once,
+/// before the figures it reads).
+async fn root_conn(server: &causeway::playground::Server) -> mysql_async::Conn {
+    connect(opts(server.addr, "root", None, None))
+        .await
+        .expect("root connection")
+}
+
+/// The server's `Connections` status: every login attempt it has seen.
+async fn connections(c: &mut mysql_async::Conn) -> u64 {
+    let row: Option<(String, u64)> = c
+        .query_first("SHOW GLOBAL STATUS LIKE 'Connections'")
+        .await
+        .unwrap();
+    row.expect("a Connections row").1
+}
+
+/// Issue 12: a short connection that only reads causes one backend login,
+/// as a direct connection does, on the replica its reads use (the primary
+/// is logged in to when the session first needs it); one that writes
+/// reads its own write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_connection_that_reads_logs_in_to_one_backend() {
+    // The default policy: reads split, at the session level.
+    let env = Env::start_with(1, |t| {
+        *t = t.replacen("[monitor]\n", "[monitor]\naccounts_refresh_s = 3600\n", 1);
+    })
+    .await;
+    common::routable(&env).await;
+    env.primary_sql("CREATE TABLE app.login_once (id INT PRIMARY KEY, v INT)")
+        .await;
+    let mut roots = [
+        root_conn(&env.cluster.primary).await,
+        root_conn(&env.cluster.replicas[0]).await,
+    ];
+    let app = env.opts();
+    const N: u64 = 10;
+    let mut before = 0;
+    for r in &mut roots {
+        before += connections(r).await;
+    }
+    for _ in 0..N {
+        let mut c = connect(app.clone()).await.expect("login");
+        let id = common::server_id(&mut c, "SELECT @@server_id").await;
+        assert_ne!(id, 1, "a short connection's read runs on the replica");
+        c.disconnect().await.expect("logout");
+    }
+    let mut after = 0;
+    for r in &mut roots {
+        after += connections(r).await;
+    }
+    assert_eq!(
+        after - before,
+        N,
+        "backend logins for {N} short connections"
+    );
+
+    // A session that writes logs in to the primary then, and reads what
+    // it wrote.
+    for i in 0..3 {
+        let mut c = connect(app.clone()).await.expect("login");
+        c.query_drop(format!("INSERT INTO login_once VALUES ({i}, {i} * 10)"))
+            .await
+            .expect("a write after a login on the replica");
+        let v: Option<i64> = c
+            .query_first(format!("SELECT v FROM login_once WHERE id = {i}"))
+            .await
+            .unwrap();
+        assert_eq!(v, Some(i * 10), "the session reads its own write");
+        c.disconnect().await.expect("logout");
+    }
+    env.stop().await;
+}
+
+/// An account the replica has not got (created on the primary without
+/// binary logging) logs in all the same: the primary's answer decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_only_on_the_primary_logs_in() {
+    let env = Env::start(1).await;
+    common::routable(&env).await;
+    env.primary_sql(
+        "SET sql_log_bin = 0; CREATE USER 'solo'@'%' IDENTIFIED BY 'solo-pw'; \
+         GRANT SELECT, INSERT ON app.* TO 'solo'@'%'; SET sql_log_bin = 1;",
+    )
+    .await;
+    let mut c = connect(opts(env.proxy, "solo", Some("solo-pw"), Some("app")))
+        .await
+        .unwrap_or_else(|e| panic!("an account only on the primary logs in: {e}"));
+    let me: Option<String> = c.query_first("SELECT CURRENT_USER()").await.unwrap();
+    assert_eq!(me.as_deref(), Some("solo@%"));
+    c.disconnect().await.expect("logout");
+    // A database only the primary has is not refused either.
+    env.primary_sql("SET sql_log_bin = 0; CREATE DATABASE solo_db; SET sql_log_bin = 1;")
+        .await;
+    let mut c = connect(opts(
+        env.proxy,
+        &env.cluster.app_user,
+        Some(&env.cluster.app_password),
+        Some("solo_db"),
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("a database only on the primary: {e}"));
+    let db: Option<String> = c.query_first("SELECT DATABASE()").await.unwrap();
+    assert_eq!(db.as_deref(), Some("solo_db"));
+    c.disconnect().await.expect("logout");
+    env.stop().await;
+}
