@@ -729,26 +729,30 @@ async fn connect_with_db_and_connect_attributes() {
     env.stop().await;
 }
 
-/// A global status counter of the primary.
-async fn primary_status(env: &Env, name: &str) -> u64 {
-    let out = env
-        .primary_sql(&format!(
-            "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = '{name}'"
-        ))
-        .await;
-    out.trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} is a number: {out:?}"))
-}
-
-/// Causeway opens the primary's connection while a client answers its
-/// greeting. Logins that then fail, and clients that leave without
-/// answering, must not show up on the primary as aborted connects: with
+/// Causeway opens the first backend's connection while a client answers
+/// its greeting (the primary's, or without replicas to read from the
+/// primary's). Logins that then fail, and clients that leave without
+/// answering, must not show up on that server as aborted connects: with
 /// host name resolution on, `max_connect_errors` of them in a row block
 /// Causeway's host for every client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_and_abandoned_logins_leave_no_aborted_connect_on_the_primary() {
     let env = Env::start(0).await;
+    no_aborted_connects(&env, &env.cluster.primary).await;
+    env.stop().await;
+}
+
+/// The same on the read replica, which is the first backend when it takes
+/// the session's reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_and_abandoned_logins_leave_no_aborted_connect_on_the_replica() {
+    let env = Env::start(1).await;
+    common::routable(&env).await;
+    no_aborted_connects(&env, &env.cluster.replicas[0]).await;
+    env.stop().await;
+}
+
+async fn no_aborted_connects(env: &Env, server: &causeway::playground::Server) {
     // Causeway is ready once a login works.
     drop(
         login_eventually(
@@ -757,7 +761,7 @@ async fn failed_and_abandoned_logins_leave_no_aborted_connect_on_the_primary() {
         )
         .await,
     );
-    let aborted = primary_status(&env, "ABORTED_CONNECTS").await;
+    let aborted = status_of(env, server, "ABORTED_CONNECTS").await;
     for _ in 0..3 {
         let (code, _, _) = login_error(opts(env.proxy, "app", Some("wrong"), None)).await;
         assert_eq!(code, 1045);
@@ -770,10 +774,13 @@ async fn failed_and_abandoned_logins_leave_no_aborted_connect_on_the_primary() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let unauthenticated: u64 = env
-            .primary_sql(
+            .cluster
+            .root_sql(
+                server,
                 "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'unauthenticated user'",
             )
             .await
+            .expect("root SQL")
             .trim()
             .parse()
             .unwrap_or(1);
@@ -786,8 +793,7 @@ async fn failed_and_abandoned_logins_leave_no_aborted_connect_on_the_primary() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(primary_status(&env, "ABORTED_CONNECTS").await, aborted);
-    env.stop().await;
+    assert_eq!(status_of(env, server, "ABORTED_CONNECTS").await, aborted);
 }
 
 /// A global status counter of one server.
@@ -808,7 +814,7 @@ async fn status_of(env: &Env, server: &causeway::playground::Server, name: &str)
 }
 
 /// Short connections without a pool (log in, one read, log out): the read
-/// runs on the replica, whose login ran beside the primary's, and every
+/// runs on the replica, the backend logged in to at connect time, and every
 /// backend connection a session opened ends as the client's did, with
 /// COM_QUIT. A server counts a connection closed without it in
 /// `Aborted_clients` and writes a warning to its error log for each, so a
@@ -863,9 +869,9 @@ async fn short_connections_read_on_the_replica_and_leave_no_aborted_client() {
     env.stop().await;
 }
 
-/// The replica's login starts beside the primary's, as the client's
-/// account; a COM_CHANGE_USER sent before any read must not leave the
-/// session's reads on that connection: the new account reads. (A raw
+/// The replica is logged in to at connect time, as the client's account;
+/// a COM_CHANGE_USER sent before any read must not leave the session's
+/// reads on that connection: the new account reads. (A raw
 /// client: connectors read settings after login, which would take the
 /// replica's connection first.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

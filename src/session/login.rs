@@ -424,7 +424,8 @@ impl super::Session {
     }
 
     /// COM_CHANGE_USER: Causeway checks the new account itself, then logs
-    /// in to the primary as it; the old backend connections are closed so
+    /// in as it to the backend a new session would log in to first (see
+    /// [`Self::first_login`]); the old backend connections are closed so
     /// nothing of the previous user's session survives.
     pub(super) async fn change_user(&mut self, cu: ChangeUser<'_>, mut seq: u8) -> Flow {
         let user = String::from_utf8_lossy(cu.user).into_owned();
@@ -486,12 +487,8 @@ impl super::Session {
         self.stmts.clear();
         self.txn_backend = None;
         self.txn_written = false;
-        let checked = if self.tp {
-            self.sync(0).await
-        } else {
-            self.backend(0).await.map(|_| ())
-        };
-        if let Err(e) = checked {
+        // Checked as at connect time: on the read replica or the primary.
+        if let Err(e) = self.first_login(None).await {
             send_error(&self.ctx.metrics, &mut self.client, seq, &e).await;
             return Flow::Close;
         }
