@@ -354,7 +354,14 @@ impl super::Session {
             let greeted = early.as_mut().and_then(|e| e.take(i, &params.address));
             // A connection opened to the primary instead is ended now.
             drop(early.take());
-            match login_to(greeted, &params).await {
+            // One try, bounded by one connect timeout: the primary answers
+            // for a replica that cannot.
+            let tried = match greeted {
+                Some(Ok(greeted)) => BackendConn::login(greeted, &params).await,
+                Some(Err(e)) => Err(e),
+                None => BackendConn::connect(&params).await,
+            };
+            match tried {
                 Ok(conn) => {
                     self.install(i, conn, params.database);
                     return Ok(());
