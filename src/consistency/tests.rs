@@ -401,3 +401,59 @@ fn the_primary_is_quiet_after_unchanged_polls_until_writes_or_a_miss() {
     p.record(1, Instant::now(), Some(m("0-1-2")), false, None);
     assert!(p.primary_quiet());
 }
+
+/// The reads of one batch that wait on one replica share one wait
+/// statement: the first leads; later reads needing no more follow; a read
+/// needing more, or planned in another epoch, waits alone; the lead's end
+/// wakes its followers, who then find what its wait proved.
+#[tokio::test]
+async fn global_reads_share_one_wait_per_replica() {
+    let p = Positions::new(3);
+    p.record(1, Instant::now(), Some(m("0-1-5")), false, None);
+    let epoch = p.sample(1).unwrap().epoch;
+    let need = m("0-1-9");
+    let WaitShare::Lead(lead) = p.share_wait(1, epoch, &need) else {
+        panic!("the first read leads");
+    };
+    let WaitShare::Follow(mut done) = p.share_wait(1, epoch, &m("0-1-8")) else {
+        panic!("a read needing less follows");
+    };
+    assert!(matches!(p.share_wait(1, epoch, &m("0-1-10")), WaitShare::Alone));
+    assert!(matches!(p.share_wait(1, epoch + 1, &need), WaitShare::Alone));
+    assert!(
+        matches!(p.share_wait(2, 0, &need), WaitShare::Lead(_)),
+        "another replica has a wait of its own"
+    );
+    assert!(!p.known_covers(1, epoch, &need));
+    // The lead's wait succeeded: it learns, then its guard drops.
+    p.learn(1, epoch, &need);
+    drop(lead);
+    tokio::time::timeout(Duration::from_secs(5), done.changed())
+        .await
+        .expect("the follower wakes when the lead is done")
+        .expect_err("the lead's sender is gone");
+    assert!(p.known_covers(1, epoch, &m("0-1-8")));
+    assert!(!p.known_covers(1, epoch + 1, &m("0-1-8")), "another epoch");
+    assert!(
+        matches!(p.share_wait(1, epoch, &m("0-1-12")), WaitShare::Lead(_)),
+        "the slot is free again"
+    );
+}
+
+/// A lead that gives up (timed out, replica failed) proves nothing: its
+/// followers wake and find the position not covered.
+#[tokio::test]
+async fn a_failed_lead_wakes_its_followers_with_nothing_proven() {
+    let p = Positions::new(2);
+    p.record(1, Instant::now(), Some(m("0-1-5")), false, None);
+    let epoch = p.sample(1).unwrap().epoch;
+    let need = m("0-1-9");
+    let lead = p.share_wait(1, epoch, &need);
+    let WaitShare::Follow(mut done) = p.share_wait(1, epoch, &need) else {
+        panic!("follows");
+    };
+    let waiter = tokio::spawn(async move { done.changed().await.is_err() });
+    drop(lead);
+    assert!(waiter.await.unwrap(), "woken by the lead's end");
+    assert!(!p.known_covers(1, epoch, &need));
+}
