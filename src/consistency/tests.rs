@@ -2,7 +2,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::positions::POLL_BATCH;
+use super::positions::{POLL_BATCH, QUIET_POLLS};
 use super::*;
 
 fn m(s: &str) -> Position {
@@ -381,21 +381,26 @@ async fn partial_batches_spend_the_reads_credit_and_then_wait() {
 fn the_primary_is_quiet_after_unchanged_polls_until_writes_or_a_miss() {
     let p = Positions::new(2);
     let poll = |pos: &str| p.record(0, Instant::now(), Some(m(pos)), false, None);
+    let unchanged = |pos: &str| {
+        for _ in 0..QUIET_POLLS {
+            assert!(
+                !p.primary_quiet(),
+                "fewer than {QUIET_POLLS} unchanged polls"
+            );
+            poll(pos);
+        }
+    };
     assert!(!p.primary_quiet(), "nothing known yet");
     poll("0-1-5");
-    assert!(!p.primary_quiet());
-    poll("0-1-5");
-    poll("0-1-5");
-    assert!(p.primary_quiet(), "two unchanged polls");
+    unchanged("0-1-5");
+    assert!(p.primary_quiet(), "unchanged polls");
     poll("0-1-6");
     assert!(!p.primary_quiet(), "a write");
-    poll("0-1-6");
-    poll("0-1-6");
+    unchanged("0-1-6");
     assert!(p.primary_quiet());
     p.early_read_missed();
     assert!(!p.primary_quiet(), "an early read was not proven");
-    poll("0-1-6");
-    poll("0-1-6");
+    unchanged("0-1-6");
     assert!(p.primary_quiet());
     // Replica polls say nothing about the primary.
     p.record(1, Instant::now(), Some(m("0-1-2")), false, None);
@@ -418,8 +423,14 @@ async fn global_reads_share_one_wait_per_replica() {
     let WaitShare::Follow(mut done) = p.share_wait(1, epoch, &m("0-1-8")) else {
         panic!("a read needing less follows");
     };
-    assert!(matches!(p.share_wait(1, epoch, &m("0-1-10")), WaitShare::Alone));
-    assert!(matches!(p.share_wait(1, epoch + 1, &need), WaitShare::Alone));
+    assert!(matches!(
+        p.share_wait(1, epoch, &m("0-1-10")),
+        WaitShare::Alone
+    ));
+    assert!(matches!(
+        p.share_wait(1, epoch + 1, &need),
+        WaitShare::Alone
+    ));
     assert!(
         matches!(p.share_wait(2, 0, &need), WaitShare::Lead(_)),
         "another replica has a wait of its own"

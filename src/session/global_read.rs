@@ -157,7 +157,9 @@ impl Session {
         let started = Instant::now();
         // Nothing is ever sent: `changed` returns when the lead drops the
         // sender, its wait over.
-        let ended = tokio::time::timeout(w.timeout, done.changed()).await.is_ok();
+        let ended = tokio::time::timeout(w.timeout, done.changed())
+            .await
+            .is_ok();
         let waited = started.elapsed();
         self.ctx
             .metrics
