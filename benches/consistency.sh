@@ -416,6 +416,21 @@ start_causeway() { # level tag
 
 # ---------------------------------------------------------------- runs
 
+# CPU ticks of every mariadbd this run started, together.
+servers_ticks() {
+    local pid sum=0 t
+    for pid in $DB_PIDS; do
+        t=$(cpu_ticks "$pid" 2>/dev/null || echo 0)
+        sum=$((sum + t))
+    done
+    echo "$sum"
+}
+
+# The machine's busy and total CPU ticks so far ("busy all"), from /proc/stat.
+machine_ticks() {
+    awk '$1 == "cpu" { busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6; exit }' /proc/stat
+}
+
 CLK_TCK=$(getconf CLK_TCK)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "load average before the runs: $LOAD_BEFORE (figures are only comparable on a quiet machine)"
@@ -439,6 +454,9 @@ run_one() { # level state workload
     start_causeway "$level" "$tag"
     helper scrape "$CW_ADMIN" "$TMP/metrics.$tag.before"
     t0=$(cpu_ticks "$CW_PID")
+    local db0 m0 db1 m1
+    db0=$(servers_ticks)
+    m0=$(machine_ticks)
     local -a e0 e1
     read -r -a e0 <<<"$(replica_execs)"
     # python3 itself in the background (not the helper function, whose
@@ -453,6 +471,8 @@ run_one() { # level state workload
     stop_watch
     kill -0 "$CW_PID" 2>/dev/null || { log "causeway died during $tag; sysbench said:"; tail -n 5 "$logf" >&2; exit 1; }
     t1=$(cpu_ticks "$CW_PID")
+    db1=$(servers_ticks)
+    m1=$(machine_ticks)
     read -r -a e1 <<<"$(replica_execs)"
     local per_replica="" i
     for i in "${!e0[@]}"; do
@@ -477,6 +497,16 @@ run_one() { # level state workload
     cpu=$(awk -v t=$((t1 - t0)) -v q="$total" -v hz="$CLK_TCK" \
         'BEGIN { if (q > 0) printf "%.1f", t / hz * 1e6 / q; else print "n/a" }')
 
+    # The machine: how busy its cores were over the run, and the CPU every
+    # process together (sysbench, Causeway, the servers, anything else)
+    # spent per query; the three servers' share of it.
+    local busy machine servers
+    read -r busy machine <<<"$(awk -v b0="${m0% *}" -v a0="${m0#* }" -v b1="${m1% *}" -v a1="${m1#* }" \
+        -v q="$total" -v hz="$CLK_TCK" 'BEGIN { db = b1 - b0; da = a1 - a0;
+        printf "%.0f %s", (da > 0 ? 100 * db / da : 0), (q > 0 ? sprintf("%.1f", db / hz * 1e6 / q) : "n/a") }')"
+    servers=$(awk -v t=$((db1 - db0)) -v q="$total" -v hz="$CLK_TCK" \
+        'BEGIN { if (q > 0) printf "%.1f", t / hz * 1e6 / q; else print "n/a" }')
+
     local r share reads waits p50 p99 fallbacks reqs pqs replica after_wait primary after_timeout error routed cerr mean
     r=$(helper report "$TMP/metrics.$tag.before" "$TMP/metrics.$tag.after" "$level" "$PRIMARY_NAME")
     IFS='|' read -r share reads waits p50 p99 fallbacks reqs pqs replica after_wait primary after_timeout error routed cerr mean <<<"$r"
@@ -484,7 +514,7 @@ run_one() { # level state workload
     order=$(printf '%02d%02d%02d' "$(index_of "$level" $LEVELS)" "$(index_of "$state" $STATES)" \
         "$(index_of "$workload" $WORKLOADS)")
     ROWS+=("$order|$level|$state|$workload|$qps|$errors|$share|$waits|$p50|$p99|$fallbacks|$reqs|$pqs")
-    DETAILS+=("$order|$level|$state|$workload|$reads|$replica|$after_wait|$primary|$after_timeout|$error|$routed|$per_replica|$mean|$cerr|$cpu")
+    DETAILS+=("$order|$level|$state|$workload|$reads|$replica|$after_wait|$primary|$after_timeout|$error|$routed|$per_replica|$mean|$cerr|$cpu|$servers|$machine|$busy")
     log "$tag: $qps q/s, errors $errors, replica share $share of $reads reads, waits $waits (p50 $p50 ms, p99 $p99 ms), fallbacks $fallbacks, requests/read $reqs, primary position queries/read $pqs"
 }
 
@@ -509,7 +539,7 @@ done
 
 HEADER="level|replication|workload|qps|errors|replica share of reads|waits|wait p50 ms|wait p99 ms|fallbacks|position requests/read|primary position queries/read"
 REPLICA_NAMES=$(printf ' / %s' "${NAMES[@]:1}")
-DETAIL_HEADER="level|replication|workload|reads|replica|replica_after_wait|primary|primary_after_timeout|error|routed to primary|executes on ${REPLICA_NAMES# / }|wait mean ms|client errors|causeway CPU µs/query"
+DETAIL_HEADER="level|replication|workload|reads|replica|replica_after_wait|primary|primary_after_timeout|error|routed to primary|executes on ${REPLICA_NAMES# / }|wait mean ms|client errors|causeway CPU µs/query|servers CPU µs/query|machine CPU µs/query|machine busy %"
 
 
 sorted() { # rows... -> rows without the order field, in level/state/workload order
@@ -565,10 +595,12 @@ print_markdown() {
     echo "Served breakdown (\`causeway_consistency_reads_total\` by \`served\`; none at eventual), reads the router sent"
     echo "to the primary itself, COM_STMT_EXECUTEs each replica ran (from its \`Com_stmt_execute\`: the reads it"
     echo "served, all sysbench statements being prepared; ${NAMES[1]} is the one delayed in \`lagging\`), the exact"
-    echo "mean wait, errors Causeway sent to clients, and Causeway's CPU per query (utime+stime):"
+    echo "mean wait, errors Causeway sent to clients, and CPU per query (utime+stime): Causeway's, the three"
+    echo "servers' together, and the whole machine's (every process: sysbench, Causeway, servers, the rest;"
+    echo "from /proc/stat), with the share of the machine's cores busy over the run:"
     echo
     md_row "$DETAIL_HEADER"
-    echo "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    echo "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     while IFS= read -r row; do md_row "$row"; done < <(sorted "${DETAILS[@]}")
 }
 

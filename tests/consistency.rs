@@ -675,6 +675,107 @@ async fn global_level_sees_writes_from_other_connections_and_from_the_primary_di
     env.stop().await;
 }
 
+/// Many concurrent global reads while a writer Causeway never sees commits
+/// straight on the primary: the reads share fresh positions and, on each
+/// replica, one wait statement per batch; every read still sees every
+/// write whose commit had returned before the read started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_global_reads_see_every_hidden_write_before_them() {
+    let _serial = SERIAL.lock().await;
+    let env = Env::start_with_policy(2, &policy("global", 1000, "primary")).await;
+    routable(&env).await;
+    let mut c = env.conn().await;
+    c.query_drop("CREATE TABLE hg (v INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO hg VALUES (0)").await.unwrap();
+    wait_replicas_have_table(&env, "hg").await;
+    wait_on_replicas(&env, "SELECT COUNT(*) FROM app.hg", "1").await;
+    c.disconnect().await.unwrap();
+
+    let before = metrics_text(&env).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut w = env.direct_primary().await;
+    let writer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            // (when the commit had returned, value)
+            let mut committed: Vec<(Instant, i64)> = Vec::new();
+            let end = Instant::now() + Duration::from_secs(3);
+            let mut v = 0i64;
+            while Instant::now() < end {
+                v += 1;
+                w.query_drop(format!("INSERT INTO hg VALUES ({v})"))
+                    .await
+                    .unwrap();
+                committed.push((Instant::now(), v));
+            }
+            stop.store(true, Ordering::SeqCst);
+            w.disconnect().await.unwrap();
+            committed
+        })
+    };
+    let mut readers = Vec::new();
+    for _ in 0..8 {
+        let url = env.url("app");
+        let stop = stop.clone();
+        readers.push(tokio::spawn(async move {
+            let mut c = Conn::from_url(url).await.unwrap();
+            // (when the read was sent, value read, server)
+            let mut reads: Vec<(Instant, i64, u32)> = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let started = Instant::now();
+                let (v, sid): (i64, u32) = c
+                    .query_first("SELECT MAX(v), @@server_id FROM hg")
+                    .await
+                    .unwrap()
+                    .unwrap();
+                reads.push((started, v, sid));
+            }
+            c.disconnect().await.unwrap();
+            reads
+        }));
+    }
+    let committed = writer.await.unwrap();
+    assert!(committed.len() > 100, "only {} writes", committed.len());
+    let mut reads = Vec::new();
+    for h in readers {
+        reads.extend(h.await.unwrap());
+    }
+    assert!(reads.len() > 100, "only {} reads", reads.len());
+    let mut stale = Vec::new();
+    for &(started, got, sid) in &reads {
+        let required = committed
+            .iter()
+            .take_while(|(t, _)| *t < started)
+            .map(|(_, v)| *v)
+            .last()
+            .unwrap_or(0);
+        if got < required {
+            stale.push((required, got, sid));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "{} of {} global reads missed a write committed before them (required, read, server): {:?}",
+        stale.len(),
+        reads.len(),
+        &stale[..stale.len().min(10)]
+    );
+    let after = metrics_text(&env).await;
+    let replica_reads = reads_served(&after, Some("global"), &BY_REPLICA)
+        - reads_served(&before, Some("global"), &BY_REPLICA);
+    assert!(
+        replica_reads > 0.0,
+        "replicas served no global reads by the metrics; {after}"
+    );
+    assert!(
+        metric_sum(&after, WAIT_COUNT, &[]) > metric_sum(&before, WAIT_COUNT, &[]),
+        "no global read waited on a replica while writes flowed; {after}"
+    );
+    env.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bounded_staleness_is_never_older_than_t() {
     const BOUND: Duration = Duration::from_millis(300);

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use crate::position::{MariaPosition, Position};
 
-pub use positions::{FreshTicket, Positions, Sample};
+pub use positions::{FreshTicket, LeadGuard, Positions, Sample, WaitShare};
 
 /// How fresh a read must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -2,7 +2,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::positions::POLL_BATCH;
+use super::positions::{POLL_BATCH, QUIET_POLLS};
 use super::*;
 
 fn m(s: &str) -> Position {
@@ -381,23 +381,90 @@ async fn partial_batches_spend_the_reads_credit_and_then_wait() {
 fn the_primary_is_quiet_after_unchanged_polls_until_writes_or_a_miss() {
     let p = Positions::new(2);
     let poll = |pos: &str| p.record(0, Instant::now(), Some(m(pos)), false, None);
+    let unchanged = |pos: &str| {
+        for _ in 0..QUIET_POLLS {
+            assert!(
+                !p.primary_quiet(),
+                "fewer than {QUIET_POLLS} unchanged polls"
+            );
+            poll(pos);
+        }
+    };
     assert!(!p.primary_quiet(), "nothing known yet");
     poll("0-1-5");
-    assert!(!p.primary_quiet());
-    poll("0-1-5");
-    poll("0-1-5");
-    assert!(p.primary_quiet(), "two unchanged polls");
+    unchanged("0-1-5");
+    assert!(p.primary_quiet(), "unchanged polls");
     poll("0-1-6");
     assert!(!p.primary_quiet(), "a write");
-    poll("0-1-6");
-    poll("0-1-6");
+    unchanged("0-1-6");
     assert!(p.primary_quiet());
     p.early_read_missed();
     assert!(!p.primary_quiet(), "an early read was not proven");
-    poll("0-1-6");
-    poll("0-1-6");
+    unchanged("0-1-6");
     assert!(p.primary_quiet());
     // Replica polls say nothing about the primary.
     p.record(1, Instant::now(), Some(m("0-1-2")), false, None);
     assert!(p.primary_quiet());
+}
+
+/// The reads of one batch that wait on one replica share one wait
+/// statement: the first leads; later reads needing no more follow; a read
+/// needing more, or planned in another epoch, waits alone; the lead's end
+/// wakes its followers, who then find what its wait proved.
+#[tokio::test]
+async fn global_reads_share_one_wait_per_replica() {
+    let p = Positions::new(3);
+    p.record(1, Instant::now(), Some(m("0-1-5")), false, None);
+    let epoch = p.sample(1).unwrap().epoch;
+    let need = m("0-1-9");
+    let WaitShare::Lead(lead) = p.share_wait(1, epoch, &need) else {
+        panic!("the first read leads");
+    };
+    let WaitShare::Follow(mut done) = p.share_wait(1, epoch, &m("0-1-8")) else {
+        panic!("a read needing less follows");
+    };
+    assert!(matches!(
+        p.share_wait(1, epoch, &m("0-1-10")),
+        WaitShare::Alone
+    ));
+    assert!(matches!(
+        p.share_wait(1, epoch + 1, &need),
+        WaitShare::Alone
+    ));
+    assert!(
+        matches!(p.share_wait(2, 0, &need), WaitShare::Lead(_)),
+        "another replica has a wait of its own"
+    );
+    assert!(!p.known_covers(1, epoch, &need));
+    // The lead's wait succeeded: it learns, then its guard drops.
+    p.learn(1, epoch, &need);
+    drop(lead);
+    tokio::time::timeout(Duration::from_secs(5), done.changed())
+        .await
+        .expect("the follower wakes when the lead is done")
+        .expect_err("the lead's sender is gone");
+    assert!(p.known_covers(1, epoch, &m("0-1-8")));
+    assert!(!p.known_covers(1, epoch + 1, &m("0-1-8")), "another epoch");
+    assert!(
+        matches!(p.share_wait(1, epoch, &m("0-1-12")), WaitShare::Lead(_)),
+        "the slot is free again"
+    );
+}
+
+/// A lead that gives up (timed out, replica failed) proves nothing: its
+/// followers wake and find the position not covered.
+#[tokio::test]
+async fn a_failed_lead_wakes_its_followers_with_nothing_proven() {
+    let p = Positions::new(2);
+    p.record(1, Instant::now(), Some(m("0-1-5")), false, None);
+    let epoch = p.sample(1).unwrap().epoch;
+    let need = m("0-1-9");
+    let lead = p.share_wait(1, epoch, &need);
+    let WaitShare::Follow(mut done) = p.share_wait(1, epoch, &need) else {
+        panic!("follows");
+    };
+    let waiter = tokio::spawn(async move { done.changed().await.is_err() });
+    drop(lead);
+    assert!(waiter.await.unwrap(), "woken by the lead's end");
+    assert!(!p.known_covers(1, epoch, &need));
 }

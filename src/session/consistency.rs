@@ -354,6 +354,11 @@ impl Session {
                 }
             },
         };
+        // Global reads of one batch share one wait per replica.
+        let _lead = match self.share_wait(index, w, raw).await? {
+            Ok(lead) => lead,
+            Err(waited) => return Ok(waited),
+        };
         let positions = self.ctx.cluster.positions().clone();
         let flavor = positions.flavor();
         let sql = flavor.wait_statement(&w.pos, w.timeout);

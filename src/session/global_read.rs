@@ -19,7 +19,11 @@
 //! The proof never uses the newest known position: it only chooses the
 //! replica, so a wrong guess costs a second run, never a stale answer.
 
-use crate::consistency::{FreshTicket, Level, Positions};
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use crate::consistency::{FreshTicket, LeadGuard, Level, Positions, WaitShare};
 use crate::error::Error;
 use crate::position::Position;
 use crate::protocol::reply::Expect;
@@ -110,6 +114,64 @@ impl Session {
             check: None,
             ..w.clone()
         }))
+    }
+}
+
+impl Session {
+    /// Before a global read's wait on replica `index`: the lead of a shared
+    /// wait gets its guard back (hold it until what the wait proved is
+    /// learned); a follower waits for the lead and, if the lead's wait
+    /// proved what the read needs, sends the read alone (`Ok(Err(..))`
+    /// carries the outcome). `Ok(Ok(None))`: send an own wait, as alone.
+    pub(super) async fn share_wait(
+        &mut self,
+        index: usize,
+        w: &Wait,
+        raw: &[u8],
+    ) -> Result<Result<Option<LeadGuard>, Waited>, Error> {
+        if w.level != Level::Global {
+            return Ok(Ok(None));
+        }
+        let positions = self.ctx.cluster.positions().clone();
+        let rx = match positions.share_wait(index, w.epoch, &w.pos) {
+            WaitShare::Lead(g) => return Ok(Ok(Some(g))),
+            WaitShare::Alone => return Ok(Ok(None)),
+            WaitShare::Follow(rx) => rx,
+        };
+        match self.follow(index, w, rx, raw).await? {
+            Some(waited) => Ok(Err(waited)),
+            None => Ok(Ok(None)),
+        }
+    }
+
+    /// Waits for the lead's wait to end; then sends the read alone when
+    /// the lead's wait proved what it needs. `None`: send an own wait.
+    async fn follow(
+        &mut self,
+        index: usize,
+        w: &Wait,
+        mut done: watch::Receiver<()>,
+        raw: &[u8],
+    ) -> Result<Option<Waited>, Error> {
+        let positions = self.ctx.cluster.positions().clone();
+        let started = Instant::now();
+        // Nothing is ever sent: `changed` returns when the lead drops the
+        // sender, its wait over.
+        let ended = tokio::time::timeout(w.timeout, done.changed())
+            .await
+            .is_ok();
+        let waited = started.elapsed();
+        self.ctx
+            .metrics
+            .consistency_wait_label(w.level.label(), waited.as_secs_f64());
+        if !positions.known_covers(index, w.epoch, &w.pos) {
+            // The lead's wait did not prove it (timed out, replica failed):
+            // an own wait, within what is left of the read's time.
+            return Ok((!ended || waited >= w.timeout).then_some(Waited::TimedOut));
+        }
+        let conn = self.backend(index).await?;
+        conn.send_command(raw).await?;
+        Ok(Some(Waited::Reached))
     }
 }
 
