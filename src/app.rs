@@ -68,11 +68,11 @@ pub async fn run(
                 let cfg = ctx.cluster.config().pool.clone();
                 ctx.txn_pool
                     .sweep(Duration::from_millis(cfg.transaction_pool_idle_ms));
-                ctx.session_conns
+                ctx.session_pool
                     .sweep(Duration::from_millis(cfg.session_pool_idle_ms));
                 handles
                     .session_pool_idle()
-                    .set(ctx.session_conns.idle_total() as f64);
+                    .set(ctx.session_pool.idle_total() as f64);
                 for (backend, idle, busy) in ctx.txn_pool.usage() {
                     metrics::gauge!(m::TXN_POOL_CONNECTIONS, "backend" => backend.clone(), "state" => "idle")
                         .set(idle as f64);

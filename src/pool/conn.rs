@@ -110,7 +110,7 @@ pub struct BackendConn {
     /// per statement.
     wbuf: BytesMut,
     /// Set for connections of the transaction-level pool.
-    pub pooled: Option<Box<super::txn_pool::Pooled>>,
+    pub pooled: Option<Box<super::lease::Pooled>>,
     /// Collation id it logged in with; above 255 it is set by statements
     /// after login (and again after a reset).
     charset: u16,

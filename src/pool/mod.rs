@@ -1,5 +1,5 @@
 //! Backend connections: connect and log in ([`conn`]), and the pools of
-//! them ([`txn_pool`]: per-backend fair queues, idle connections with the
+//! them ([`lease`]: per-backend fair queues, idle connections with the
 //! state each was brought to, [`applied`]). The session-level pool (a
 //! session keeps its connections until it ends) and the transaction-level
 //! pool (one statement or transaction) are both a [`Pool`].
@@ -11,8 +11,8 @@
 
 pub mod applied;
 pub mod conn;
-pub mod txn_pool;
+pub mod lease;
 
 pub use applied::{same_vars, Applied, Vars};
 pub use conn::{BackendConn, ConnectParams};
-pub use txn_pool::{GroupKey, Lease, Pool, TxnPool};
+pub use lease::{GroupKey, Lease, Pool};

@@ -22,9 +22,12 @@ use crate::protocol::consts::{cap, com};
 use crate::protocol::reply::Expect;
 
 use super::relay::ReplyInfo;
-use super::routing::Synced;
+use super::state::{is_string_type, string_literal};
 use super::state::{quote_ident, user_var_literal};
+use super::sync::Synced;
 use super::{drain_reply, Flow, Session};
+use crate::classify::user_var_names;
+use std::sync::Arc;
 
 /// A statement that uses a table and raises nothing: it empties the
 /// diagnostics area of a pooled connection before a session that has none
@@ -65,12 +68,12 @@ impl Session {
     /// before its next statement (see [`Session::set_option_for`]).
     pub(super) async fn set_option(&mut self, option: u16, raw: &[u8]) -> Flow {
         let flow = self.forward(raw, Expect::Single).await;
-        let ran = self.backends.first().is_some_and(Option::is_some);
+        let ran = self.conns.open.first().is_some_and(Option::is_some);
         // Only options 0 (on) and 1 (off) exist; the server refuses others.
         if ran && option <= 1 {
             let multi = option == 0;
-            self.ps.multi_statements = Some(multi);
-            if let Some(s) = self.synced.first_mut() {
+            self.held.multi_statements = Some(multi);
+            if let Some(s) = self.conns.synced.first_mut() {
                 s.multi_statements = Some(multi);
             }
         }
@@ -80,8 +83,8 @@ impl Session {
     /// The COM_SET_OPTION that brings a connection (last brought to
     /// `synced`) to the session's multi-statements option, if it differs.
     pub(super) fn set_option_for(&self, synced: &Synced) -> Option<Vec<u8>> {
-        let login = self.caps & cap::MULTI_STATEMENTS != 0;
-        let want = self.ps.multi_statements.unwrap_or(login);
+        let login = self.client.caps & cap::MULTI_STATEMENTS != 0;
+        let want = self.held.multi_statements.unwrap_or(login);
         if synced.multi_statements.unwrap_or(login) == want {
             return None;
         }
@@ -94,10 +97,10 @@ impl Session {
     /// Runs a statement that reads the diagnostics area where the session's
     /// area is: on the connection that ran the statement that last set it.
     pub(super) async fn diagnostics(&mut self, raw: &[u8], class: &Class, text: &[u8]) -> Flow {
-        let n = self.backends.len();
-        let index = self.ps.diag_backend.filter(|&i| i < n).unwrap_or(0);
-        let held = self.backends.get(index).is_some_and(Option::is_some);
-        if self.tp && !(self.ps.diag_pending && held) {
+        let n = self.conns.open.len();
+        let index = self.held.diag_backend.filter(|&i| i < n).unwrap_or(0);
+        let held = self.conns.open.get(index).is_some_and(Option::is_some);
+        if self.conns.pooled && !(self.held.diag_pending && held) {
             if let Err(e) = self.clear_diagnostics(index).await {
                 return self.fail(1, &e).await;
             }
@@ -118,7 +121,7 @@ impl Session {
         // `GET DIAGNOSTICS @n = NUMBER` sets user variables there.
         let names = crate::classify::user_var_names(text);
         if class.kind != Kind::Show && !names.is_empty() {
-            if self.tp {
+            if self.conns.pooled {
                 self.capture_named(index, names).await;
             } else {
                 self.capture_for_replay(index, names).await;
@@ -129,7 +132,7 @@ impl Session {
 
     /// Empties the diagnostics area of the (borrowed) connection to
     /// backend `index`.
-    async fn clear_diagnostics(&mut self, index: usize) -> Result<(), Error> {
+    pub(super) async fn clear_diagnostics(&mut self, index: usize) -> Result<(), Error> {
         self.sync(index).await?;
         let conn = self.backend(index).await?;
         conn.send_command(CLEAR_DIAGNOSTICS).await?;
@@ -152,14 +155,14 @@ impl Session {
                 // A read of no table that raised nothing leaves the area
                 // as it was, wherever it is.
                 Some((c, sql)) if c.kind == Kind::Read => {
-                    self.ps.diag_backend != Some(index)
+                    self.held.diag_backend != Some(index)
                         && c.reads_table.unwrap_or_else(|| reads_a_table(sql))
                 }
                 _ => true,
             };
         if sets {
-            self.ps.diag_backend = Some(index);
-            self.ps.diag_pending = raised;
+            self.held.diag_backend = Some(index);
+            self.held.diag_pending = raised;
         }
     }
 
@@ -185,20 +188,20 @@ impl Session {
         // execute's reply: that is no sign of variables set by a read or a
         // write (a stored function called by such a first execute is
         // missed).
-        let fresh_prepare = std::mem::take(&mut self.ps.fresh_prepare)
+        let fresh_prepare = std::mem::take(&mut self.held.fresh_prepare)
             && matches!(class.kind, Kind::Read | Kind::Write | Kind::LockingRead);
         if fresh_prepare || !set_hidden_vars(class, sql, info) {
             return;
         }
-        if index == 0 && !self.tp {
+        if index == 0 && !self.conns.pooled {
             self.state.user_vars_on_primary = true;
             return;
         }
         if info.warnings == 0 {
             if let Some(names) = self.user_variable_names(index).await {
-                if self.tp {
+                if self.conns.pooled {
                     self.capture_named(index, names).await;
-                    self.ps.hidden_vars &= index != 0;
+                    self.held.hidden_vars &= index != 0;
                 } else {
                     self.capture_for_replay(index, names).await;
                 }
@@ -206,14 +209,14 @@ impl Session {
             }
         }
         if index == 0 {
-            self.ps.hidden_vars = true;
+            self.held.hidden_vars = true;
             self.state.user_vars_on_primary = true;
         }
     }
 
     /// The names of the user variables set on the connection to `index`.
-    async fn user_variable_names(&mut self, index: usize) -> Option<Vec<String>> {
-        let conn = self.backends.get_mut(index)?.as_mut()?;
+    pub(super) async fn user_variable_names(&mut self, index: usize) -> Option<Vec<String>> {
+        let conn = self.conns.open.get_mut(index)?.as_mut()?;
         match conn.query_table(USER_VARIABLE_NAMES).await {
             Ok(t) => Some(
                 t.rows
@@ -224,7 +227,7 @@ impl Session {
             ),
             Err(e) => {
                 if !matches!(e, Error::Server(_)) {
-                    self.backends[index] = None;
+                    self.conns.open[index] = None;
                 }
                 None
             }
@@ -234,7 +237,7 @@ impl Session {
     /// Without a pool: reads back user variables `names` on the connection
     /// to backend `index` (where a statement set them) and records them as
     /// assignments to replay on the session's other connections.
-    async fn capture_for_replay(&mut self, index: usize, names: Vec<String>) {
+    pub(super) async fn capture_for_replay(&mut self, index: usize, names: Vec<String>) {
         let select = format!(
             "SELECT {}",
             names
@@ -243,11 +246,11 @@ impl Session {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let Some(conn) = self.backends.get_mut(index).and_then(Option::as_mut) else {
+        let Some(conn) = self.conns.open.get_mut(index).and_then(Option::as_mut) else {
             return;
         };
         let Ok(table) = conn.query_table(&select).await else {
-            self.backends[index] = None;
+            self.conns.open[index] = None;
             return;
         };
         let row = table.rows.first();
@@ -262,8 +265,90 @@ impl Session {
                 None => self.state.user_vars_on_primary = true,
             }
         }
-        if let Some(s) = self.synced.get_mut(index) {
+        if let Some(s) = self.conns.synced.get_mut(index) {
             s.user_vars = self.state.user_var_sets.len();
+        }
+    }
+
+    /// Reads back the user variables a statement may have assigned, on the
+    /// connection it ran on, so they can be replayed on any other.
+    pub(super) async fn capture_user_vars(&mut self, index: usize, class: &Class, sql: &[u8]) {
+        let assigns = class.kind == Kind::SetUserVar
+            || class
+                .flags
+                .intersects(Flags::USER_VAR_ASSIGN | Flags::SELECT_INTO);
+        if !assigns {
+            return;
+        }
+        let names = user_var_names(sql);
+        self.capture_named(index, names).await;
+    }
+
+    /// Reads back the user variables `names` on the connection to backend
+    /// `index` and records them for replay elsewhere.
+    pub(super) async fn capture_named(&mut self, index: usize, names: Vec<String>) {
+        if names.is_empty() {
+            return;
+        }
+        // The value (for its type), and a string's bytes and character set
+        // as they are: the text of the value may not be UTF-8.
+        let select = format!(
+            "SELECT {}",
+            names
+                .iter()
+                .map(|n| {
+                    let v = format!("@{}", quote_ident(n));
+                    format!("{v}, HEX({v}), CHARSET({v})")
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let Some(conn) = self.conns.open.get_mut(index).and_then(Option::as_mut) else {
+            return;
+        };
+        let table = match conn.query_table(&select).await {
+            Ok(t) => t,
+            Err(e) => {
+                if !matches!(e, Error::Server(_)) {
+                    self.conns.open[index] = None;
+                }
+                self.held.unreplayable.extend(names);
+                return;
+            }
+        };
+        let row = table.rows.first();
+        for (i, name) in names.into_iter().enumerate() {
+            let col = |k: usize| {
+                row.and_then(|r| r.get(3 * i + k))
+                    .and_then(|v| v.as_deref())
+            };
+            let (ty, cs) = table.types.get(3 * i).copied().unwrap_or((253, 0));
+            let literal = match (col(0), col(1), col(2)) {
+                (Some(_), Some(hex), Some(charset)) if is_string_type(ty) => {
+                    string_literal(hex, charset)
+                }
+                (value, _, _) => user_var_literal(value, ty, cs),
+            };
+            match literal {
+                Some(lit) if lit == "NULL" => {
+                    self.held.unreplayable.remove(&name);
+                    Arc::make_mut(&mut self.held.user_values).remove(&name);
+                }
+                Some(lit) => {
+                    self.held.unreplayable.remove(&name);
+                    Arc::make_mut(&mut self.held.user_values).insert(name, lit);
+                }
+                None => {
+                    Arc::make_mut(&mut self.held.user_values).remove(&name);
+                    self.held.unreplayable.insert(name);
+                }
+            }
+        }
+        if let Some(p) = self.conns.open[index]
+            .as_mut()
+            .and_then(|c| c.pooled.as_mut())
+        {
+            p.applied.set_user_vars(&self.held.user_values);
         }
     }
 }

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::classify::{Class, Kind};
+use crate::classify::Class;
 use crate::config::{OnTimeout, Policy};
 use crate::consistency::{self, distance, Level};
 use crate::error::{echo, Error, ServerError, MAX_ECHO};
@@ -22,7 +22,7 @@ use crate::protocol::reply::Expect;
 use crate::router::{self, Loads};
 
 use super::global_read::Checked;
-use super::routing::Snapshot;
+use super::plan::Snapshot;
 use super::{drain_reply, Session};
 
 /// A read that finished on a backend: what it saw is bounded only by a
@@ -93,7 +93,7 @@ impl Session {
         self.ctx
             .cluster
             .config()
-            .policy_for(&self.user, self.database.as_deref())
+            .policy_for(&self.account.user, self.database.as_deref())
             .clone()
     }
 
@@ -104,8 +104,9 @@ impl Session {
             return Level::parse(h).ok_or_else(|| bad_value("consistency", h));
         }
         Ok(self
+            .causal
             .level_override
-            .or_else(|| snap.config.consistency_for(&self.user))
+            .or_else(|| snap.config.consistency_for(&self.account.user))
             .unwrap_or(snap.policy.consistency.level))
     }
 
@@ -123,7 +124,7 @@ impl Session {
             Ok(l) => l,
             Err(e) => return Plan::Fail(e),
         };
-        self.planned_level = Some(level);
+        self.causal.planned_level = Some(level);
         let mut need: Option<Position> = match &class.hints.after {
             Some(t) => match consistency::decode_token(t) {
                 Some(p) => Some(p),
@@ -158,23 +159,23 @@ impl Session {
         match level {
             Level::Eventual => {}
             Level::Session => {
-                if self.need_fresh {
+                if self.causal.need_fresh {
                     match positions.fresh_primary(cfg.wait_timeout()).await {
                         Some(p) => {
-                            merge(&mut self.last_write, &p);
-                            self.need_fresh = false;
+                            merge(&mut self.causal.last_write, &p);
+                            self.causal.need_fresh = false;
                         }
                         None => return Plan::Primary,
                     }
                 }
-                if let Some(mark) = self.read_mark {
+                if let Some(mark) = self.causal.read_mark {
                     let s = positions.sample(mark.backend);
                     let later = s
                         .as_ref()
                         .filter(|s| s.epoch == mark.epoch && s.started > mark.at);
                     if let Some(p) = later.and_then(|s| s.pos.clone()) {
-                        merge(&mut self.floor, &p);
-                        self.read_mark = None;
+                        merge(&mut self.causal.floor, &p);
+                        self.causal.read_mark = None;
                     } else if mark.backend > 0
                         && (!fixed || mark.backend == index)
                         && s.is_some_and(|s| s.epoch == mark.epoch)
@@ -184,14 +185,17 @@ impl Session {
                     } else {
                         match positions.fresh_primary(cfg.wait_timeout()).await {
                             Some(p) => {
-                                merge(&mut self.floor, &p);
-                                self.read_mark = None;
+                                merge(&mut self.causal.floor, &p);
+                                self.causal.read_mark = None;
                             }
                             None => return Plan::Primary,
                         }
                     }
                 }
-                for p in [&self.last_write, &self.floor].into_iter().flatten() {
+                for p in [&self.causal.last_write, &self.causal.floor]
+                    .into_iter()
+                    .flatten()
+                {
                     merge(&mut need, p);
                 }
                 // Staying on a replica that is further from what the session
@@ -211,9 +215,9 @@ impl Session {
                     if closer {
                         match positions.fresh_primary(cfg.wait_timeout()).await {
                             Some(p) => {
-                                merge(&mut self.floor, &p);
+                                merge(&mut self.causal.floor, &p);
                                 merge(&mut need, &p);
-                                self.read_mark = None;
+                                self.causal.read_mark = None;
                                 sticky = None;
                             }
                             None => return Plan::Primary,
@@ -225,7 +229,7 @@ impl Session {
                 let ticket = positions.request_fresh();
                 // The session's own write is in the fresh position: a replica
                 // chosen without it would have to run the read again.
-                if let Some(w) = &self.last_write {
+                if let Some(w) = &self.causal.last_write {
                     merge(&mut need, w);
                 }
                 match positions.latest_primary() {
@@ -392,86 +396,9 @@ impl Session {
             Err(e) => Err(e),
         }
     }
-
-    /// What the session learns about positions from a statement's reply on
-    /// backend `index`: a read leaves a mark for monotonic reads; a write
-    /// whose position the server did not report makes the next read ask the
-    /// primary for its position instead of guessing.
-    pub(super) fn learn_positions(
-        &mut self,
-        index: usize,
-        class: &Class,
-        was_written: bool,
-        got_gtid: bool,
-        in_trans: bool,
-    ) {
-        match class.kind {
-            Kind::Read | Kind::LockingRead | Kind::Show => {
-                let epoch = self
-                    .ctx
-                    .cluster
-                    .positions()
-                    .sample(index)
-                    .map_or(0, |s| s.epoch);
-                self.read_mark = Some(ReadMark {
-                    backend: index,
-                    epoch,
-                    at: Instant::now(),
-                });
-            }
-            _ => {}
-        }
-        if got_gtid {
-            self.need_fresh = false;
-            return;
-        }
-        let may_write = match class.kind {
-            Kind::Write | Kind::Call | Kind::Unknown | Kind::Xa | Kind::Execute => true,
-            Kind::Commit => was_written,
-            _ => false,
-        };
-        if index == 0 && may_write && !in_trans {
-            self.need_fresh = true;
-        }
-    }
-
-    /// The session's position for a causal token: its writes and an upper
-    /// bound of what it has read.
-    pub(super) async fn session_position(&mut self) -> Result<Position, Error> {
-        let positions = self.ctx.cluster.positions().clone();
-        let timeout = self.policy().consistency.wait_timeout();
-        if let Some(mark) = self.read_mark {
-            let s = positions.sample(mark.backend);
-            let later = s.filter(|s| s.epoch == mark.epoch && s.started > mark.at);
-            match later.and_then(|s| s.pos.clone()) {
-                Some(p) => merge(&mut self.floor, &p),
-                None => self.need_fresh = true,
-            }
-            self.read_mark = None;
-        }
-        if self.need_fresh {
-            let p = positions.fresh_primary(timeout).await.ok_or_else(|| {
-                Error::BackendUnavailable {
-                    backend: "primary".into(),
-                    address: String::new(),
-                    reason: "no position from the primary".into(),
-                }
-            })?;
-            merge(&mut self.floor, &p);
-            self.need_fresh = false;
-        }
-        let mut pos = match positions.flavor() {
-            consistency::Flavor::MariaDb => Position::Maria(Default::default()),
-            consistency::Flavor::Mysql => Position::Mysql(Default::default()),
-        };
-        for p in [&self.last_write, &self.floor].into_iter().flatten() {
-            pos.merge(p);
-        }
-        Ok(pos)
-    }
 }
 
-fn merge(into: &mut Option<Position>, p: &Position) {
+pub(super) fn merge(into: &mut Option<Position>, p: &Position) {
     match into {
         Some(q) => q.merge(p),
         None => *into = Some(p.clone()),

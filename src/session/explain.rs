@@ -23,10 +23,10 @@ impl Session {
         match own_statement(sql) {
             Some(Own::SetConsistency(v)) => {
                 if v.eq_ignore_ascii_case("default") {
-                    self.level_override = None;
+                    self.causal.level_override = None;
                 } else {
                     match Level::parse(&v) {
-                        Some(l) => self.level_override = Some(l),
+                        Some(l) => self.causal.level_override = Some(l),
                         None => return self.fail(seq, &bad_value("consistency", &v)).await,
                     }
                 }
@@ -35,8 +35,14 @@ impl Session {
             Some(Own::ShowConsistency) => {
                 let policy = self.policy();
                 let level = self
+                    .causal
                     .level_override
-                    .or_else(|| self.ctx.cluster.config().consistency_for(&self.user))
+                    .or_else(|| {
+                        self.ctx
+                            .cluster
+                            .config()
+                            .consistency_for(&self.account.user)
+                    })
                     .unwrap_or(policy.consistency.level);
                 return self.one_value(seq, "consistency", level.to_string()).await;
             }
@@ -153,12 +159,12 @@ impl Session {
         encode_text(
             &mut self.scratch,
             seq,
-            self.caps,
+            self.client.caps,
             self.status,
             columns,
             rows,
         );
-        match self.client.write_all(&self.scratch).await {
+        match self.client.stream.write_all(&self.scratch).await {
             Ok(()) => Flow::Continue,
             Err(_) => Flow::Close,
         }
@@ -169,7 +175,7 @@ impl Session {
     /// Gives unpinned borrowed connections back and publishes what
     /// SHOW CAUSEWAY PROCESSLIST shows of the session, if it changed.
     pub(super) fn after_command(&mut self, reg: &super::registry::Registration) {
-        if self.tp && !self.hold {
+        if self.conns.pooled && !self.conns.keep {
             self.release_unpinned();
         }
         let p = &self.published;
@@ -177,12 +183,12 @@ impl Session {
         // backend keeps their number but not their thread.
         let thread =
             |b: &Option<crate::pool::conn::BackendConn>| b.as_ref().map_or(0, |c| c.thread_id);
-        let same = p.pin == self.ps.published_pin.map(Pin::label)
+        let same = p.pin == self.held.published_pin.map(Pin::label)
             && p.database == self.database
-            && p.threads.len() == self.backends.len()
+            && p.threads.len() == self.conns.open.len()
             && p.threads
                 .iter()
-                .zip(&self.backends)
+                .zip(&self.conns.open)
                 .all(|(t, b)| *t == thread(b))
             && !p.pool.is_empty();
         if same {
@@ -190,7 +196,8 @@ impl Session {
         }
         let topo = self.ctx.cluster.topology();
         let backends = self
-            .backends
+            .conns
+            .open
             .iter()
             .enumerate()
             .filter_map(|(i, b)| {
@@ -200,7 +207,7 @@ impl Session {
             })
             .collect::<Vec<_>>()
             .join(",");
-        let pool = match (self.tp, self.hold) {
+        let pool = match (self.conns.pooled, self.conns.keep) {
             (true, false) => "transaction",
             (true, true) => "session",
             _ => "none",
@@ -208,9 +215,9 @@ impl Session {
         self.published = super::registry::Status {
             database: self.database.clone(),
             pool,
-            pin: self.ps.published_pin.map(Pin::label),
+            pin: self.held.published_pin.map(Pin::label),
             backends,
-            threads: self.backends.iter().map(thread).collect(),
+            threads: self.conns.open.iter().map(thread).collect(),
         };
         reg.publish(&self.published);
     }

@@ -14,7 +14,7 @@ impl super::Session {
     /// The session's current `wait_timeout`.
     pub(super) fn wait_timeout(&self) -> Duration {
         let cfg = self.ctx.cluster.config();
-        let default = if self.caps & cap::INTERACTIVE != 0 {
+        let default = if self.client.caps & cap::INTERACTIVE != 0 {
             cfg.timeouts.interactive_timeout_s
         } else {
             cfg.timeouts.wait_timeout_s

@@ -67,8 +67,8 @@ impl KillWatch {
 impl Session {
     fn killer(&self) -> Killer<'_> {
         Killer {
-            user: &self.user,
-            privileges: self.privileges,
+            user: &self.account.user,
+            privileges: self.account.privileges,
         }
     }
 
@@ -99,7 +99,7 @@ impl Session {
             },
             KillTarget::QueryId(n) => return self.fail(seq, &Error::NoSuchQuery(n)).await,
             KillTarget::User { user, host } => {
-                let user = user.unwrap_or_else(|| self.user.clone());
+                let user = user.unwrap_or_else(|| self.account.user.clone());
                 return self.kill_user(&user, host.as_deref(), k.scope, seq).await;
             }
         };
@@ -109,7 +109,7 @@ impl Session {
                 Ok(()) if id == self.id => {
                     send_error(
                         &self.ctx.metrics,
-                        &mut self.client,
+                        &mut self.client.stream,
                         seq,
                         &Error::ConnectionKilled,
                     )
@@ -192,7 +192,7 @@ impl Session {
         if !sent {
             send_error(
                 &self.ctx.metrics,
-                &mut self.client,
+                &mut self.client.stream,
                 1,
                 &Error::ConnectionKilled,
             )
@@ -211,7 +211,7 @@ impl Session {
             .cluster
             .kill_backend_thread(index, thread_id, BackendKill::Connection)
             .await;
-        self.backends.iter_mut().for_each(|b| *b = None);
+        self.conns.open.iter_mut().for_each(|b| *b = None);
     }
 
     /// An OK with `rows` affected rows (what KILL USER reports).
@@ -223,9 +223,9 @@ impl Session {
             affected_rows: rows,
             ..OkPacket::default()
         }
-        .encode(&mut out, self.caps);
+        .encode(&mut out, self.client.caps);
         finish_packet(&mut out, start);
-        match self.client.write_all(&out).await {
+        match self.client.stream.write_all(&out).await {
             Ok(()) => Flow::Continue,
             Err(_) => Flow::Close,
         }

@@ -5,17 +5,16 @@
 //! which goes through the same check.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
 
+use super::early::{login_to, the_read_replica, Early};
 use super::{pooling, send_error, Ctx, Flow, Synced};
 use crate::admin::metrics as m;
-use crate::cluster::{Cluster, Privileges};
-use crate::config::Config;
+use crate::cluster::Privileges;
 use crate::error::Error;
-use crate::pool::conn::{BackendConn, ConnectParams, Greeted};
+use crate::pool::conn::BackendConn;
 use crate::protocol::auth::{new_salt, verify, Credential};
 use crate::protocol::command::ChangeUser;
 use crate::protocol::consts::{cap, com, status, NATIVE_PASSWORD};
@@ -39,141 +38,6 @@ pub struct Identity {
     pub next_seq: u8,
     /// The backend connection opened while the client answered.
     pub early: Option<Early>,
-}
-
-/// The connection opened, and its greeting read, while the client answers
-/// Causeway's greeting, to the backend a session logs in to first: the read
-/// replica when the default policy splits reads and exactly one replica is
-/// up (the one a session's reads would use), else the primary. Its connect
-/// is then off the login's critical path. Only without pools (a pooled
-/// session borrows an open connection instead). One that is not used (the
-/// client's login failed, it went away, or its policy logs in elsewhere) is
-/// logged in as the monitor account and closed with COM_QUIT, so the server
-/// counts no aborted connect: with host name resolution on,
-/// `max_connect_errors` of them in a row would block Causeway's host.
-pub struct Early {
-    /// The backend's topology index and address, and its connection or why
-    /// it could not be opened (until taken).
-    first: Option<(usize, String, Result<Greeted, Error>)>,
-    cluster: Arc<Cluster>,
-}
-
-impl std::fmt::Debug for Early {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Early")
-            .field("first", &self.first.as_ref().map(|(i, a, _)| (i, a)))
-            .finish()
-    }
-}
-
-impl Early {
-    /// Opens a connection to the backend a session logs in to first, when
-    /// no pool may serve the session.
-    async fn open(ctx: &Ctx) -> Option<Early> {
-        let cfg = ctx.cluster.config();
-        if pooling_possible(cfg) {
-            return None;
-        }
-        let topo = ctx.cluster.topology();
-        let index = cfg
-            .loaded_policy
-            .routing
-            .read_write_split
-            .then(|| the_read_replica(&topo))
-            .flatten()
-            .unwrap_or(0);
-        let b = topo.backends.get(index)?;
-        let greeted = Greeted::open(&b.name, &b.address, cfg.timeouts.connect()).await;
-        Some(Early {
-            first: Some((index, b.address.clone(), greeted)),
-            cluster: ctx.cluster.clone(),
-        })
-    }
-
-    /// The connection if it was opened to backend `index` at `address`, or
-    /// why it could not be.
-    fn take(&mut self, index: usize, address: &str) -> Option<Result<Greeted, Error>> {
-        match self.first.take() {
-            Some((i, a, greeted)) if i == index && a == address => Some(greeted),
-            other => {
-                self.first = other;
-                None
-            }
-        }
-    }
-}
-
-impl Drop for Early {
-    fn drop(&mut self) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        if let Some((_, _, Ok(greeted))) = self.first.take() {
-            let cluster = self.cluster.clone();
-            rt.spawn(async move { quit_as_monitor(&cluster, greeted).await });
-        }
-    }
-}
-
-/// The one replica reads may go to, when exactly one is up.
-fn the_read_replica(topo: &crate::cluster::Topology) -> Option<usize> {
-    let mut up = (1..topo.backends.len()).filter(|&i| topo.backends[i].up);
-    match (up.next(), up.next()) {
-        (Some(i), None) => Some(i),
-        _ => None,
-    }
-}
-
-/// Whether any session may be served by a pool (then none opens a
-/// connection early).
-fn pooling_possible(cfg: &Config) -> bool {
-    cfg.pool.session_pool
-        || cfg.pool.transaction_pool
-        || cfg
-            .users
-            .values()
-            .any(|o| o.session_pool == Some(true) || o.transaction_pool == Some(true))
-}
-
-/// Logs in on the connection opened early if there is one (`greeted`),
-/// else on a new one. If the early one could not be
-/// opened, that is the answer (a new try would wait as long again); if it
-/// cannot log in for a reason other than the server's refusal (it waited
-/// past the server's `connect_timeout`), a new one does.
-async fn login_to(
-    greeted: Option<Result<Greeted, Error>>,
-    params: &ConnectParams,
-) -> Result<BackendConn, Error> {
-    match greeted {
-        Some(Ok(greeted)) => match BackendConn::login(greeted, params).await {
-            Ok(conn) => return Ok(conn),
-            Err(e @ Error::Server(_)) => return Err(e),
-            Err(_) => {}
-        },
-        // What a new connection would most likely meet again.
-        Some(Err(e)) => return Err(e),
-        None => {}
-    }
-    BackendConn::connect(params).await
-}
-
-/// Ends an opened connection that no client logs in on.
-async fn quit_as_monitor(cluster: &Cluster, greeted: Greeted) {
-    let cfg = cluster.config();
-    let params = ConnectParams {
-        backend: String::new(),
-        address: String::new(),
-        user: cfg.monitor.user.clone(),
-        credential: Credential::from_password(cfg.monitor.password.as_bytes()),
-        database: None,
-        client_capabilities: 0,
-        charset: 45,
-        attributes: vec![("program_name".into(), "causeway-monitor".into())],
-        timeout: cfg.timeouts.connect(),
-    };
-    if let Ok(mut conn) = BackendConn::login(greeted, &params).await {
-        let _ = conn.send_command(&[com::QUIT]).await;
-    }
 }
 
 /// A login that failed; the client has not been told yet.
@@ -343,7 +207,7 @@ impl super::Session {
     /// unreachable), the primary's answer decides. The login uses the
     /// connection opened early when it went to the same backend.
     pub(super) async fn first_login(&mut self, early: Option<Early>) -> Result<(), Error> {
-        if self.tp {
+        if self.conns.pooled {
             return self.sync(0).await;
         }
         let topo = self.ctx.cluster.topology();
@@ -400,12 +264,12 @@ impl super::Session {
         self.ctx
             .metrics
             .backend(m::BackendCounter::Connects, index, &conn.backend);
-        let Some(slot) = self.backends.get_mut(index) else {
+        let Some(slot) = self.conns.open.get_mut(index) else {
             return;
         };
         *slot = Some(conn);
         self.forget_backend_statements(index);
-        if let Some(s) = self.synced.get_mut(index) {
+        if let Some(s) = self.conns.synced.get_mut(index) {
             *s = Synced {
                 version: 0,
                 database,
@@ -420,10 +284,10 @@ impl super::Session {
     /// connection closed without it as aborted and writes a warning for it
     /// to its error log.
     pub(super) async fn quit_backends(&mut self) {
-        if self.tp {
+        if self.conns.pooled {
             return;
         }
-        for slot in &mut self.backends {
+        for slot in &mut self.conns.open {
             if let Some(mut conn) = slot.take() {
                 let _ = conn.send_command(&[com::QUIT]).await;
             }
@@ -441,19 +305,19 @@ impl super::Session {
             .auth_plugin
             .is_none_or(|p| p == NATIVE_PASSWORD.as_bytes() || p.is_empty());
         if !native {
-            self.salt = new_salt();
+            self.client.salt = new_salt();
             let mut body = BytesMut::new();
             AuthSwitch {
                 plugin: NATIVE_PASSWORD.into(),
-                data: self.salt.to_vec(),
+                data: self.client.salt.to_vec(),
             }
             .encode(&mut body);
             self.scratch.clear();
             write_packets(&mut self.scratch, seq, &body);
-            if self.client.write_all(&self.scratch).await.is_err() {
+            if self.client.stream.write_all(&self.scratch).await.is_err() {
                 return Flow::Close;
             }
-            match self.client.read_payload(64 * 1024).await {
+            match self.client.stream.read_payload(64 * 1024).await {
                 Ok(p) => {
                     answer = p.data.to_vec();
                     seq = p.last_seq.wrapping_add(1);
@@ -461,42 +325,49 @@ impl super::Session {
                 Err(_) => return Flow::Close,
             }
         }
-        let (credential, privileges) =
-            match check_password(&self.ctx, &user, self.peer.ip(), &self.salt, &answer).await {
-                Ok(c) => c,
-                Err(e) => {
-                    send_error(&self.ctx.metrics, &mut self.client, seq, &e).await;
-                    return Flow::Close;
-                }
-            };
+        let (credential, privileges) = match check_password(
+            &self.ctx,
+            &user,
+            self.peer.ip(),
+            &self.client.salt,
+            &answer,
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                send_error(&self.ctx.metrics, &mut self.client.stream, seq, &e).await;
+                return Flow::Close;
+            }
+        };
         let database = String::from_utf8_lossy(cu.database).into_owned();
-        self.backends.iter_mut().for_each(|b| *b = None);
-        self.leases.iter_mut().for_each(|l| *l = None);
+        self.conns.open.iter_mut().for_each(|b| *b = None);
+        self.conns.leases.iter_mut().for_each(|l| *l = None);
         self.reset_pooled();
-        (self.tp, self.hold) = pooling(&self.ctx, &user);
+        (self.conns.pooled, self.conns.keep) = pooling(&self.ctx, &user);
         // The processlist and KILL see the new account from now on.
         self.ctx.registry.set_user(self.id, &user, privileges);
-        self.privileges = privileges;
-        self.user = user;
-        self.credential = credential;
+        self.account.privileges = privileges;
+        self.account.user = user;
+        self.account.credential = credential;
         self.database = (!database.is_empty()).then_some(database);
         // Collation ids above 255 exist (MariaDB 10.10+): all 16 bits count.
         if let Some(cs) = cu.charset {
-            self.charset = cs;
+            self.client.charset = cs;
         }
         self.status = status::AUTOCOMMIT;
-        self.last_write = None;
-        self.floor = None;
-        self.read_mark = None;
-        self.need_fresh = false;
-        self.level_override = None;
+        self.causal.last_write = None;
+        self.causal.floor = None;
+        self.causal.read_mark = None;
+        self.causal.need_fresh = false;
+        self.causal.level_override = None;
         self.state.reset();
-        self.stmts.clear();
-        self.txn_backend = None;
-        self.txn_written = false;
+        self.stmts.by_id.clear();
+        self.txn.backend = None;
+        self.txn.written = false;
         // Checked as at connect time: on the read replica or the primary.
         if let Err(e) = self.first_login(None).await {
-            send_error(&self.ctx.metrics, &mut self.client, seq, &e).await;
+            send_error(&self.ctx.metrics, &mut self.client.stream, seq, &e).await;
             return Flow::Close;
         }
         self.ok_or_close(seq).await

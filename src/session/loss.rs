@@ -28,34 +28,34 @@ impl Session {
     /// `FOUND_ROWS()` and for user variables it could not read back, which
     /// may live on a replica connection: see `pin_for`.)
     pub(super) fn held_state(&self, index: usize) -> Option<Pin> {
-        if self.txn_backend == Some(index) {
+        if self.txn.backend == Some(index) {
             return Some(Pin::Transaction);
         }
-        if self.tp && self.ps.cursor.is_some_and(|(_, b)| b == index) {
+        if self.conns.pooled && self.held.cursor.is_some_and(|(_, b)| b == index) {
             return Some(Pin::Cursor);
         }
         if index != 0 {
             return None;
         }
         let st = &self.state;
-        let ps = &self.ps;
+        let held = &self.held;
         if !st.temp_tables.is_empty() {
             Some(Pin::TemporaryTable)
         } else if st.table_locks {
             Some(Pin::LockTables)
         } else if st.user_locks {
             Some(Pin::UserLock)
-        } else if !ps.text_prepares.is_empty() {
+        } else if !held.text_prepares.is_empty() {
             Some(Pin::TextPrepare)
-        } else if !ps.handlers.is_empty() {
+        } else if !held.handlers.is_empty() {
             Some(Pin::Handler)
-        } else if !self.tp {
+        } else if !self.conns.pooled {
             // Without a pool, user variables assigned from data exist on
             // the primary connection only.
             st.user_vars_on_primary.then_some(Pin::UserVariable)
-        } else if ps.next_transaction {
+        } else if held.next_transaction {
             Some(Pin::SetTransaction)
-        } else if ps.long_data.is_some() {
+        } else if held.long_data.is_some() {
             Some(Pin::LongData)
         } else {
             None
@@ -66,8 +66,10 @@ impl Session {
     /// (a connection the session no longer has, though it still holds
     /// something only that connection had).
     pub(super) fn lost_state(&self) -> Option<Error> {
-        (0..self.backends.len()).find_map(|i| {
-            let what = self.held_state(i).filter(|_| self.backends[i].is_none())?;
+        (0..self.conns.open.len()).find_map(|i| {
+            let what = self
+                .held_state(i)
+                .filter(|_| self.conns.open[i].is_none())?;
             Some(Error::SessionLost {
                 backend: self.backend_name(i),
                 reason: "the connection was closed".into(),
@@ -106,7 +108,7 @@ impl Session {
             Some(what) => {
                 send_error(
                     &self.ctx.metrics,
-                    &mut self.client,
+                    &mut self.client.stream,
                     seq,
                     &session_lost(e, name, what),
                 )
@@ -122,7 +124,7 @@ impl Session {
     pub(super) async fn fail_unless_lost(&mut self, seq: u8, e: &Error) -> Flow {
         match self.lost_state() {
             Some(lost) => {
-                send_error(&self.ctx.metrics, &mut self.client, seq, &lost).await;
+                send_error(&self.ctx.metrics, &mut self.client.stream, seq, &lost).await;
                 Flow::Close
             }
             None => self.fail(seq, e).await,

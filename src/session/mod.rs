@@ -7,19 +7,27 @@
 
 mod carry;
 mod consistency;
+mod early;
+mod execute;
 mod explain;
 mod global_read;
+mod held;
 mod idle;
 mod kill;
+mod learn;
 mod login;
 mod loss;
+mod plan;
+mod pooled;
+mod positions;
 mod processlist;
 pub mod registry;
 mod relay;
 mod routing;
 pub mod state;
 mod stmt;
-mod txn;
+mod stmt_backend;
+mod sync;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,8 +39,8 @@ use tokio::sync::watch;
 use crate::cluster::Cluster;
 use crate::error::Error;
 use crate::metrics as m;
-use crate::pool::conn::{BackendConn, ConnectParams};
-use crate::pool::txn_pool::{Lease, TxnPool};
+use crate::pool::conn::BackendConn;
+use crate::pool::{Lease, Pool};
 use crate::position::Position;
 use crate::protocol::auth::Credential;
 use crate::protocol::command::{Command, CommandError};
@@ -42,19 +50,19 @@ use crate::protocol::reply::Expect;
 use crate::protocol::response::Ok as OkPacket;
 use crate::protocol::stream::{PacketStream, ReadError};
 
+use execute::drain_reply;
 pub use registry::Registry;
-use relay::{relay, RelayError, ReplyInfo};
-use routing::Synced;
 use state::SessionState;
+use sync::Synced;
 
 /// What every session shares.
 pub struct Ctx {
     pub cluster: Arc<Cluster>,
     /// Connections kept for the session-level pool: sessions hold them for
     /// their lifetime and leave them for the next session.
-    pub session_conns: TxnPool,
+    pub session_pool: Pool,
     /// The transaction-level pool: sessions hold them for a transaction.
-    pub txn_pool: TxnPool,
+    pub txn_pool: Pool,
     /// Metric handles, registered once at start.
     pub metrics: Arc<m::Handles>,
     pub registry: Arc<Registry>,
@@ -69,8 +77,8 @@ impl Ctx {
         metrics: Arc<m::Handles>,
     ) -> Ctx {
         Ctx {
-            session_conns: TxnPool::new(),
-            txn_pool: TxnPool::new(),
+            session_pool: Pool::new(),
+            txn_pool: Pool::new(),
             cluster,
             metrics,
             registry,
@@ -107,43 +115,45 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
     );
     drop(reservation);
     let n = ctx.cluster.topology().backends.len();
-    let (tp, hold) = pooling(&ctx, &ident.user);
+    let (pooled, keep) = pooling(&ctx, &ident.user);
     let mut s = Session {
-        hold,
-        backends: (0..n).map(|_| None).collect(),
-        leases: (0..n).map(|_| None).collect(),
-        tp,
-        ps: txn::PoolSession::default(),
+        conns: Conns {
+            open: (0..n).map(|_| None).collect(),
+            synced: vec![Synced::default(); n],
+            pooled,
+            keep,
+            leases: (0..n).map(|_| None).collect(),
+        },
+        held: held::Held::default(),
         published: Default::default(),
         ctx: ctx.clone(),
         id,
         peer,
-        client,
-        caps: ident.capabilities,
-        salt: ident.salt,
-        user: ident.user,
-        privileges: ident.privileges,
+        client: Client {
+            stream: client,
+            caps: ident.capabilities,
+            salt: ident.salt,
+            charset: u16::from(ident.charset),
+            attributes: ident.attributes,
+        },
+        account: Account {
+            user: ident.user,
+            privileges: ident.privileges,
+            credential: ident.credential,
+        },
         watch: kill::KillWatch::of(&reg),
-        credential: ident.credential,
-        charset: u16::from(ident.charset),
-        attributes: ident.attributes,
         database: ident.database,
         status: status::AUTOCOMMIT,
-        last_write: None,
-        floor: None,
-        read_mark: None,
-        need_fresh: false,
-        level_override: None,
-        planned_level: None,
+        causal: Causal::default(),
         scratch: BytesMut::with_capacity(256),
         snapshot_buffers: Default::default(),
         state: SessionState::default(),
-        synced: vec![Synced::default(); ctx.cluster.topology().backends.len()],
-        txn_backend: None,
-        txn_written: false,
-        stmts: Default::default(),
-        next_stmt_id: 1,
-        last_prepared: None,
+        txn: Txn::default(),
+        stmts: Statements {
+            by_id: Default::default(),
+            next_id: 1,
+            last_prepared: None,
+        },
     };
     // Log in to one backend now (the read replica or the primary), so a bad
     // database or a refused account is reported at connect time, as a
@@ -153,7 +163,7 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
     if let Err(e) = checked {
         s.quit_backends().await;
         s.end_pooled().await;
-        send_error(&ctx.metrics, &mut s.client, ident.next_seq, &e).await;
+        send_error(&ctx.metrics, &mut s.client.stream, ident.next_seq, &e).await;
         return;
     }
     if s.send_ok(ident.next_seq).await.is_err() {
@@ -178,27 +188,84 @@ fn pooling(ctx: &Ctx, user: &str) -> (bool, bool) {
     (txn || session, session && !txn)
 }
 
+/// One client's session. Each part has one job:
+/// - `client`: the client connection and what its handshake negotiated;
+/// - `account`: who logged in;
+/// - `conns`: the backend connections the session holds, what each was
+///   brought to, and the pool leases behind them;
+/// - `held`: state the session's statements left on server connections
+///   (what pins a pooled session, what must be replayed);
+/// - `causal`: what the session's reads must see (its writes' positions,
+///   the floor of what it has read, the level);
+/// - `txn`, `stmts`: the open transaction and the prepared statements;
+/// - `snapshot_buffers`: what each statement's plan reuses.
 struct Session {
     ctx: Arc<Ctx>,
     id: u32,
     peer: SocketAddr,
-    client: PacketStream<TcpStream>,
-    caps: u32,
-    salt: [u8; 20],
-    user: String,
-    /// The account's privileges, for KILL (and the processlist).
-    privileges: crate::cluster::Privileges,
+    client: Client,
+    account: Account,
     /// The session's kill signal and where it publishes what it runs.
     watch: kill::KillWatch,
-    credential: Credential,
-    /// Collation id of the connection: one byte in the handshake, two in
-    /// COM_CHANGE_USER.
-    charset: u16,
-    attributes: Vec<(String, String)>,
+    /// What SHOW CAUSEWAY PROCESSLIST last showed of the session.
+    published: registry::Status,
     database: Option<String>,
     /// Status flags of the last reply (the server is the source of truth
     /// for transaction state).
     status: u16,
+    /// Session variables, user variables, temporary tables, locks.
+    state: SessionState,
+    conns: Conns,
+    held: held::Held,
+    causal: Causal,
+    txn: Txn,
+    stmts: Statements,
+    scratch: BytesMut,
+    /// Reused by each statement's plan (see [`plan`]).
+    snapshot_buffers: plan::SnapshotBuffers,
+}
+
+/// The client side of a session.
+struct Client {
+    stream: PacketStream<TcpStream>,
+    /// Capabilities the client and Causeway agreed on.
+    caps: u32,
+    /// The scramble of the client's handshake (COM_CHANGE_USER checks
+    /// against it).
+    salt: [u8; 20],
+    /// Collation id of the connection: one byte in the handshake, two in
+    /// COM_CHANGE_USER.
+    charset: u16,
+    attributes: Vec<(String, String)>,
+}
+
+/// The account the client logged in as.
+struct Account {
+    user: String,
+    /// The account's privileges, for KILL (and the processlist).
+    privileges: crate::cluster::Privileges,
+    credential: Credential,
+}
+
+/// The backend connections a session holds, by topology index.
+struct Conns {
+    /// One connection per backend the session uses.
+    open: Vec<Option<BackendConn>>,
+    /// What each backend connection has been brought to.
+    synced: Vec<Synced>,
+    /// Pooled connections serve this session: `open` holds borrowed
+    /// connections, brought to the session's state by difference.
+    pooled: bool,
+    /// ... and kept until the session ends (session-level pool), instead of
+    /// given back after each command unless pinned (transaction-level).
+    keep: bool,
+    /// The right to a connection of each backend's pool, while borrowed.
+    leases: Vec<Option<Lease>>,
+}
+
+/// What the session's reads must see.
+#[derive(Default)]
+struct Causal {
     /// Position of the session's last write.
     last_write: Option<Position>,
     /// What the session has read is covered by this (monotonic reads).
@@ -212,36 +279,24 @@ struct Session {
     level_override: Option<crate::consistency::Level>,
     /// The level the last planned read ran at (for its metric).
     planned_level: Option<crate::consistency::Level>,
-    /// One connection per backend the session uses, by topology index.
-    backends: Vec<Option<BackendConn>>,
-    /// Pooled connections serve this session: `backends` hold borrowed
-    /// connections, brought to the session's state by difference.
-    tp: bool,
-    /// ... and kept until the session ends (session-level pool), instead of
-    /// given back after each command unless pinned (transaction-level).
-    hold: bool,
-    /// The right to a connection of each backend's pool, while borrowed.
-    leases: Vec<Option<Lease>>,
-    /// What the transaction-level pool must carry for the session.
-    ps: txn::PoolSession,
-    /// What SHOW CAUSEWAY PROCESSLIST last showed of the session.
-    published: registry::Status,
-    scratch: BytesMut,
-    /// What each statement's snapshot borrows (reused, not reallocated).
-    snapshot_buffers: routing::SnapshotBuffers,
-    /// Session variables, user variables, temporary tables, locks.
-    state: SessionState,
-    /// What each backend connection has been brought to, by topology index.
-    synced: Vec<Synced>,
-    /// Prepared statements by the id the client knows.
-    stmts: std::collections::HashMap<u32, stmt::PsEntry>,
-    next_stmt_id: u32,
+}
+
+/// The open transaction.
+#[derive(Default)]
+struct Txn {
+    /// The backend holding it, if one is open.
+    backend: Option<usize>,
+    /// It has run something other than a plain read.
+    written: bool,
+}
+
+/// Binary-protocol prepared statements.
+struct Statements {
+    /// By the id the client knows.
+    by_id: std::collections::HashMap<u32, stmt::PsEntry>,
+    next_id: u32,
     /// What the last COM_STMT_PREPARE relayed created.
     last_prepared: Option<relay::Prepared>,
-    /// The backend holding the open transaction, if one is open.
-    txn_backend: Option<usize>,
-    /// The open transaction has run something other than a plain read.
-    txn_written: bool,
 }
 
 /// Whether the session goes on after a command.
@@ -261,7 +316,7 @@ impl Session {
         loop {
             let idle = self.wait_timeout();
             let read = tokio::select! {
-                r = tokio::time::timeout(idle, self.client.read_command(max)) => match r {
+                r = tokio::time::timeout(idle, self.client.stream.read_command(max)) => match r {
                     Ok(r) => r,
                     // The server closes such a client without a word.
                     Err(_) => return self.idle_timed_out(idle),
@@ -274,7 +329,7 @@ impl Session {
                 Err(ReadError::TooLarge { .. }) => {
                     send_error(
                         &self.ctx.metrics,
-                        &mut self.client,
+                        &mut self.client.stream,
                         1,
                         &Error::PacketTooLarge,
                     )
@@ -284,7 +339,7 @@ impl Session {
                 Err(ReadError::OutOfOrder { expected }) => {
                     send_error(
                         &self.ctx.metrics,
-                        &mut self.client,
+                        &mut self.client.stream,
                         expected,
                         &Error::PacketsOutOfOrder,
                     )
@@ -293,7 +348,7 @@ impl Session {
                 }
                 Err(_) => return,
             };
-            let flow = match Command::decode(&payload.data, self.caps) {
+            let flow = match Command::decode(&payload.data, self.client.caps) {
                 Ok(cmd) => {
                     self.ctx.metrics.command(cmd.label());
                     let info = self.command_info(&cmd, &payload.data);
@@ -325,7 +380,7 @@ impl Session {
                 cmd,
                 Command::StmtClose(_) | Command::StmtSendLongData { .. }
             ) {
-                send_error(&self.ctx.metrics, &mut self.client, next, &e).await;
+                send_error(&self.ctx.metrics, &mut self.client.stream, next, &e).await;
             }
             return Flow::Close;
         }
@@ -346,7 +401,7 @@ impl Session {
                 }
                 None => self.query(sql, raw, next).await,
             },
-            Command::SetOption(o) if self.tp => self.set_option_pooled(o, raw).await,
+            Command::SetOption(o) if self.conns.pooled => self.set_option_pooled(o, raw).await,
             Command::SetOption(o) => self.set_option(o, raw).await,
             Command::InitDb(_) => self.forward(raw, Expect::Single).await,
             Command::Statistics => self.forward(raw, Expect::Text).await,
@@ -362,264 +417,6 @@ impl Session {
         }
     }
 
-    /// The session's connection to backend `index`, opened on first use.
-    async fn backend(&mut self, index: usize) -> Result<&mut BackendConn, Error> {
-        if self.backends.get(index).is_none() {
-            return Err(Error::BackendUnavailable {
-                backend: format!("#{index}"),
-                address: String::new(),
-                reason: "no such backend".into(),
-            });
-        }
-        if self.tp && self.backends[index].is_none() {
-            self.borrow(index, false).await?;
-            return self.backends[index].as_mut().ok_or(Error::ShuttingDown);
-        }
-        if self.backends[index].is_none() {
-            let topo = self.ctx.cluster.topology();
-            let params = self.connect_params(&topo.backends[index]);
-            let conn = BackendConn::connect(&params).await?;
-            self.install(index, conn, params.database);
-        }
-        self.backends[index].as_mut().ok_or(Error::ShuttingDown)
-    }
-
-    /// How to log in to backend `b` as this session's account.
-    fn connect_params(&self, b: &crate::cluster::BackendState) -> ConnectParams {
-        ConnectParams {
-            backend: b.name.clone(),
-            address: b.address.clone(),
-            user: self.user.clone(),
-            credential: self.credential.clone(),
-            database: self.database.clone(),
-            client_capabilities: self.caps,
-            charset: self.charset,
-            attributes: self.attributes.clone(),
-            timeout: self.ctx.cluster.config().timeouts.connect(),
-        }
-    }
-
-    /// Sends a command to its backend and relays the reply.
-    /// Commands other than COM_QUERY run on the primary (prepared
-    /// statements are not split yet).
-    async fn forward(&mut self, raw: &[u8], expect: Expect) -> Flow {
-        self.ctx.metrics.route(
-            m::RouteTarget::Primary,
-            crate::router::Reason::Command.label(),
-        );
-        self.run(0, raw, expect, None, None, None).await
-    }
-
-    /// Runs a command on backend `index`: sync its state, send, relay the
-    /// reply, learn from it.
-    async fn run(
-        &mut self,
-        index: usize,
-        raw: &[u8],
-        expect: Expect,
-        stmt: Option<(&crate::classify::Class, &[u8])>,
-        prepare_id: Option<u32>,
-        wait: Option<&consistency::Wait>,
-    ) -> Flow {
-        let in_trans = self.txn_backend.is_some();
-        let mut index = index;
-        while let Err(e) = self.sync(index).await {
-            // A connection that broke while being synced cannot be trusted;
-            // one whose server refused a statement is still in step.
-            if !matches!(e, Error::Server(_)) {
-                if let Some(b) = self.backends.get_mut(index) {
-                    *b = None;
-                }
-                // What only that connection held (a READ ONLY transaction
-                // on a replica, temporary tables, ...) is gone with it: the
-                // statement must not run elsewhere without it.
-                if self.held_state(index).is_some() {
-                    return self.backend_failed(index, e, 1, false, in_trans).await;
-                }
-            }
-            // A text statement that cannot run with the session's state on a
-            // replica runs on the primary, which has that state.
-            if index != 0 && raw.first() == Some(&crate::protocol::consts::com::QUERY) {
-                tracing::warn!(session = self.id, backend = index, error = %e,
-                    "could not bring a backend to the session's state; using the primary");
-                index = 0;
-                continue;
-            }
-            return self.fail(1, &e).await;
-        }
-        let ctx = self.ctx.clone();
-        let _in_flight = ctx.cluster.in_flight(index);
-        let rewrite = relay::Rewrite {
-            status: self.status_override(index),
-            stmt_id: prepare_id,
-        };
-        if let Some(w) = wait.filter(|_| index > 0) {
-            match self.send_with_wait(index, w, raw, expect).await {
-                Ok(consistency::Waited::Reached) => {
-                    self.count_consistent(w.level, m::Served::ReplicaAfterWait);
-                }
-                Ok(consistency::Waited::Covered) => {
-                    self.count_consistent(w.level, m::Served::Replica)
-                }
-                Ok(consistency::Waited::NoPosition) => {
-                    self.count_consistent(w.level, m::Served::Primary);
-                    return Flow::Fallback;
-                }
-                Ok(consistency::Waited::TimedOut) => {
-                    return match w.on_timeout {
-                        crate::config::OnTimeout::Primary => {
-                            self.count_consistent(w.level, m::Served::PrimaryAfterTimeout);
-                            Flow::Fallback
-                        }
-                        crate::config::OnTimeout::Error => {
-                            self.count_consistent(w.level, m::Served::Error);
-                            self.fail(1, &consistency::wait_timed_out(w)).await
-                        }
-                    };
-                }
-                Err(e) => {
-                    // The client has seen nothing yet: the primary serves it.
-                    tracing::warn!(session = self.id, backend = index, error = %e,
-                        "replica failed during a position wait; using the primary");
-                    self.backends[index] = None;
-                    if self.held_state(index).is_some() {
-                        return self.backend_failed(index, e, 1, false, in_trans).await;
-                    }
-                    self.count_consistent(w.level, m::Served::PrimaryAfterTimeout);
-                    return Flow::Fallback;
-                }
-            }
-        } else {
-            let conn = match self.backend(index).await {
-                Ok(c) => c,
-                Err(e) => return self.fail(1, &e).await,
-            };
-            if let Err(e) = conn.send_command(raw).await {
-                self.backends[index] = None;
-                return self.backend_failed(index, e, 1, false, in_trans).await;
-            }
-        }
-        let Some(conn) = self.backends[index].as_mut() else {
-            return Flow::Close;
-        };
-        let thread_id = conn.thread_id;
-        self.watch.publish(index, thread_id);
-        let watch = relay::Watch {
-            kill: Some(&self.watch.kill),
-            client_eof: true,
-        };
-        let relayed = relay(
-            &mut self.client,
-            self.caps,
-            conn,
-            expect,
-            &mut self.scratch,
-            rewrite,
-            watch,
-        )
-        .await;
-        self.watch.idle();
-        match relayed {
-            Ok(info) => {
-                if !conn.stream.buffer().is_empty() {
-                    // The backend said more than its reply: it cannot be trusted.
-                    self.backends[index] = None;
-                }
-                self.learn(index, &info, stmt);
-                self.learn_diagnostics(index, &info, stmt);
-                self.learn_row_count(&info);
-                // Also without a pool: text prepares and handlers live on
-                // the connection, which the session must know if it is lost.
-                self.learn_pooled(&info, stmt);
-                if self.tp {
-                    self.mark_applied(index);
-                    if let Some((class, sql)) = stmt.filter(|_| !info.error) {
-                        self.capture_user_vars(index, class, sql).await;
-                    }
-                }
-                self.learn_hidden_vars(index, &info, stmt).await;
-                self.last_prepared = info.prepared;
-                self.absorb(info);
-                Flow::Continue
-            }
-            Err(RelayError::Client(_)) | Err(RelayError::ClientGone) => {
-                // The client is gone: end its statement as the server ends
-                // a vanished client's, and close.
-                self.abandon_statement(index, thread_id).await;
-                Flow::Close
-            }
-            Err(RelayError::Killed { sent }) => self.killed_running(index, thread_id, sent).await,
-            Err(RelayError::Backend {
-                reason,
-                next_seq,
-                malformed,
-                sent,
-            }) => {
-                let backend = conn.backend.clone();
-                self.backends[index] = None;
-                let e = if malformed {
-                    Error::BackendProtocol { backend }
-                } else {
-                    Error::BackendLost { backend, reason }
-                };
-                self.backend_failed(index, e, next_seq, sent, in_trans)
-                    .await
-            }
-        }
-    }
-
-    /// Sends a command to every backend connection the session holds; the
-    /// client sees the primary's reply.
-    async fn forward_all(&mut self, raw: &[u8], expect: Expect) -> Flow {
-        if self.tp {
-            let _ = self.reset_pooled_connections().await;
-            self.state.reset();
-            self.reset_pooled();
-            self.level_override = None;
-            self.stmts.clear();
-            self.txn_backend = None;
-            self.txn_written = false;
-            self.status = status::AUTOCOMMIT;
-            return self.ok_or_close(1).await;
-        }
-        for i in 1..self.backends.len() {
-            if let Some(conn) = self.backends[i].as_mut() {
-                let ok =
-                    conn.send_command(raw).await.is_ok() && drain_reply(conn, expect).await.is_ok();
-                if !ok {
-                    self.backends[i] = None;
-                }
-            }
-        }
-        let flow = self.run(0, raw, expect, None, None, None).await;
-        // Every connection the session holds was reset: nothing to replay.
-        self.state.reset();
-        self.reset_pooled();
-        self.level_override = None;
-        self.stmts.clear();
-        self.txn_backend = None;
-        self.txn_written = false;
-        for s in &mut self.synced {
-            *s = Synced {
-                version: self.state.version,
-                database: self.database.clone(),
-                user_vars: 0,
-                multi_statements: s.multi_statements,
-            };
-        }
-        flow
-    }
-
-    fn absorb(&mut self, info: ReplyInfo) {
-        let flavor = self.ctx.cluster.positions().flavor();
-        if let Some(g) = info.last_gtid.and_then(|g| flavor.parse(&g)) {
-            match &mut self.last_write {
-                Some(p) => p.merge(&g),
-                None => self.last_write = Some(g),
-            }
-        }
-    }
-
     async fn send_ok(&mut self, seq: u8) -> std::io::Result<()> {
         self.scratch.clear();
         let start = begin_packet(&mut self.scratch, seq);
@@ -627,9 +424,9 @@ impl Session {
             status: self.status,
             ..OkPacket::default()
         }
-        .encode(&mut self.scratch, self.caps);
+        .encode(&mut self.scratch, self.client.caps);
         finish_packet(&mut self.scratch, start);
-        self.client.write_all(&self.scratch).await
+        self.client.stream.write_all(&self.scratch).await
     }
 
     async fn ok_or_close(&mut self, seq: u8) -> Flow {
@@ -640,53 +437,12 @@ impl Session {
     }
 
     async fn fail(&mut self, seq: u8, e: &Error) -> Flow {
-        if send_error(&self.ctx.metrics, &mut self.client, seq, e).await {
+        if send_error(&self.ctx.metrics, &mut self.client.stream, seq, e).await {
             Flow::Continue
         } else {
             Flow::Close
         }
     }
-}
-
-/// Reads one reply without relaying it (state sync, lazy prepares, and
-/// commands whose reply the client sees from another backend); an ERR
-/// becomes an error.
-async fn drain_reply(conn: &mut BackendConn, expect: Expect) -> Result<Drained, Error> {
-    use crate::protocol::reply::{Need, Scanner, Seen};
-    let mut sc = Scanner::new(expect, conn.capabilities);
-    let mut drained = Drained::default();
-    let mut error = None;
-    while !sc.is_done() {
-        let (h, p) = conn
-            .stream
-            .read_packet()
-            .await
-            .map_err(|e| conn.lost(crate::pool::conn::read_reason(&e)))?;
-        if let Need::Whole = sc.header(h, p.first().copied()) {
-            let seen = sc.packet(h, &p).map_err(|_| Error::BackendProtocol {
-                backend: conn.backend.clone(),
-            })?;
-            match seen {
-                Seen::Err => error = crate::error::ServerError::from_packet(&p),
-                Seen::PrepareOk { stmt_id, .. } => drained.stmt_id = Some(stmt_id),
-                _ => {}
-            }
-        }
-    }
-    if let Some(st) = sc.last_status() {
-        conn.status = st;
-    }
-    match error {
-        Some(e) => Err(Error::Server(e)),
-        None => Ok(drained),
-    }
-}
-
-/// What a drained reply said.
-#[derive(Debug, Default)]
-struct Drained {
-    /// The statement a COM_STMT_PREPARE created.
-    stmt_id: Option<u32>,
 }
 
 /// The `target` label of a statement run on backend `index`.

@@ -123,7 +123,7 @@ impl Session {
                 Some(payload.slice(1..))
             }
             Command::StmtExecute { stmt_id, .. } | Command::StmtFetch { stmt_id, .. } => {
-                self.stmts.get(stmt_id).map(|e| e.text().clone())
+                self.stmts.by_id.get(stmt_id).map(|e| e.text().clone())
             }
             _ => None,
         }
@@ -132,14 +132,14 @@ impl Session {
     /// Whether this session sees every session in the process list: the
     /// server's rule, `PROCESS` (or `SUPER`); otherwise its own user's.
     pub(super) fn sees_all_sessions(&self) -> bool {
-        self.privileges.process || self.privileges.super_
+        self.account.privileges.process || self.account.privileges.super_
     }
 
     /// The sessions this one may see.
     fn visible_rows(&self) -> Vec<Row> {
         self.ctx
             .registry
-            .visible_rows(&self.user, self.sees_all_sessions())
+            .visible_rows(&self.account.user, self.sees_all_sessions())
     }
 
     /// `SHOW [FULL] PROCESSLIST`.
@@ -201,12 +201,12 @@ impl Session {
         encode_result(
             &mut self.scratch,
             seq,
-            self.caps,
+            self.client.caps,
             self.status,
             columns,
             rows,
         );
-        match self.client.write_all(&self.scratch).await {
+        match self.client.stream.write_all(&self.scratch).await {
             Ok(()) => Flow::Continue,
             Err(_) => Flow::Close,
         }

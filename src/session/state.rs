@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::pool::txn_pool::Applied;
+use crate::pool::Applied;
 use crate::pool::{same_vars, Vars};
 use crate::router::{Isolation, Pin};
 

@@ -36,8 +36,6 @@ use super::conn::BackendConn;
 use crate::error::Error;
 
 pub use super::applied::{Applied, MAX_STMTS_PER_CONN};
-/// The name [`Pool`] had before both pools were called that.
-pub use Pool as TxnPool;
 
 /// What a connection cannot change after it logged in. Made once per
 /// session (the user is shared, not copied, by every connection of it).

@@ -1,0 +1,81 @@
+//! Bringing a backend connection to the session's state before a
+//! statement runs on it (database, session variables, user variables,
+//! the multi-statements option), by difference from what it was brought
+//! to last time.
+
+use super::{drain_reply, Session};
+use crate::error::Error;
+use crate::protocol::consts::com;
+use crate::protocol::reply::Expect;
+
+impl Session {
+    /// Brings backend `index` to the session's database, variables and
+    /// replayable user variables. Several statements may be needed; each
+    /// reply is read before the next is sent.
+    pub(super) async fn sync(&mut self, index: usize) -> Result<(), Error> {
+        if self.conns.pooled {
+            return self.sync_pooled(index).await;
+        }
+        // A new connection (first use, or one lost before) starts from
+        // nothing: open it first, so what it must be brought to is
+        // measured from there, not from the lost one.
+        if self.conns.open.get(index).is_some_and(Option::is_none) {
+            self.backend(index).await?;
+        }
+        // Compared in place, not cloned: an in-step connection (the usual
+        // case) costs no allocation.
+        let none = Synced::default();
+        let synced = self.conns.synced.get(index).unwrap_or(&none);
+        let db_differs = synced.database != self.database;
+        let (synced_version, synced_user_vars) = (synced.version, synced.user_vars);
+        let set_option = self.set_option_for(synced);
+        let mut pre: Vec<Vec<u8>> = Vec::new();
+        if let Some(db) = self.database.as_deref().filter(|_| db_differs) {
+            let mut p = vec![com::INIT_DB];
+            p.extend_from_slice(db.as_bytes());
+            pre.push(p);
+        }
+        if synced_version < self.state.version {
+            if let Some(set) = self.state.sync_statement(index == 0) {
+                let mut p = vec![com::QUERY];
+                p.extend_from_slice(set.as_bytes());
+                pre.push(p);
+            }
+        }
+        if let Some(p) = set_option {
+            pre.push(p);
+        }
+        for s in self.state.user_var_sets.iter().skip(synced_user_vars) {
+            let mut p = vec![com::QUERY];
+            p.extend_from_slice(s);
+            pre.push(p);
+        }
+        if !pre.is_empty() {
+            let conn = self.backend(index).await?;
+            for p in &pre {
+                conn.send_command(p).await?;
+                drain_reply(conn, Expect::Single).await?;
+            }
+        }
+        if let Some(s) = self.conns.synced.get_mut(index) {
+            s.version = self.state.version;
+            if db_differs {
+                s.database.clone_from(&self.database);
+            }
+            s.user_vars = self.state.user_var_sets.len();
+            s.multi_statements = self.held.multi_statements.or(s.multi_statements);
+        }
+        Ok(())
+    }
+}
+
+/// What a backend connection has been brought to.
+#[derive(Debug, Clone, Default)]
+pub struct Synced {
+    pub version: u64,
+    pub database: Option<String>,
+    pub user_vars: usize,
+    /// Multi-statements as last set by COM_SET_OPTION on the connection
+    /// (`None`: as the login's capabilities said).
+    pub multi_statements: Option<bool>,
+}
