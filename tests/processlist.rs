@@ -74,6 +74,21 @@ async fn table(c: &mut Conn, sql: &str) -> (Vec<Col>, Vec<Row>) {
     (cols, rows)
 }
 
+/// The columns and rows of `sql` once they show session `idle` as idle.
+/// The server itself reports a session's finished statement as `Query`
+/// for a moment after its client has the reply, so poll for `Sleep`.
+async fn idle_in(c: &mut Conn, sql: &str, idle: u32) -> (Vec<Col>, Vec<Row>) {
+    let until = Instant::now() + SETTLE;
+    loop {
+        let (cols, rows) = table(c, sql).await;
+        let command = row_of(&rows, idle)[4].clone();
+        if command.as_deref() == Some("Sleep") || Instant::now() > until {
+            return (cols, rows);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 fn text(v: &Value) -> Option<String> {
     match v {
         Value::NULL => None,
@@ -123,8 +138,8 @@ async fn show_processlist_matches_the_server_column_by_column() {
     let d2 = direct(&env, "alice").await;
 
     for sql in ["SHOW FULL PROCESSLIST", "SHOW PROCESSLIST"] {
-        let (pcols, prows) = table(&mut p1, sql).await;
-        let (dcols, drows) = table(&mut d1, sql).await;
+        let (pcols, prows) = idle_in(&mut p1, sql, p2.id()).await;
+        let (dcols, drows) = idle_in(&mut d1, sql, d2.id()).await;
         // Names, types and NOT NULL, column by column.
         assert_eq!(pcols, dcols, "{sql}: columns through Causeway vs direct");
         // Only client sessions: the two of alice's, none of the backend
