@@ -13,6 +13,7 @@
 #
 # Usage: benches/e2e.sh                       (3 workloads x 3 paths x 10 s)
 #        DURATION=3 WORKLOADS=oltp_point_select PATHS="haproxy causeway" benches/e2e.sh
+#        PATHS="causeway causeway_z" benches/e2e.sh   (_z: the compressed protocol)
 # Env:   DURATION (s, default 10), THREADS (16), WORKLOADS, PATHS,
 #        OUT (Markdown table, default target/e2e-results.md),
 #        POLICY (a policy file for Causeway, e.g. policies/primary-only.toml;
@@ -92,7 +93,11 @@ ROWS=() # "workload path qps cpu_us errors primary_us replicas_us"
 
 run_one() { # workload path
     local workload=$1 path=$2 port watch
-    case $path in
+    # A path ending in _z runs the same path with the compressed protocol
+    # between sysbench and whatever it connects to.
+    local base=${path%_z} compress=()
+    [[ $base != "$path" ]] && compress=(--mysql-compression=on)
+    case $base in
         direct) port=$PRIMARY_PORT; watch=$PRIMARY_PID ;;
         haproxy) port=$HA_PORT; watch=$HA_PID ;;
         causeway) port=$PROXY_PORT; watch=$CW_PID ;;
@@ -103,7 +108,7 @@ run_one() { # workload path
     t0=$(cpu_ticks "$watch"); p0=$(cpu_ticks "$PRIMARY_PID"); r0=$(sum_ticks $REPLICA_PIDS)
     sysbench "$workload" --mysql-host=127.0.0.1 --mysql-port="$port" "${SB_COMMON[@]}" \
         --threads="$THREADS" --time="$DURATION" --report-interval=0 --db-ps-mode=auto \
-        run >"$logf" 2>&1 || rc=$?
+        "${compress[@]}" run >"$logf" 2>&1 || rc=$?
     for pid in "$watch" "$PRIMARY_PID" $REPLICA_PIDS; do
         kill -0 "$pid" 2>/dev/null && continue
         log "pid $pid ($path path) died during $workload; sysbench said:"
@@ -128,7 +133,7 @@ run_one() { # workload path
     cpu=$(per_query_us $((t1 - t0)) "$total")
     prim=$(per_query_us $((p1 - p0)) "$total")
     repl=$(per_query_us $((r1 - r0)) "$total")
-    [[ $path == direct ]] && cpu="$cpu (mariadbd)"
+    [[ $base == direct ]] && cpu="$cpu (mariadbd)"
     ROWS+=("$workload|$path|$qps|$cpu|$errors|$prim|$repl")
     log "$workload via $path: $qps q/s, $cpu µs/query, errors $errors"
 }

@@ -21,6 +21,8 @@ pub use ::metrics::{Counter, Gauge, Histogram};
 pub const CLIENT_CONNECTIONS: &str = "causeway_client_connections_total";
 /// Client connections open now (gauge).
 pub const CLIENT_CONNECTIONS_OPEN: &str = "causeway_client_connections_open";
+/// Client sessions that switched to the compressed protocol (counter).
+pub const COMPRESSED_SESSIONS: &str = "causeway_compressed_sessions_total";
 /// Logins refused, label `reason` (counter).
 pub const LOGIN_FAILURES: &str = "causeway_login_failures_total";
 /// Commands received from clients, label `command` (counter).
@@ -224,6 +226,7 @@ struct Backend {
 pub struct Handles {
     client_connections: Counter,
     client_connections_open: Gauge,
+    compressed_sessions: Counter,
     login_failures: Vec<Counter>,
     commands: Family<Counter>,
     /// Indexed by [`RouteTarget`].
@@ -270,6 +273,7 @@ impl Handles {
         Handles {
             client_connections: ::metrics::counter!(CLIENT_CONNECTIONS),
             client_connections_open: ::metrics::gauge!(CLIENT_CONNECTIONS_OPEN),
+            compressed_sessions: ::metrics::counter!(COMPRESSED_SESSIONS),
             login_failures: LoginFailure::ALL
                 .iter()
                 .map(|r| ::metrics::counter!(LOGIN_FAILURES, "reason" => r.label()))
@@ -316,6 +320,11 @@ impl Handles {
     /// [`CLIENT_CONNECTIONS_OPEN`].
     pub fn client_connections_open(&self) -> &Gauge {
         &self.client_connections_open
+    }
+
+    /// [`COMPRESSED_SESSIONS`].
+    pub fn compressed_sessions(&self) -> &Counter {
+        &self.compressed_sessions
     }
 
     /// Counts a refused login ([`LOGIN_FAILURES`]).

@@ -7,7 +7,7 @@
 //! statement must return the same thing both ways: an application must not
 //! be able to tell that its session moved between backend connections,
 //! shared them with other clients, or took over another session's pooled
-//! connection.
+//! connection. Once more with both sides over the compressed protocol.
 //!
 //! Each client works on a table of its own, so the interleaving cannot
 //! change what a direct connection returns. Fixed seeds keep CI
@@ -326,6 +326,18 @@ fn bare_found_rows(steps: &[(usize, Op)]) -> bool {
 
 /// Plays every seed's schedule directly and through Causeway, and fails
 /// with each client's first differing step and what led to it.
+/// A direct connection to the primary, as the application's account.
+fn direct_opts(env: &Env) -> mysql_async::OptsBuilder {
+    let p = env.cluster.primary.addr;
+    mysql_async::OptsBuilder::default()
+        .ip_or_hostname(p.ip().to_string())
+        .tcp_port(p.port())
+        .user(Some(env.cluster.app_user.clone()))
+        .pass(Some(env.cluster.app_password.clone()))
+        .db_name(Some("app"))
+        .prefer_socket(false)
+}
+
 async fn matches_direct(env: &Env, mode: &str) {
     let mut differ = Vec::new();
     for seed in seeds() {
@@ -348,11 +360,20 @@ async fn matches_direct(env: &Env, mode: &str) {
             .wait_replicas_caught_up(std::time::Duration::from_secs(30))
             .await
             .expect("the replicas have the tables");
-        let want = play(&schedule, &format!("{mode}_d{seed}"), || {
-            env.direct_primary()
+        // "cz": both sides over the compressed protocol.
+        let zlib = (mode == "cz").then(mysql_async::Compression::default);
+        let want = play(&schedule, &format!("{mode}_d{seed}"), || async {
+            Conn::new(direct_opts(env).compression(zlib))
+                .await
+                .expect("connect to the primary")
         })
         .await;
-        let got = play(&schedule, &format!("{mode}_p{seed}"), || env.conn()).await;
+        let got = play(&schedule, &format!("{mode}_p{seed}"), || async {
+            Conn::new(env.opts().compression(zlib))
+                .await
+                .expect("connect through causeway")
+        })
+        .await;
         let mut seen = [false; CLIENTS];
         for (i, ((c, op), (w, g))) in schedule.iter().zip(want.iter().zip(&got)).enumerate() {
             if w == g || seen[*c] || (mode != "np" && bare_found_rows(&schedule[..=i])) {
@@ -414,5 +435,13 @@ async fn random_sessions_in_the_transaction_pool_match_direct_connections() {
     })
     .await;
     matches_direct(&env, "tp").await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_sessions_over_the_compressed_protocol_match_direct_connections() {
+    let _serial = SERIAL.lock().await;
+    let env = Env::start(1).await;
+    matches_direct(&env, "cz").await;
     env.stop().await;
 }

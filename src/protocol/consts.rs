@@ -28,7 +28,8 @@ pub mod cap {
     pub const SESSION_TRACK: u32 = 1 << 23;
     pub const DEPRECATE_EOF: u32 = 1 << 24;
 
-    /// What Causeway offers clients. No SSL and no compression yet; no
+    /// What Causeway offers clients. Compression (zlib) on the client side
+    /// only: backend connections never ask for it. No SSL yet; no
     /// MariaDB extended capabilities (LONG_PASSWORD stays set, which tells
     /// MariaDB clients not to use them).
     pub const PROXY_OFFERS: u32 = LONG_PASSWORD
@@ -36,6 +37,7 @@ pub mod cap {
         | LONG_FLAG
         | CONNECT_WITH_DB
         | NO_SCHEMA
+        | COMPRESS
         | ODBC
         | LOCAL_FILES
         | IGNORE_SPACE

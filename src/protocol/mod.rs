@@ -4,11 +4,13 @@
 //!
 //! Owns: bytes <-> typed values. Must not import anything else from the
 //! crate; the only I/O here is [`stream`], a thin buffered packet reader and
-//! writer over any `AsyncRead`/`AsyncWrite`.
+//! writer over any `AsyncRead`/`AsyncWrite`, and [`compress`], the
+//! compressed protocol as a layer under it.
 
 pub mod auth;
 pub mod buf;
 pub mod command;
+pub mod compress;
 pub mod consts;
 pub mod handshake;
 pub mod packet;

@@ -86,6 +86,8 @@ pub enum Seen {
         status: u16,
     },
     Err,
+    /// A row, given whole only after [`Scanner::inspect_rows`].
+    Row,
     /// `LOCAL INFILE` request: the client must now send the file.
     LocalInfile,
     /// The first packet of a COM_STMT_PREPARE reply.
@@ -110,6 +112,9 @@ pub struct Scanner {
     last_status: Option<u16>,
     /// The command asked for a cursor ([`Expect::ExecuteCursor`]).
     cursor: bool,
+    /// Rows are given whole to [`Scanner::packet`] (as [`Seen::Row`]) so
+    /// the caller can read them; see [`Scanner::inspect_rows`].
+    inspect_rows: bool,
 }
 
 impl Scanner {
@@ -130,7 +135,14 @@ impl Scanner {
             continuation: false,
             last_status: None,
             cursor: expect == Expect::ExecuteCursor,
+            inspect_rows: false,
         }
+    }
+
+    /// Asks for rows whole (each a single packet; a row of 16 MiB or more
+    /// still streams): for the few replies whose rows Causeway rewrites.
+    pub fn inspect_rows(&mut self) {
+        self.inspect_rows = true;
     }
 
     pub fn is_done(&self) -> bool {
@@ -156,7 +168,8 @@ impl Scanner {
         }
         if self.state == State::Rows {
             let terminator = first == Some(0xFE) && !h.continues();
-            if !(terminator || first == Some(0xFF)) {
+            let whole_row = self.inspect_rows && !h.continues();
+            if !(terminator || first == Some(0xFF) || whole_row) {
                 self.continuation = h.continues();
                 return Need::Stream;
             }
@@ -225,7 +238,8 @@ impl Scanner {
             }
             State::Rows => match first {
                 0xFF => self.err(),
-                0xFE => self.terminator(payload, true)?,
+                0xFE if !h.continues() => self.terminator(payload, true)?,
+                _ if self.inspect_rows => Seen::Row,
                 _ => return Err(Malformed), // rows are streamed, never given whole
             },
             State::PrepareFirst => match first {

@@ -64,6 +64,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
         &self.io
     }
 
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.io
+    }
+
+    /// Takes the bytes received and not yet consumed (a layer switched on
+    /// under the packets reads them again).
+    pub fn take_buffered(&mut self) -> BytesMut {
+        self.rbuf.split()
+    }
+
     /// How many bytes are received and not yet consumed.
     pub fn buffered(&self) -> usize {
         self.rbuf.len()

@@ -48,6 +48,18 @@ impl Session {
         }
     }
 
+    /// What the `Compression` row of a statement's reply must say, when it
+    /// may differ from the backend's: backend connections are never
+    /// compressed, the client's may be (`SHOW [SESSION] STATUS`).
+    fn compression_row(&self, class: Option<&crate::classify::Class>) -> Option<bool> {
+        use crate::classify::{Flags, Kind};
+        let compressed = self.client.stream.get_ref().compressed();
+        class
+            .filter(|c| c.kind == Kind::Show && !c.flags.intersects(Flags::GLOBAL))
+            .filter(|_| compressed)
+            .map(|_| true)
+    }
+
     /// Sends a command to its backend and relays the reply.
     /// Commands other than COM_QUERY run on the primary (prepared
     /// statements are not split yet).
@@ -101,6 +113,7 @@ impl Session {
         let rewrite = relay::Rewrite {
             status: self.status_override(index),
             stmt_id: prepare_id,
+            compression: self.compression_row(stmt.map(|(c, _)| c)),
         };
         if let Some(w) = wait.filter(|_| index > 0) {
             match self.send_with_wait(index, w, raw, expect).await {

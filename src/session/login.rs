@@ -7,9 +7,9 @@
 use std::net::IpAddr;
 
 use bytes::BytesMut;
-use tokio::net::TcpStream;
 
 use super::early::{login_to, the_read_replica, Early};
+use super::ClientStream;
 use super::{pooling, send_error, Ctx, Flow, Synced};
 use crate::admin::metrics as m;
 use crate::cluster::Privileges;
@@ -20,7 +20,6 @@ use crate::protocol::command::ChangeUser;
 use crate::protocol::consts::{cap, com, status, NATIVE_PASSWORD};
 use crate::protocol::handshake::{AuthSwitch, ClientHello, Handshake, HandshakeResponse};
 use crate::protocol::packet::{begin_packet, finish_packet, write_packets};
-use crate::protocol::stream::PacketStream;
 
 /// Who the client proved to be.
 #[derive(Debug)]
@@ -48,7 +47,7 @@ pub struct LoginFailure {
 
 pub async fn greet(
     ctx: &Ctx,
-    client: &mut PacketStream<TcpStream>,
+    client: &mut ClientStream,
     id: u32,
     peer_ip: IpAddr,
 ) -> Result<Identity, Option<LoginFailure>> {
@@ -92,7 +91,7 @@ struct Answered {
 /// `mysql_native_password` if it started with another plugin.
 async fn exchange(
     ctx: &Ctx,
-    client: &mut PacketStream<TcpStream>,
+    client: &mut ClientStream,
     id: u32,
 ) -> Result<Answered, Option<LoginFailure>> {
     let salt = new_salt();

@@ -44,7 +44,8 @@ use crate::pool::{Lease, Pool};
 use crate::position::Position;
 use crate::protocol::auth::Credential;
 use crate::protocol::command::{Command, CommandError};
-use crate::protocol::consts::status;
+use crate::protocol::compress::ClientIo;
+use crate::protocol::consts::{cap, status};
 use crate::protocol::packet::{begin_packet, finish_packet};
 use crate::protocol::reply::Expect;
 use crate::protocol::response::Ok as OkPacket;
@@ -87,6 +88,9 @@ impl Ctx {
     }
 }
 
+/// The client connection: packets over the socket, compressed or not.
+pub(crate) type ClientStream = PacketStream<ClientIo<TcpStream>>;
+
 /// Handles one client connection until it ends. Never panics on client or
 /// backend input; every failure ends in an ERR packet or a closed socket.
 /// The socket comes with `TCP_NODELAY` set.
@@ -96,7 +100,7 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         return;
     };
     let id = reservation.id;
-    let mut client = PacketStream::new(sock);
+    let mut client = PacketStream::new(ClientIo::new(sock));
     let timeout = ctx.cluster.config().timeouts.client_handshake();
     let login = tokio::time::timeout(timeout, login::greet(&ctx, &mut client, id, peer.ip())).await;
     let ident = match login {
@@ -171,6 +175,11 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         s.end_pooled().await;
         return;
     }
+    if s.client.caps & cap::COMPRESS != 0 {
+        // As the server: compressed from the first command after the OK.
+        s.client.stream.start_compression();
+        ctx.metrics.compressed_sessions().increment(1);
+    }
     s.after_command(&reg);
     s.command_loop(&reg).await;
     s.quit_backends().await;
@@ -227,7 +236,7 @@ struct Session {
 
 /// The client side of a session.
 struct Client {
-    stream: PacketStream<TcpStream>,
+    stream: ClientStream,
     /// Capabilities the client and Causeway agreed on.
     caps: u32,
     /// The scramble of the client's handshake (COM_CHANGE_USER checks
@@ -455,12 +464,7 @@ fn route_target(index: usize) -> m::RouteTarget {
 }
 
 /// Sends an ERR packet; returns whether the client is still reachable.
-async fn send_error(
-    metrics: &m::Handles,
-    client: &mut PacketStream<TcpStream>,
-    seq: u8,
-    e: &Error,
-) -> bool {
+async fn send_error(metrics: &m::Handles, client: &mut ClientStream, seq: u8, e: &Error) -> bool {
     metrics.client_error(e.label());
     let mut out = BytesMut::with_capacity(64);
     let start = begin_packet(&mut out, seq);

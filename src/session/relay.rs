@@ -3,14 +3,13 @@
 //! only terminal packets are decoded, for status flags and tracked state.
 
 use bytes::{Buf, BufMut, BytesMut};
-use tokio::net::TcpStream;
 
+use super::ClientStream;
 use crate::pool::conn::{read_reason, BackendConn};
 use crate::protocol::consts::{cap, status, MAX_PACKET_PAYLOAD};
 use crate::protocol::packet::{begin_packet, finish_packet, Header, HEADER_LEN};
 use crate::protocol::reply::{Expect, Need, Scanner, Seen};
 use crate::protocol::response::{Ok as OkPacket, StateChange};
-use crate::protocol::stream::PacketStream;
 
 /// What the session learns from one reply.
 #[derive(Debug, Default, Clone)]
@@ -131,7 +130,7 @@ enum Woke {
 /// away. Reading the client here is cancel-safe: what it sends stays in
 /// its stream's buffer for the command loop.
 async fn wait_backend(
-    client: &mut PacketStream<TcpStream>,
+    client: &mut ClientStream,
     backend: &mut BackendConn,
     kill: Option<&tokio::sync::Notify>,
     watch_client: bool,
@@ -165,6 +164,25 @@ pub struct Rewrite {
     pub status: Option<(u16, u16)>,
     /// The statement id the client knows, for a COM_STMT_PREPARE reply.
     pub stmt_id: Option<u32>,
+    /// The value of the `Compression` row of a `SHOW STATUS` reply: the
+    /// client's connection is compressed, the backend's is not.
+    pub compression: Option<bool>,
+}
+
+/// A text-protocol row `Compression | <value>` with `on`'s value instead,
+/// or `None` when `payload` is another row or already says it.
+fn compression_row(payload: &[u8], on: bool) -> Option<BytesMut> {
+    let mut r = crate::protocol::buf::Reader::new(payload);
+    let name = r.lenenc_bytes()?;
+    let value = r.lenenc_bytes()?;
+    let want: &[u8] = if on { b"ON" } else { b"OFF" };
+    if name != b"Compression" || !r.is_empty() || value == want {
+        return None;
+    }
+    let mut row = BytesMut::with_capacity(payload.len());
+    crate::protocol::buf::put_lenenc_bytes(&mut row, name);
+    crate::protocol::buf::put_lenenc_bytes(&mut row, want);
+    Some(row)
 }
 
 /// Overwrites the status flags of a terminal OK/EOF payload in place.
@@ -189,7 +207,7 @@ fn patch_status(payload: &mut [u8], is_eof: bool, (mask, value): (u16, u16)) {
 
 /// Relays the reply to the command just sent on `backend`.
 pub async fn relay(
-    client: &mut PacketStream<TcpStream>,
+    client: &mut ClientStream,
     client_caps: u32,
     backend: &mut BackendConn,
     expect: Expect,
@@ -198,9 +216,12 @@ pub async fn relay(
     watch: Watch<'_>,
 ) -> Result<ReplyInfo, RelayError> {
     let mut sc = Scanner::new(expect, backend.capabilities);
+    if rewrite.compression.is_some() {
+        sc.inspect_rows();
+    }
     // Bytes the client pipelined mean it still waits for replies; a peer
     // that has sent nothing and reads EOF is gone (the server's own test).
-    let mut watch_client = watch.client_eof && client.buffered() == 0;
+    let mut watch_client = watch.client_eof && client.pending() == 0;
     let mut info = ReplyInfo::default();
     // A client without session tracking must not see tracking data.
     let strip_tracking = client_caps & cap::SESSION_TRACK == 0;
@@ -328,6 +349,25 @@ pub async fn relay(
                                 });
                             }
                             Seen::LocalInfile => local_infile = true,
+                            Seen::Row => {
+                                let on = rewrite.compression.unwrap_or_default();
+                                if let Some(row) = compression_row(payload, on) {
+                                    client
+                                        .write_all(&buf[flushed..pos])
+                                        .await
+                                        .map_err(RelayError::Client)?;
+                                    scratch.clear();
+                                    let start = begin_packet(scratch, h.seq);
+                                    scratch.extend_from_slice(&row);
+                                    finish_packet(scratch, start);
+                                    client
+                                        .write_all(scratch)
+                                        .await
+                                        .map_err(RelayError::Client)?;
+                                    sent = true;
+                                    flushed = end;
+                                }
+                            }
                             Seen::Other => {}
                         }
                         pos = end;
@@ -393,7 +433,7 @@ pub async fn relay(
 /// `LOAD DATA LOCAL INFILE`: the client now sends the file as packets,
 /// ending with an empty one; pass them to the backend as they come.
 async fn relay_local_infile(
-    client: &mut PacketStream<TcpStream>,
+    client: &mut ClientStream,
     backend: &mut BackendConn,
     scratch: &mut BytesMut,
 ) -> Result<(), RelayError> {

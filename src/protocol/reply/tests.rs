@@ -275,3 +275,31 @@ fn cursor_flag_from_a_stored_program_does_not_end_a_query_reply() {
         }
     }
 }
+
+#[test]
+fn inspected_rows_come_whole_and_the_reply_still_ends() {
+    let row = b"\x0bCompression\x03OFF".to_vec();
+    let packets = [
+        vec![1],
+        coldef(),
+        row.clone(),
+        row.clone(),
+        ok_fe(status::AUTOCOMMIT),
+    ];
+    let mut s = Scanner::new(Expect::ResultSets, NO_EOF);
+    s.inspect_rows();
+    let mut seen = Vec::new();
+    for (i, p) in packets.iter().enumerate() {
+        let h = Header {
+            len: p.len(),
+            seq: i as u8,
+        };
+        assert_eq!(s.header(h, p.first().copied()), Need::Whole, "packet {i}");
+        seen.push(s.packet(h, p).unwrap());
+    }
+    assert_eq!(&seen[2..4], &[Seen::Row, Seen::Row]);
+    assert!(s.is_done());
+    // Without asking, the same rows stream.
+    let mut s = Scanner::new(Expect::ResultSets, NO_EOF);
+    assert_eq!(run(&mut s, &packets), Ok(Some(5)));
+}
