@@ -66,8 +66,9 @@ pub use session_fns::{
     substitute_connection_id, substitute_row_count, user_var_names, InReadOnly, LockCalls,
 };
 pub use session_sql::{
-    handler, names_collation, prepared_name, replayable_user_var_set, same_table_name,
-    set_transaction, temp_table_changes, HandlerOp, SetTransaction, TempTableChange,
+    handler, names_collation, names_session_tracking, prepared_name, replayable_user_var_set,
+    same_table_name, set_session_var_names, set_transaction, temp_table_changes, HandlerOp,
+    SetTransaction, TempTableChange,
 };
 use std::fmt;
 use std::ops::{BitOr, BitOrAssign};

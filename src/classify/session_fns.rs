@@ -144,7 +144,157 @@ pub fn hide_socket(sql: impl AsRef<[u8]>) -> Option<Vec<u8>> {
         }
         prev = Some(t);
     }
+    name_items(src, &mut edits);
     splice(src, edits)
+}
+
+/// Keeps the column names of select items that an edit changes: the server
+/// names an item without an alias after its text as written, so an item
+/// that holds an edit (and is not the edited call alone, which
+/// [`call_text`] names) gets `AS` its original text. Items of each
+/// statement's top-level select list only.
+fn name_items(src: &[u8], edits: &mut Vec<(usize, usize, Vec<u8>)>) {
+    if edits.is_empty() {
+        return;
+    }
+    let mut aliases = Vec::new();
+    for (start, end) in unnamed_items(src) {
+        let inside = |&(s, e, _): &(usize, usize, Vec<u8>)| s >= start && e <= end;
+        let whole = edits.iter().any(|(s, e, _)| *s == start && *e == end);
+        if whole || !edits.iter().any(inside) {
+            continue;
+        }
+        let mut text = b" AS `".to_vec();
+        for &b in src.get(start..end).unwrap_or(&[]) {
+            if b == b'`' {
+                text.push(b'`');
+            }
+            text.push(b);
+        }
+        text.push(b'`');
+        aliases.push((end, end, text));
+    }
+    edits.extend(aliases);
+    edits.sort_by_key(|(s, e, _)| (*s, *e));
+}
+
+/// The spans of the items without an alias in each statement's top-level
+/// `SELECT` list.
+fn unnamed_items(src: &[u8]) -> Vec<(usize, usize)> {
+    const ENDS: &[&[u8]] = &[
+        b"FROM",
+        b"INTO",
+        b"WHERE",
+        b"GROUP",
+        b"HAVING",
+        b"ORDER",
+        b"LIMIT",
+        b"UNION",
+        b"EXCEPT",
+        b"INTERSECT",
+        b"FOR",
+        b"LOCK",
+        b"WINDOW",
+        b"PROCEDURE",
+    ];
+    let mut out = Vec::new();
+    let mut lx = Lexer::new(src, Reading::DEFAULT);
+    let mut first = true;
+    while let Some(t) = lx.next_token() {
+        let starts_select = first && t.is(b"SELECT");
+        first = t.is_punct(b';');
+        if !starts_select {
+            continue;
+        }
+        while lx
+            .peek()
+            .is_some_and(|n| n.is(b"DISTINCT") || n.is(b"ALL") || n.is(b"DISTINCTROW"))
+        {
+            lx.next_token();
+        }
+        let mut item: Vec<Token<'_>> = Vec::new();
+        let mut depth = 0i32;
+        loop {
+            let next = lx.peek();
+            let done = match next {
+                None => true,
+                Some(n) if depth == 0 => {
+                    n.is_punct(b';') || n.is_punct(b')') || ENDS.iter().any(|w| n.is(w))
+                }
+                _ => false,
+            };
+            if done || next.is_some_and(|n| depth == 0 && n.is_punct(b',')) {
+                if let (Some(a), Some(b)) = (item.first(), item.last()) {
+                    if !has_alias(&item) {
+                        out.push((a.start, b.end));
+                    }
+                }
+                item.clear();
+                if done {
+                    break;
+                }
+                lx.next_token();
+                continue;
+            }
+            let n = lx.next_token().expect("peeked");
+            if n.is_punct(b'(') {
+                depth += 1;
+            } else if n.is_punct(b')') {
+                depth -= 1;
+            }
+            item.push(n);
+        }
+    }
+    out
+}
+
+/// Whether a select item ends in an alias: `.. AS x`, or `expr x` where
+/// `x` is a name after the end of an expression.
+fn has_alias(item: &[Token<'_>]) -> bool {
+    const NOT_NAMES: &[&[u8]] = &[b"NULL", b"TRUE", b"FALSE", b"UNKNOWN", b"END"];
+    const OPERATORS: &[&[u8]] = &[
+        b"IS",
+        b"NOT",
+        b"AND",
+        b"OR",
+        b"XOR",
+        b"LIKE",
+        b"IN",
+        b"BETWEEN",
+        b"REGEXP",
+        b"RLIKE",
+        b"DIV",
+        b"MOD",
+        b"BINARY",
+        b"COLLATE",
+        b"INTERVAL",
+        b"CASE",
+        b"WHEN",
+        b"THEN",
+        b"ELSE",
+        b"ESCAPE",
+        b"SOUNDS",
+        b"SELECT",
+        b"DISTINCT",
+    ];
+    let [.., before, last] = item else {
+        return false;
+    };
+    if before.is(b"AS") {
+        return true;
+    }
+    let name = match last.kind {
+        Tok::Quoted | Tok::Str => true,
+        Tok::Word => !NOT_NAMES.iter().any(|w| last.is(w)) && !last.text[0].is_ascii_digit(),
+        _ => false,
+    };
+    let after_expr = match before.kind {
+        Tok::Punct => before.is_punct(b')'),
+        Tok::Word => !OPERATORS.iter().any(|w| before.is(w)),
+        Tok::Quoted | Tok::Str | Tok::SysVar | Tok::UserVar => true,
+        _ => false,
+    };
+    name && after_expr
 }
 
 /// `src` with each `(start, end, text)` edit (in order, not overlapping)
@@ -208,6 +358,7 @@ fn substitute_calls(src: &[u8], name: &[u8], lit: &str, scope: Scope) -> Option<
         }
         prev = Some(t);
     }
+    name_items(src, &mut edits);
     splice(src, edits)
 }
 
@@ -398,7 +549,12 @@ mod tests {
         );
         assert_eq!(
             h("select @@SESSION.socket IS NULL").as_deref(),
-            Some("select NULL IS NULL")
+            Some("select NULL IS NULL AS `@@SESSION.socket IS NULL`")
+        );
+        // An item with an alias keeps it; one without is named as written.
+        assert_eq!(
+            h("SELECT @@socket IS NOT NULL s, @@socket = 'x' AS t, COALESCE(@@socket, 'tcp')").as_deref(),
+            Some("SELECT NULL IS NOT NULL s, NULL = 'x' AS t, COALESCE(NULL, 'tcp') AS `COALESCE(@@socket, 'tcp')`")
         );
         assert_eq!(h("SELECT '@@socket', @@socket_x"), None);
         assert_eq!(h("SELECT 1 /* @@socket */"), None);
@@ -413,7 +569,19 @@ mod tests {
         );
         assert_eq!(
             cid("select connection_id ( ) + 1", 42).unwrap(),
-            format!("select {lit} + 1")
+            format!("select {lit} + 1 AS `connection_id ( ) + 1`")
+        );
+        assert_eq!(
+            cid(
+                "SELECT CONNECTION_ID() > 0, USER() FROM t WHERE a = CONNECTION_ID()",
+                42
+            )
+            .unwrap(),
+            format!("SELECT {lit} > 0 AS `CONNECTION_ID() > 0`, USER() FROM t WHERE a = {lit}")
+        );
+        assert_eq!(
+            cid("SELECT CASE WHEN CONNECTION_ID() THEN 1 END", 42).unwrap(),
+            format!("SELECT CASE WHEN {lit} THEN 1 END AS `CASE WHEN CONNECTION_ID() THEN 1 END`")
         );
         assert_eq!(
             cid(

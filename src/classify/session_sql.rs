@@ -402,6 +402,97 @@ fn number_dot(lx: &mut Lexer<'_>, int: &[u8]) -> bool {
     true
 }
 
+/// Whether the statement names one of the server's session-tracking
+/// variables (`session_track_system_variables`, `session_track_schema`,
+/// `session_track_state_change`, ...) outside strings and comments: it may
+/// change what the server reports to Causeway.
+pub fn names_session_tracking(sql: impl AsRef<[u8]>) -> bool {
+    let mut lx = Lexer::new(sql.as_ref(), Reading::DEFAULT);
+    while let Some(t) = lx.next_token() {
+        if t.kind == Tok::Str {
+            continue;
+        }
+        let text = t.text.strip_prefix(b"`").unwrap_or(t.text);
+        let name = text.rsplit(|&b| b == b'.').next().unwrap_or(text);
+        if name.len() >= 14 && name[..14].eq_ignore_ascii_case(b"session_track_") {
+            return true;
+        }
+    }
+    false
+}
+
+/// The session system variables a `SET` statement assigns, lower-case,
+/// in order: `SET [SESSION | LOCAL] x = ..`, `SET @@x = ..`, `SET
+/// @@session.x = ..`, several separated by commas. User variables and
+/// `GLOBAL` assignments are left out; `SET NAMES`, `SET CHARACTER SET` and
+/// `SET TRANSACTION` name none. Empty for any other statement.
+pub fn set_session_var_names(sql: impl AsRef<[u8]>) -> Vec<String> {
+    let mut lx = Lexer::new(sql.as_ref(), Reading::DEFAULT);
+    let mut out = Vec::new();
+    if !lx.next_token().is_some_and(|t| t.is(b"SET")) {
+        return out;
+    }
+    // The scope of plain names, set by a leading SESSION / LOCAL / GLOBAL
+    // keyword until the next one.
+    let mut global = false;
+    loop {
+        let Some(mut t) = lx.next_token() else {
+            return out;
+        };
+        if t.kind == Tok::Word {
+            let w = Upper::new(t.text);
+            match w.as_bytes() {
+                b"SESSION" | b"LOCAL" => global = false,
+                b"GLOBAL" => global = true,
+                b"NAMES" | b"CHARACTER" | b"CHARSET" | b"TRANSACTION" | b"PASSWORD" | b"ROLE"
+                | b"STATEMENT" | b"DEFAULT" => return out,
+                _ => {}
+            }
+            if matches!(w.as_bytes(), b"SESSION" | b"LOCAL" | b"GLOBAL") {
+                match lx.next_token() {
+                    Some(n) => t = n,
+                    None => return out,
+                }
+            }
+        }
+        let name = match t.kind {
+            Tok::Word | Tok::Quoted if !global => Some(t.text.to_ascii_lowercase()),
+            Tok::SysVar => {
+                let lower = t.text.to_ascii_lowercase();
+                if lower.starts_with(b"global.") {
+                    None
+                } else {
+                    let bare = lower
+                        .strip_prefix(b"session.")
+                        .or_else(|| lower.strip_prefix(b"local."))
+                        .unwrap_or(&lower);
+                    Some(bare.to_vec())
+                }
+            }
+            _ => None,
+        };
+        if let Some(n) = name {
+            out.push(String::from_utf8_lossy(&n).into_owned());
+        }
+        // Skip `= expr` up to the next comma outside parentheses.
+        let mut depth = 0usize;
+        loop {
+            let Some(t) = lx.next_token() else {
+                return out;
+            };
+            if t.is_punct(b'(') {
+                depth += 1;
+            } else if t.is_punct(b')') {
+                depth = depth.saturating_sub(1);
+            } else if t.is_punct(b';') && depth == 0 {
+                return out;
+            } else if t.is_punct(b',') && depth == 0 {
+                break;
+            }
+        }
+    }
+}
+
 /// The statement name of `PREPARE s FROM ..`, `EXECUTE s`, `DEALLOCATE
 /// PREPARE s` or `DROP PREPARE s`, lower-case (names of prepared
 /// statements are not case-sensitive).

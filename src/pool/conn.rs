@@ -394,6 +394,28 @@ impl BackendConn {
     }
 
     /// Like [`BackendConn::query_rows`], with the column names.
+    /// Turns Causeway's session tracking back on after a client's statement
+    /// changed it (connectors set `session_track_system_variables` to the
+    /// few variables they follow; Causeway must hear of every change).
+    pub async fn restore_tracking(&mut self) -> Result<(), Error> {
+        self.query_table(TRACKING_SETUP).await.map(|_| ())
+    }
+
+    /// Whether `changes` (variables a reply reported) turn off some of the
+    /// tracking Causeway set up on this connection.
+    pub fn tracking_changed(changes: &[(String, String)]) -> bool {
+        changes.iter().any(|(k, v)| {
+            let k = k.to_ascii_lowercase();
+            match k.as_str() {
+                "session_track_system_variables" => v.trim() != "*",
+                "session_track_schema" | "session_track_state_change" => {
+                    !v.eq_ignore_ascii_case("ON") && v != "1"
+                }
+                _ => false,
+            }
+        })
+    }
+
     pub async fn query_table(&mut self, sql: &str) -> Result<Table, Error> {
         let mut payload = Vec::with_capacity(sql.len() + 1);
         payload.push(com::QUERY);

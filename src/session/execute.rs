@@ -200,6 +200,7 @@ impl Session {
                     }
                 }
                 self.learn_hidden_vars(index, &info, stmt).await;
+                self.keep_tracking(index, &info, stmt).await;
                 self.stmts.last_prepared = info.prepared;
                 self.absorb(info);
                 Flow::Continue

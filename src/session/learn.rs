@@ -7,6 +7,7 @@ use crate::classify::{
     names_collation, replayable_user_var_set, set_transaction, temp_table_changes, Class, Flags,
     Kind,
 };
+use crate::pool::conn::BackendConn;
 use crate::protocol::consts::status;
 
 impl Session {
@@ -166,6 +167,71 @@ impl Session {
         }
         if class.flags.contains(Flags::LOCK_FN) {
             self.learn_locks(sql);
+        }
+    }
+
+    /// After a statement on backend `index` turned some of Causeway's
+    /// session tracking off (a connector narrowing
+    /// `session_track_system_variables`), turns it back on before the
+    /// session's next statement, or later changes would go unseen and not
+    /// follow the session to other backends. The client then reads `*`
+    /// back from that variable.
+    pub(super) async fn keep_tracking(
+        &mut self,
+        index: usize,
+        info: &ReplyInfo,
+        stmt: Option<(&Class, &[u8])>,
+    ) {
+        let named = stmt.is_some_and(|(c, sql)| {
+            c.kind != Kind::Read && crate::classify::names_session_tracking(sql)
+        });
+        if !named && !BackendConn::tracking_changed(&info.variables) {
+            return;
+        }
+        let Some(conn) = self.conns.open.get_mut(index).and_then(|c| c.as_mut()) else {
+            return;
+        };
+        if let Err(e) = conn.restore_tracking().await {
+            tracing::warn!(session = self.id, backend = index, error = %e,
+                "could not turn session tracking back on");
+            return;
+        }
+        // What the same statement set was reported under the narrowed
+        // tracking, if at all: read it back.
+        let Some((_, sql)) = stmt else { return };
+        let names: Vec<String> = crate::classify::set_session_var_names(sql)
+            .into_iter()
+            .filter(|n| !n.starts_with("session_track_"))
+            .filter(|n| n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+            .collect();
+        if names.is_empty() {
+            return;
+        }
+        let select = format!(
+            "SELECT {}",
+            names
+                .iter()
+                .map(|n| format!("@@session.{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let row = match conn.query_table(&select).await {
+            Ok(t) => t.rows.into_iter().next(),
+            Err(e) => {
+                tracing::warn!(session = self.id, backend = index, error = %e,
+                    "could not read back the variables a statement set");
+                return;
+            }
+        };
+        let values: Vec<(String, String)> = names
+            .into_iter()
+            .zip(row.unwrap_or_default())
+            .filter_map(|(n, v)| Some((n, v?)))
+            .collect();
+        if self.state.record_vars(&values) {
+            if let Some(s) = self.conns.synced.get_mut(index) {
+                s.version = self.state.version;
+            }
         }
     }
 }

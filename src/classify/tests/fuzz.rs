@@ -7,9 +7,9 @@ use proptest::prelude::*;
 
 use super::super::{
     classify, explain_route_target, handler, hide_socket, in_read_only, lock_calls, mentions_table,
-    names_collation, own_statement, prepared_name, reads_a_table, reads_last_insert_id,
-    replayable_user_var_set, set_transaction, substitute_connection_id, substitute_row_count,
-    temp_table_changes, user_var_names, Kind,
+    names_collation, names_session_tracking, own_statement, prepared_name, reads_a_table,
+    reads_last_insert_id, replayable_user_var_set, set_transaction, substitute_connection_id,
+    substitute_row_count, temp_table_changes, user_var_names, Kind,
 };
 
 /// The shapes the session matches on, and the pieces that confuse lexers.
@@ -99,6 +99,8 @@ fn all(sql: &[u8]) {
     let _ = names_collation(sql);
     let _ = set_transaction(sql);
     let _ = replayable_user_var_set(sql);
+    let _ = names_session_tracking(sql);
+    let _ = crate::classify::set_session_var_names(sql);
     let _ = prepared_name(sql);
     let _ = handler(sql);
     let _ = lock_calls(sql);

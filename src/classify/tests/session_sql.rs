@@ -3,8 +3,9 @@
 //! sets, prepare and `HANDLER` names. Names are the client's bytes.
 
 use super::super::{
-    handler, names_collation, prepared_name, replayable_user_var_set, set_transaction,
-    temp_table_changes, HandlerOp, SetTransaction, TempTableChange,
+    handler, names_collation, names_session_tracking, prepared_name, replayable_user_var_set,
+    set_session_var_names, set_transaction, temp_table_changes, HandlerOp, SetTransaction,
+    TempTableChange,
 };
 
 fn created(name: &[u8]) -> TempTableChange {
@@ -165,4 +166,45 @@ fn prepare_and_handler_names() {
     );
     assert_eq!(handler("HANDLER a READ FIRST"), None);
     assert_eq!(handler("/* HANDLER a OPEN */ SELECT 1"), None);
+}
+
+#[test]
+fn statements_naming_session_tracking_are_found() {
+    for sql in [
+        "SET session_track_system_variables = 'autocommit'",
+        "set autocommit=1, session_track_schema=1",
+        "SET @@session.session_track_system_variables = ''",
+        "SET SESSION `session_track_state_change` = OFF",
+        "SET @@SESSION_TRACK_SYSTEM_VARIABLES = CONCAT(@@global.session_track_system_variables, ',x')",
+    ] {
+        assert!(names_session_tracking(sql), "{sql}");
+    }
+    for sql in [
+        "SET sql_mode = 'session_track_system_variables'",
+        "SET autocommit = 1",
+        "SELECT 1 /* session_track_schema */",
+        "SET @session_track = 1",
+    ] {
+        assert!(!names_session_tracking(sql), "{sql}");
+    }
+}
+
+#[test]
+fn set_statements_name_their_session_variables() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "set autocommit=1, sql_mode = concat(@@sql_mode,',STRICT_TRANS_TABLES'), session_track_schema=1",
+            &["autocommit", "sql_mode", "session_track_schema"],
+        ),
+        ("SET SESSION time_zone = '+00:00', @a = 1", &["time_zone"]),
+        ("SET @@session.SQL_MODE = 'ANSI', @@x = IF(1, 2, 3)", &["sql_mode", "x"]),
+        ("SET GLOBAL max_connections = 10", &[]),
+        ("SET @@global.x = 1, LOCAL y = 2", &["y"]),
+        ("SET NAMES utf8mb4", &[]),
+        ("SET TRANSACTION READ ONLY", &[]),
+        ("SELECT 1", &[]),
+    ];
+    for (sql, want) in cases {
+        assert_eq!(set_session_var_names(sql), *want, "{sql}");
+    }
 }
