@@ -411,6 +411,7 @@ fn response(
     }
     let r = HandshakeResponse {
         capabilities: caps,
+        ext_capabilities: 0,
         max_packet: 1 << 24,
         charset: 45,
         user: user.into(),

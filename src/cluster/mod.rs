@@ -220,6 +220,7 @@ impl Cluster {
             credential: Credential::from_password(self.config.monitor.password.as_bytes()),
             database: None,
             client_capabilities: 0,
+            client_ext_capabilities: 0,
             charset: 45,
             attributes: vec![("program_name".into(), "causeway-monitor".into())],
             timeout: self.config.timeouts.connect(),

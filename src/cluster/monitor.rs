@@ -66,9 +66,13 @@ async fn check_loop(cluster: Arc<Cluster>, index: usize, mut shutdown: watch::Re
             .as_ref()
             .filter(|_| index == 0)
             .map(|c| c.server_version.clone());
+        let ext = conn.as_ref().map(|c| c.server_ext_capabilities);
         cluster.update_topology(|topo| {
             if let Some(state) = topo.backends.get_mut(index) {
                 apply(state, result);
+                if ext.is_some() {
+                    state.ext_capabilities = ext;
+                }
             }
             if let Some(v) = version {
                 topo.greeting_version = v;

@@ -11,7 +11,7 @@ use crate::consistency::Flavor;
 use crate::error::{Error, ServerError};
 use crate::protocol::auth::Credential;
 use crate::protocol::buf::Reader;
-use crate::protocol::consts::{cap, com, status, NATIVE_PASSWORD};
+use crate::protocol::consts::{cap, com, ext_cap, status, NATIVE_PASSWORD};
 use crate::protocol::handshake::{AuthSwitch, Handshake, HandshakeResponse};
 use crate::protocol::packet::write_packets;
 use crate::protocol::reply::{Expect, Need, Scanner, Seen};
@@ -35,6 +35,8 @@ pub struct ConnectParams {
     /// Capabilities of the client this connection serves; those that change
     /// reply bytes are mirrored.
     pub client_capabilities: u32,
+    /// MariaDB extended capabilities the client negotiated with Causeway.
+    pub client_ext_capabilities: u32,
     /// Collation id the connection starts with (16 bits: COM_CHANGE_USER
     /// carries ids above 255, which the handshake's one byte cannot).
     pub charset: u16,
@@ -103,6 +105,10 @@ pub struct BackendConn {
     pub thread_id: u32,
     /// Negotiated capabilities.
     pub capabilities: u32,
+    /// Negotiated MariaDB extended capabilities.
+    pub ext_capabilities: u32,
+    /// The MariaDB extended capabilities the server offered.
+    pub server_ext_capabilities: u32,
     pub server_version: String,
     /// Status flags of the last reply.
     pub status: u16,
@@ -207,7 +213,15 @@ impl BackendConn {
             } else {
                 0
             };
-        let capabilities = wanted & hs.capabilities;
+        let mut capabilities = wanted & hs.capabilities;
+        // MariaDB's extended capabilities: the client's, as far as this
+        // server offers them (the greeting offered clients no more than
+        // every backend does).
+        let ext_capabilities =
+            p.client_ext_capabilities & hs.ext_capabilities & ext_cap::PROXY_OFFERS;
+        if ext_capabilities != 0 {
+            capabilities &= !cap::LONG_PASSWORD;
+        }
         if capabilities & cap::SESSION_TRACK == 0 {
             return Err(ConnectError::Other(
                 "server does not support session tracking".into(),
@@ -217,6 +231,7 @@ impl BackendConn {
         attributes.push(("_proxy".into(), "causeway".into()));
         let response = HandshakeResponse {
             capabilities,
+            ext_capabilities,
             max_packet: 1 << 30,
             charset: handshake_charset(p.charset),
             user: p.user.clone(),
@@ -285,6 +300,8 @@ impl BackendConn {
             backend: p.backend.clone(),
             thread_id: hs.connection_id,
             capabilities,
+            ext_capabilities,
+            server_ext_capabilities: hs.ext_capabilities,
             server_version: hs.server_version,
             status,
             wbuf: BytesMut::with_capacity(1024),

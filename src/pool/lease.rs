@@ -43,8 +43,9 @@ pub use super::applied::{Applied, MAX_STMTS_PER_CONN};
 pub struct GroupKey {
     pub user: Arc<str>,
     pub charset: u16,
-    /// The client capabilities the connection mirrors.
-    pub capabilities: u32,
+    /// The client capabilities the connection mirrors (MariaDB's extended
+    /// ones in the high 32 bits).
+    pub capabilities: u64,
 }
 
 impl PartialEq for GroupKey {
@@ -56,7 +57,7 @@ impl PartialEq for GroupKey {
 }
 
 impl GroupKey {
-    pub fn new(user: &str, charset: u16, capabilities: u32) -> GroupKey {
+    pub fn new(user: &str, charset: u16, capabilities: u64) -> GroupKey {
         GroupKey {
             user: Arc::from(user),
             charset,
@@ -65,7 +66,7 @@ impl GroupKey {
     }
 
     /// Whether this is the key of `user` with `charset` and `capabilities`.
-    pub fn is_for(&self, user: &str, charset: u16, capabilities: u32) -> bool {
+    pub fn is_for(&self, user: &str, charset: u16, capabilities: u64) -> bool {
         self.charset == charset && self.capabilities == capabilities && &*self.user == user
     }
 }

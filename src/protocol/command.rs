@@ -33,6 +33,12 @@ pub enum Command<'a> {
         stmt_id: u32,
         rows: u32,
     },
+    /// MariaDB's COM_STMT_BULK_EXECUTE: the statement, then rows of
+    /// parameters.
+    StmtBulkExecute {
+        stmt_id: u32,
+        flags: u16,
+    },
     ResetConnection,
     /// Anything Causeway does not relay: replication, shutdown, debug, and
     /// unknown command bytes. Answered with ER_UNKNOWN_COM_ERROR.
@@ -96,6 +102,10 @@ impl<'a> Command<'a> {
                 rows: r.u32().ok_or(bad)?,
             },
             com::RESET_CONNECTION => Command::ResetConnection,
+            com::STMT_BULK_EXECUTE => Command::StmtBulkExecute {
+                stmt_id: r.u32().ok_or(bad)?,
+                flags: r.u16().ok_or(bad)?,
+            },
             other => Command::Unsupported(other),
         };
         Ok(cmd)
@@ -118,6 +128,7 @@ impl<'a> Command<'a> {
         "stmt_reset",
         "set_option",
         "stmt_fetch",
+        "stmt_bulk_execute",
         "reset_connection",
         "unsupported",
     ];
@@ -140,6 +151,7 @@ impl<'a> Command<'a> {
             Command::StmtReset(_) => "stmt_reset",
             Command::SetOption(_) => "set_option",
             Command::StmtFetch { .. } => "stmt_fetch",
+            Command::StmtBulkExecute { .. } => "stmt_bulk_execute",
             Command::ResetConnection => "reset_connection",
             Command::Unsupported(_) => "unsupported",
         }
@@ -190,6 +202,17 @@ mod tests {
             Ok(Command::InitDb(b"app"))
         );
         assert_eq!(Command::decode(b"\x0e", CAPS), Ok(Command::Ping));
+        assert_eq!(
+            Command::decode(b"\xfa\xff\xff\xff\xff\x80\x00\x08\x00", CAPS),
+            Ok(Command::StmtBulkExecute {
+                stmt_id: u32::MAX,
+                flags: 128
+            })
+        );
+        assert_eq!(
+            Command::decode(b"\xfa\x01\x00", CAPS),
+            Err(CommandError::Malformed(0xfa))
+        );
         assert_eq!(Command::decode(b"\x01", CAPS), Ok(Command::Quit));
         assert_eq!(
             Command::decode(b"\x19\x05\x00\x00\x00", CAPS),

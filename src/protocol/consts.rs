@@ -1,6 +1,23 @@
 //! Capability flags, status flags, command bytes and field types of the
 //! MySQL/MariaDB client/server protocol.
 
+/// MariaDB's extended capabilities: 32 more bits, carried in the reserved
+/// bytes of the greeting and of the client's answer when the client bit
+/// `CLIENT_MYSQL` (`cap::LONG_PASSWORD`) is off on the side that sends them.
+pub mod ext_cap {
+    pub const PROGRESS: u32 = 1;
+    pub const COM_MULTI: u32 = 1 << 1;
+    pub const STMT_BULK_OPERATIONS: u32 = 1 << 2;
+    pub const EXTENDED_TYPE_INFO: u32 = 1 << 3;
+    pub const CACHE_METADATA: u32 = 1 << 4;
+
+    /// What Causeway can relay: bulk execution (`COM_STMT_BULK_EXECUTE`,
+    /// routed to the primary) and the extended type information in column
+    /// definitions (relayed as it is; added, empty, to Causeway's own).
+    /// Offered only as far as every backend offers it.
+    pub const PROXY_OFFERS: u32 = STMT_BULK_OPERATIONS | EXTENDED_TYPE_INFO;
+}
+
 pub mod cap {
     pub const LONG_PASSWORD: u32 = 1;
     pub const FOUND_ROWS: u32 = 1 << 1;
@@ -128,6 +145,8 @@ pub mod com {
     pub const STMT_RESET: u8 = 0x1A;
     pub const SET_OPTION: u8 = 0x1B;
     pub const STMT_FETCH: u8 = 0x1C;
+    /// MariaDB: one prepared statement, many rows of parameters.
+    pub const STMT_BULK_EXECUTE: u8 = 0xFA;
     pub const DAEMON: u8 = 0x1D;
     pub const BINLOG_DUMP_GTID: u8 = 0x1E;
     pub const RESET_CONNECTION: u8 = 0x1F;

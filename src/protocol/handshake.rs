@@ -17,6 +17,9 @@ pub struct Handshake {
     /// The full salt (normally 20 bytes), without the trailing NUL.
     pub salt: Vec<u8>,
     pub capabilities: u32,
+    /// MariaDB's extended capabilities; sent only when `capabilities` has
+    /// `LONG_PASSWORD` (`CLIENT_MYSQL`) off.
+    pub ext_capabilities: u32,
     pub charset: u8,
     pub status: u16,
     pub auth_plugin: String,
@@ -38,7 +41,13 @@ impl Handshake {
         let status = r.u16()?;
         let capabilities = cap_low | u32::from(r.u16()?) << 16;
         let salt_len = usize::from(r.u8()?);
-        r.skip(10)?;
+        r.skip(6)?;
+        let ext = r.u32()?;
+        let ext_capabilities = if capabilities & cap::LONG_PASSWORD == 0 {
+            ext
+        } else {
+            0
+        };
         if capabilities & cap::SECURE_CONNECTION != 0 {
             let n = salt_len.saturating_sub(8).max(13);
             let part2 = r.bytes(n.min(r.remaining()))?;
@@ -55,6 +64,7 @@ impl Handshake {
             connection_id,
             salt,
             capabilities,
+            ext_capabilities,
             charset,
             status,
             auth_plugin,
@@ -74,7 +84,13 @@ impl Handshake {
         out.put_u16_le(self.status);
         out.put_u16_le((self.capabilities >> 16) as u16);
         out.put_u8((self.salt.len() + 1) as u8);
-        out.put_bytes(0, 10);
+        out.put_bytes(0, 6);
+        let ext = if self.capabilities & cap::LONG_PASSWORD == 0 {
+            self.ext_capabilities
+        } else {
+            0
+        };
+        out.put_u32_le(ext);
         out.put_slice(p2);
         out.put_bytes(0, 13usize.saturating_sub(p2.len()).max(1));
         put_nul_str(out, self.auth_plugin.as_bytes());
@@ -85,6 +101,8 @@ impl Handshake {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HandshakeResponse {
     pub capabilities: u32,
+    /// MariaDB's extended capabilities (when `LONG_PASSWORD` is off).
+    pub ext_capabilities: u32,
     pub max_packet: u32,
     pub charset: u8,
     pub user: String,
@@ -113,7 +131,13 @@ impl HandshakeResponse {
         }
         let max_packet = r.u32()?;
         let charset = r.u8()?;
-        r.skip(23)?;
+        r.skip(19)?;
+        let ext = r.u32()?;
+        let ext_capabilities = if capabilities & cap::LONG_PASSWORD == 0 {
+            ext
+        } else {
+            0
+        };
         if r.is_empty() && capabilities & cap::SSL != 0 {
             return Some(ClientHello::SslRequest { capabilities });
         }
@@ -152,6 +176,7 @@ impl HandshakeResponse {
         }
         Some(ClientHello::Response(HandshakeResponse {
             capabilities,
+            ext_capabilities,
             max_packet,
             charset,
             user,
@@ -172,7 +197,13 @@ impl HandshakeResponse {
         out.put_u32_le(caps);
         out.put_u32_le(self.max_packet);
         out.put_u8(self.charset);
-        out.put_bytes(0, 23);
+        out.put_bytes(0, 19);
+        let ext = if caps & cap::LONG_PASSWORD == 0 {
+            self.ext_capabilities
+        } else {
+            0
+        };
+        out.put_u32_le(ext);
         put_nul_str(out, self.user.as_bytes());
         put_lenenc_bytes(out, &self.auth_response);
         if let Some(db) = &self.database {
@@ -228,7 +259,8 @@ mod tests {
             server_version: "10.11.19-MariaDB-log".into(),
             connection_id: 42,
             salt: b"abcdefghijklmnopqrst".to_vec(),
-            capabilities: cap::PROXY_OFFERS,
+            capabilities: cap::PROXY_OFFERS & !cap::LONG_PASSWORD,
+            ext_capabilities: crate::protocol::consts::ext_cap::PROXY_OFFERS,
             charset: 45,
             status: 2,
             auth_plugin: "mysql_native_password".into(),
@@ -263,12 +295,44 @@ mod tests {
         assert_eq!(h.salt, b"123456789abcdefghijk");
         assert_eq!(h.auth_plugin, "mysql_native_password");
         assert!(h.capabilities & cap::SESSION_TRACK != 0);
+        // CLIENT_MYSQL off: the extended capabilities are MariaDB's.
+        assert_eq!(h.ext_capabilities, 0x1D);
+    }
+
+    #[test]
+    fn extended_capabilities_need_client_mysql_off() {
+        let mut r = HandshakeResponse {
+            capabilities: cap::BACKEND_ALWAYS & !cap::LONG_PASSWORD,
+            ext_capabilities: 0x0C,
+            user: "app".into(),
+            ..Default::default()
+        };
+        let mut out = BytesMut::new();
+        r.encode(&mut out);
+        let Some(ClientHello::Response(back)) = HandshakeResponse::decode(&out) else {
+            panic!("a response");
+        };
+        assert_eq!(back.ext_capabilities, 0x0C);
+        // With CLIENT_MYSQL on, the bytes are filler: nothing is sent or read.
+        r.capabilities |= cap::LONG_PASSWORD;
+        let mut out = BytesMut::new();
+        r.encode(&mut out);
+        let Some(ClientHello::Response(back)) = HandshakeResponse::decode(&out) else {
+            panic!("a response");
+        };
+        assert_eq!(back.ext_capabilities, 0);
+        let mut g = greeting();
+        g.capabilities |= cap::LONG_PASSWORD;
+        let mut out = BytesMut::new();
+        g.encode(&mut out);
+        assert_eq!(Handshake::decode(&out).unwrap().ext_capabilities, 0);
     }
 
     #[test]
     fn response_round_trip_with_db_and_attrs() {
         let r = HandshakeResponse {
             capabilities: cap::BACKEND_ALWAYS | cap::CONNECT_WITH_DB | cap::DEPRECATE_EOF,
+            ext_capabilities: 0,
             max_packet: 1 << 24,
             charset: 45,
             user: "app".into(),

@@ -5,7 +5,7 @@
 use bytes::{BufMut, BytesMut};
 
 use super::buf::{put_lenenc_bytes, put_lenenc_int};
-use super::consts::cap;
+use super::consts::{cap, ext_cap};
 use super::packet::{begin_packet, finish_packet};
 use super::response::{Eof, Ok};
 
@@ -78,6 +78,7 @@ pub fn encode_text(
     out: &mut BytesMut,
     seq: u8,
     capabilities: u32,
+    ext_capabilities: u32,
     status: u16,
     columns: &[&str],
     rows: &[Vec<Option<String>>],
@@ -93,7 +94,15 @@ pub fn encode_text(
             decimals: 0,
         })
         .collect();
-    encode_result(out, seq, capabilities, status, &columns, rows)
+    encode_result(
+        out,
+        seq,
+        capabilities,
+        ext_capabilities,
+        status,
+        &columns,
+        rows,
+    )
 }
 
 /// Like [`encode_text`], with each column declared as given.
@@ -101,6 +110,7 @@ pub fn encode_result(
     out: &mut BytesMut,
     mut seq: u8,
     capabilities: u32,
+    ext_capabilities: u32,
     status: u16,
     columns: &[Column<'_>],
     rows: &[Vec<Option<String>>],
@@ -111,6 +121,7 @@ pub fn encode_result(
         finish_packet(out, start);
         seq = seq.wrapping_add(1);
     };
+    let extended = ext_capabilities & ext_cap::EXTENDED_TYPE_INFO != 0;
     packet(out, &|o| put_lenenc_int(o, columns.len() as u64));
     for c in columns {
         packet(out, &|o| {
@@ -120,6 +131,10 @@ pub fn encode_result(
             put_lenenc_bytes(o, b"");
             put_lenenc_bytes(o, c.name.as_bytes());
             put_lenenc_bytes(o, c.name.as_bytes());
+            if extended {
+                // MariaDB's extended type information: none for these.
+                put_lenenc_bytes(o, b"");
+            }
             o.put_u8(0x0C);
             o.put_u16_le(c.charset);
             o.put_u32_le(c.length);
@@ -184,7 +199,7 @@ mod tests {
                 vec![Some("a".into()), None],
                 vec![Some("b".into()), Some("c".into())],
             ];
-            let next = encode_text(&mut out, 1, caps, 2, &["k", "v"], &rows);
+            let next = encode_text(&mut out, 1, caps, 0, 2, &["k", "v"], &rows);
             let mut sc = Scanner::new(Expect::ResultSets, caps);
             let mut buf = &out[..];
             let mut packets = 0;

@@ -13,6 +13,7 @@ fn backend(name: &str, role: Role, up: bool, lag: Option<u64>) -> BackendState {
         read_only: Some(role == Role::Replica),
         server_id: Some(1),
         version: None,
+        ext_capabilities: None,
         last_error: None,
         lag_s: lag,
         replicating: Some(lag.is_some()),

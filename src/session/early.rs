@@ -137,6 +137,7 @@ pub(super) async fn quit_as_monitor(cluster: &Cluster, greeted: Greeted) {
         credential: Credential::from_password(cfg.monitor.password.as_bytes()),
         database: None,
         client_capabilities: 0,
+        client_ext_capabilities: 0,
         charset: 45,
         attributes: vec![("program_name".into(), "causeway-monitor".into())],
         timeout: cfg.timeouts.connect(),

@@ -42,6 +42,7 @@ impl Session {
             credential: self.account.credential.clone(),
             database: self.database.clone(),
             client_capabilities: self.client.caps,
+            client_ext_capabilities: self.client.ext_caps,
             charset: self.client.charset,
             attributes: self.client.attributes.clone(),
             timeout: self.ctx.cluster.config().timeouts.connect(),

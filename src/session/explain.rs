@@ -160,6 +160,7 @@ impl Session {
             &mut self.scratch,
             seq,
             self.client.caps,
+            self.client.ext_caps,
             self.status,
             columns,
             rows,

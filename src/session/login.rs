@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::pool::conn::BackendConn;
 use crate::protocol::auth::{new_salt, verify, Credential};
 use crate::protocol::command::ChangeUser;
-use crate::protocol::consts::{cap, com, status, NATIVE_PASSWORD};
+use crate::protocol::consts::{cap, com, ext_cap, status, NATIVE_PASSWORD};
 use crate::protocol::handshake::{AuthSwitch, ClientHello, Handshake, HandshakeResponse};
 use crate::protocol::packet::{begin_packet, finish_packet, write_packets};
 
@@ -25,6 +25,8 @@ use crate::protocol::packet::{begin_packet, finish_packet, write_packets};
 #[derive(Debug)]
 pub struct Identity {
     pub capabilities: u32,
+    /// MariaDB extended capabilities the client and Causeway agreed on.
+    pub ext_capabilities: u32,
     pub user: String,
     pub credential: Credential,
     /// The account's global privileges that Causeway checks (KILL).
@@ -55,6 +57,7 @@ pub async fn greet(
     // polled first, so its connect is on its way before the greeting.
     let (early, answered) = tokio::join!(Early::open(ctx), exchange(ctx, client, id));
     let Answered {
+        ext_offered,
         resp,
         salt,
         answer,
@@ -65,6 +68,7 @@ pub async fn greet(
         .map_err(|error| Some(LoginFailure { error, seq }))?;
     Ok(Identity {
         capabilities: resp.capabilities & cap::PROXY_OFFERS,
+        ext_capabilities: resp.ext_capabilities & ext_offered,
         user: resp.user,
         credential,
         privileges,
@@ -85,6 +89,8 @@ struct Answered {
     answer: Vec<u8>,
     /// Sequence id of the next packet to the client.
     seq: u8,
+    /// The MariaDB extended capabilities the greeting offered.
+    ext_offered: u32,
 }
 
 /// Greets the client and reads its answer, switching it to
@@ -95,11 +101,21 @@ async fn exchange(
     id: u32,
 ) -> Result<Answered, Option<LoginFailure>> {
     let salt = new_salt();
+    let topo = ctx.cluster.topology();
+    // MariaDB's extended capabilities, as far as every backend offers them;
+    // offering any means greeting without CLIENT_MYSQL, as MariaDB does.
+    let ext_offered = ext_cap::PROXY_OFFERS & topo.ext_offers();
+    let capabilities = if ext_offered != 0 {
+        cap::PROXY_OFFERS & !cap::LONG_PASSWORD
+    } else {
+        cap::PROXY_OFFERS
+    };
     let hs = Handshake {
-        server_version: ctx.cluster.topology().greeting_version.clone(),
+        server_version: topo.greeting_version.clone(),
         connection_id: id,
         salt: salt.to_vec(),
-        capabilities: cap::PROXY_OFFERS,
+        capabilities,
+        ext_capabilities: ext_offered,
         charset: 45, // utf8mb4_general_ci
         status: status::AUTOCOMMIT,
         auth_plugin: NATIVE_PASSWORD.into(),
@@ -149,6 +165,7 @@ async fn exchange(
         seq = p.last_seq.wrapping_add(1);
     }
     Ok(Answered {
+        ext_offered,
         resp,
         salt,
         answer,

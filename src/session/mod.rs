@@ -136,6 +136,7 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         client: Client {
             stream: client,
             caps: ident.capabilities,
+            ext_caps: ident.ext_capabilities,
             salt: ident.salt,
             charset: u16::from(ident.charset),
             attributes: ident.attributes,
@@ -157,6 +158,7 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
             by_id: Default::default(),
             next_id: 1,
             last_prepared: None,
+            last_client_id: None,
         },
     };
     // Log in to one backend now (the read replica or the primary), so a bad
@@ -239,6 +241,8 @@ struct Client {
     stream: ClientStream,
     /// Capabilities the client and Causeway agreed on.
     caps: u32,
+    /// MariaDB extended capabilities the client and Causeway agreed on.
+    ext_caps: u32,
     /// The scramble of the client's handshake (COM_CHANGE_USER checks
     /// against it).
     salt: [u8; 20],
@@ -306,6 +310,9 @@ struct Statements {
     next_id: u32,
     /// What the last COM_STMT_PREPARE relayed created.
     last_prepared: Option<relay::Prepared>,
+    /// The client id of the statement prepared last: what id `-1`
+    /// (0xFFFFFFFF) means in an execute sent right behind its prepare.
+    last_client_id: Option<u32>,
 }
 
 /// Whether the session goes on after a command.
@@ -420,6 +427,9 @@ impl Session {
                 self.stmt_execute(stmt_id, flags, raw, next).await
             }
             Command::StmtFetch { stmt_id, .. } => self.stmt_fetch(stmt_id, raw, next).await,
+            Command::StmtBulkExecute { stmt_id, flags } => {
+                self.stmt_bulk_execute(stmt_id, flags, raw, next).await
+            }
             Command::StmtReset(id) => self.stmt_reset(id, raw, next).await,
             Command::StmtClose(id) => self.stmt_close(id).await,
             Command::StmtSendLongData { stmt_id } => self.stmt_long_data(stmt_id, raw).await,

@@ -41,7 +41,8 @@ use super::{drain_reply, Session};
 
 impl Session {
     fn group_key(&mut self) -> GroupKey {
-        let caps = self.client.caps & crate::protocol::consts::cap::MIRRORED_FROM_CLIENT;
+        let caps = u64::from(self.client.caps & crate::protocol::consts::cap::MIRRORED_FROM_CLIENT)
+            | u64::from(self.client.ext_caps) << 32;
         match &self.held.key {
             Some(k) if k.is_for(&self.account.user, self.client.charset, caps) => k.clone(),
             _ => {

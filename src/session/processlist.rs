@@ -42,6 +42,7 @@ pub(super) fn command_name(cmd: &Command<'_>) -> &'static str {
         Command::StmtReset(_) => "Reset stmt",
         Command::SetOption(_) => "Set option",
         Command::StmtFetch { .. } => "Fetch",
+        Command::StmtBulkExecute { .. } => "Bulk_execute",
         Command::ResetConnection => "Reset connection",
         Command::Unsupported(_) => "Error",
     }
@@ -122,7 +123,9 @@ impl Session {
             Command::Query(_) | Command::StmtPrepare(_) if !payload.is_empty() => {
                 Some(payload.slice(1..))
             }
-            Command::StmtExecute { stmt_id, .. } | Command::StmtFetch { stmt_id, .. } => {
+            Command::StmtExecute { stmt_id, .. }
+            | Command::StmtFetch { stmt_id, .. }
+            | Command::StmtBulkExecute { stmt_id, .. } => {
                 self.stmts.by_id.get(stmt_id).map(|e| e.text().clone())
             }
             _ => None,
@@ -202,6 +205,7 @@ impl Session {
             &mut self.scratch,
             seq,
             self.client.caps,
+            self.client.ext_caps,
             self.status,
             columns,
             rows,

@@ -72,6 +72,7 @@ impl Session {
         }
         let id = self.stmts.next_id;
         self.stmts.last_prepared = None;
+        self.stmts.last_client_id = None;
         // The prepared text, as every backend gets it: `CONNECTION_ID()`
         // is the session's id wherever it executes.
         let rewritten = crate::classify::substitute_connection_id(sql, self.id).map(|mut v| {
@@ -90,6 +91,7 @@ impl Session {
                 self.cache_statement(0, raw.to_vec(), p.stmt_id).await;
             }
             self.stmts.next_id = self.stmts.next_id.wrapping_add(1).max(1);
+            self.stmts.last_client_id = Some(id);
             let n = self.conns.open.len();
             let text = sql.to_vec();
             let mut ids = vec![None; n];
@@ -118,7 +120,7 @@ impl Session {
 
     /// Plans a COM_STMT_EXECUTE from the statement's snapshot (as
     /// [`Session::plan`] does a COM_QUERY).
-    async fn plan_execute(
+    pub(super) async fn plan_execute(
         &mut self,
         snap: &mut Snapshot,
         e: &PsEntry,
@@ -148,7 +150,18 @@ impl Session {
             .map_err(|err| (err, false))
     }
 
+    /// A statement id as the client gave it: `-1` is the statement it
+    /// prepared last (MariaDB's direct execution pipelines the execute
+    /// behind the prepare, before it knows the id).
+    pub(super) fn client_stmt_id(&self, id: u32) -> u32 {
+        match (id, self.stmts.last_client_id) {
+            (u32::MAX, Some(last)) => last,
+            _ => id,
+        }
+    }
+
     pub(super) async fn stmt_execute(&mut self, id: u32, flags: u8, raw: &[u8], seq: u8) -> Flow {
+        let id = self.client_stmt_id(id);
         let Some(e) = self.stmts.by_id.get(&id).cloned() else {
             return self.fail(seq, &unknown(id, "mysqld_stmt_execute")).await;
         };

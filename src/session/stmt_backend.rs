@@ -234,4 +234,98 @@ impl Session {
             }
         }
     }
+
+    /// MariaDB's COM_STMT_BULK_EXECUTE (for a client that negotiated bulk
+    /// operations): planned as the statement's COM_STMT_EXECUTE is (in
+    /// practice a write, so the primary), prepared on that backend first,
+    /// the parameter types sent along when that connection has not had
+    /// them.
+    pub(super) async fn stmt_bulk_execute(
+        &mut self,
+        id: u32,
+        flags: u16,
+        raw: &[u8],
+        seq: u8,
+    ) -> Flow {
+        use crate::protocol::consts::ext_cap;
+        if self.client.ext_caps & ext_cap::STMT_BULK_OPERATIONS == 0 {
+            return self
+                .fail(seq, &Error::UnknownCommand(com::STMT_BULK_EXECUTE))
+                .await;
+        }
+        let id = self.client_stmt_id(id);
+        let Some(e) = self.stmts.by_id.get(&id).cloned() else {
+            return self
+                .fail(seq, &unknown(id, "mysqld_stmt_bulk_execute"))
+                .await;
+        };
+        let mut snap = self.snapshot();
+        let planned = self.plan_execute(&mut snap, &e).await;
+        self.recycle(snap);
+        let plan = match planned {
+            Ok(p) => p,
+            Err((err, true)) => return self.fail_unless_lost(seq, &err).await,
+            Err((err, false)) => return self.fail(seq, &err).await,
+        };
+        self.count_route(&plan);
+        let index = plan.index;
+        let backend_id = match self.ensure_prepared(id, index).await {
+            Ok(b) => b,
+            Err(err) => return self.fail(seq, &err).await,
+        };
+        let payload = self.bulk_payload(id, index, backend_id, flags, raw);
+        self.run(
+            index,
+            &payload,
+            Expect::ResultSets,
+            Some((&e.class, &e.sql)),
+            None,
+            plan.wait.as_ref(),
+        )
+        .await
+    }
+
+    /// The bulk-execute packet for backend `index`: its statement id, and
+    /// the parameter types inserted when the client left them out and that
+    /// connection has not seen them.
+    fn bulk_payload(
+        &mut self,
+        id: u32,
+        index: usize,
+        backend_id: u32,
+        flags: u16,
+        raw: &[u8],
+    ) -> Vec<u8> {
+        // command(1) id(4) flags(2) [types(2 per parameter)] rows
+        const SEND_TYPES: u16 = 128;
+        let mut payload = with_id(raw, backend_id);
+        let Some(e) = self.stmts.by_id.get_mut(&id) else {
+            return payload;
+        };
+        let types_len = 2 * usize::from(e.params);
+        if self.conns.pooled {
+            e.types_sent.iter_mut().for_each(|t| *t = false);
+        }
+        if flags & SEND_TYPES != 0 {
+            if let Some(t) = payload.get(7..7 + types_len) {
+                e.types = Some(t.to_vec());
+            }
+            if let Some(s) = e.types_sent.get_mut(index) {
+                *s = true;
+            }
+        } else if !e.types_sent.get(index).copied().unwrap_or(false) {
+            if let (Some(types), Some(f)) = (&e.types, payload.get_mut(5..7)) {
+                f.copy_from_slice(&(flags | SEND_TYPES).to_le_bytes());
+                let mut v = Vec::with_capacity(payload.len() + types.len());
+                v.extend_from_slice(&payload[..7]);
+                v.extend_from_slice(types);
+                v.extend_from_slice(&payload[7..]);
+                payload = v;
+                if let Some(s) = e.types_sent.get_mut(index) {
+                    *s = true;
+                }
+            }
+        }
+        payload
+    }
 }

@@ -40,6 +40,7 @@ impl Raw {
             | extra_caps;
         let r = HandshakeResponse {
             capabilities: caps,
+            ext_capabilities: 0,
             max_packet: 1 << 24,
             charset: 45,
             user: user.into(),
