@@ -103,7 +103,6 @@ pub async fn run(
     tracing::info!(listen = %listener.local_addr()?, "causeway accepting clients");
     let mut sessions = JoinSet::new();
     let mut stop = shutdown.clone();
-    let max = config.proxy.max_connections;
     let nodelay_inherited = set_listener_nodelay(&listener);
     loop {
         tokio::select! {
@@ -117,7 +116,7 @@ pub async fn run(
                         continue;
                     }
                 };
-                if sessions.len() >= max {
+                if ctx.gate.full() {
                     tokio::spawn(refuse(sock, Error::TooManyConnections, handles.clone()));
                     continue;
                 }

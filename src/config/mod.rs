@@ -115,8 +115,12 @@ pub struct ProxyConfig {
     pub listen: String,
     /// Address of the HTTP admin endpoint (/metrics, /status); empty disables it.
     pub admin_listen: String,
-    /// Most client connections at once; more get ERROR 1040.
+    /// Most client sessions at once (logged in); more get ERROR 1040.
     pub max_connections: usize,
+    /// Most client connections still logging in at once, counted apart
+    /// from `max_connections`; beyond it, the one logging in the longest
+    /// is dropped.
+    pub max_handshakes: usize,
     /// Largest command a client may send, in bytes.
     pub max_allowed_packet: usize,
     /// Worker threads of the runtime; 0 = one per CPU core.
@@ -133,6 +137,7 @@ impl Default for ProxyConfig {
             listen: "127.0.0.1:3366".into(),
             admin_listen: "127.0.0.1:9366".into(),
             max_connections: 10_000,
+            max_handshakes: 1_000,
             max_allowed_packet: 1 << 30,
             worker_threads: 0,
             instance: 0,
@@ -435,6 +440,13 @@ impl Config {
             return Err(ConfigError::new(
                 file,
                 "proxy.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if self.proxy.max_handshakes == 0 {
+            return Err(ConfigError::new(
+                file,
+                "proxy.max_handshakes",
                 "must be at least 1",
             ));
         }

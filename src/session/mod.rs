@@ -10,6 +10,7 @@ mod consistency;
 mod early;
 mod execute;
 mod explain;
+pub mod gate;
 mod global_read;
 mod held;
 mod idle;
@@ -67,6 +68,8 @@ pub struct Ctx {
     /// Metric handles, registered once at start.
     pub metrics: Arc<m::Handles>,
     pub registry: Arc<Registry>,
+    /// Session slots and logins in progress.
+    pub gate: Arc<gate::Gate>,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -77,7 +80,10 @@ impl Ctx {
         shutdown: watch::Receiver<bool>,
         metrics: Arc<m::Handles>,
     ) -> Ctx {
+        let proxy = &cluster.config().proxy;
+        let gate = gate::Gate::new(proxy.max_connections, proxy.max_handshakes);
         Ctx {
+            gate,
             session_pool: Pool::new(),
             txn_pool: Pool::new(),
             cluster,
@@ -102,7 +108,13 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
     let id = reservation.id;
     let mut client = PacketStream::new(ClientIo::new(sock));
     let timeout = ctx.cluster.config().timeouts.client_handshake();
-    let login = tokio::time::timeout(timeout, login::greet(&ctx, &mut client, id, peer.ip())).await;
+    // Counted apart from sessions until it has logged in; dropped if it is
+    // the oldest login when the handshake cap is reached.
+    let pending = ctx.gate.begin();
+    let login = tokio::select! {
+        r = tokio::time::timeout(timeout, login::greet(&ctx, &mut client, id, peer.ip())) => r,
+        _ = pending.dropped() => return,
+    };
     let ident = match login {
         Ok(Ok(i)) => i,
         Ok(Err(Some(f))) => {
@@ -110,6 +122,16 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
             return;
         }
         Ok(Err(None)) | Err(_) => return,
+    };
+    let Some(_seat) = pending.establish() else {
+        send_error(
+            &ctx.metrics,
+            &mut client,
+            ident.next_seq,
+            &Error::TooManyConnections,
+        )
+        .await;
+        return;
     };
     let reg = ctx.registry.register(
         id,
