@@ -1,6 +1,8 @@
 //! The admin HTTP endpoint: `GET /metrics` (Prometheus text format) and
 //! `GET /status` (JSON: topology, sessions). A deliberately small HTTP/1.1
-//! server: one request per connection, bounded request size.
+//! server: one request per connection, bounded request size, each
+//! connection bounded in time (`timeouts.admin_request_ms`) and in number
+//! (`proxy.admin_max_connections`; more are answered `503` at once).
 
 use std::sync::Arc;
 
@@ -21,6 +23,14 @@ pub async fn serve(
     status: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let (limit, cap) = {
+        let cfg = cluster.config();
+        (
+            cfg.timeouts.admin_request(),
+            cfg.proxy.admin_max_connections,
+        )
+    };
+    let slots = Arc::new(tokio::sync::Semaphore::new(cap));
     loop {
         let (sock, _) = tokio::select! {
             r = listener.accept() => match r {
@@ -32,12 +42,43 @@ pub async fn serve(
             },
             _ = shutdown.changed() => return,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(async move {
+                let mut sock = sock;
+                let body = "too many admin connections\n";
+                let resp = format!(
+                    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                // Answer, then read what the client sent until it closes, so
+                // closing does not reset the connection under its reply.
+                let _ = tokio::time::timeout(limit, async {
+                    sock.write_all(resp.as_bytes()).await?;
+                    sock.shutdown().await?;
+                    let mut sink = [0u8; 1024];
+                    let mut left = MAX_REQUEST;
+                    while left > 0 {
+                        let n = sock.read(&mut sink).await?;
+                        if n == 0 {
+                            break;
+                        }
+                        left = left.saturating_sub(n);
+                    }
+                    Ok::<_, std::io::Error>(())
+                })
+                .await;
+            });
+            continue;
+        };
         let cluster = cluster.clone();
         let metrics = metrics.clone();
         let status = status.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle(sock, &cluster, &metrics, &*status).await {
-                tracing::debug!(error = %e, "admin request failed");
+            let _slot = slot;
+            match tokio::time::timeout(limit, handle(sock, &cluster, &metrics, &*status)).await {
+                Ok(Err(e)) => tracing::debug!(error = %e, "admin request failed"),
+                Err(_) => tracing::debug!("admin request too slow; closed"),
+                Ok(Ok(())) => {}
             }
         });
     }

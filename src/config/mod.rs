@@ -121,6 +121,8 @@ pub struct ProxyConfig {
     /// from `max_connections`; beyond it, the one logging in the longest
     /// is dropped.
     pub max_handshakes: usize,
+    /// Most admin HTTP connections at once; more get `503`.
+    pub admin_max_connections: usize,
     /// Largest command a client may send, in bytes.
     pub max_allowed_packet: usize,
     /// Worker threads of the runtime; 0 = one per CPU core.
@@ -138,6 +140,7 @@ impl Default for ProxyConfig {
             admin_listen: "127.0.0.1:9366".into(),
             max_connections: 10_000,
             max_handshakes: 1_000,
+            admin_max_connections: 64,
             max_allowed_packet: 1 << 30,
             worker_threads: 0,
             instance: 0,
@@ -308,6 +311,9 @@ pub struct Timeouts {
     pub client_handshake_ms: u64,
     /// On shutdown, how long sessions may take to finish.
     pub shutdown_drain_ms: u64,
+    /// An admin HTTP request must arrive whole, and its answer be taken,
+    /// within this; slower connections are closed.
+    pub admin_request_ms: u64,
     /// A logged-in client that sends no complete command for this long is
     /// disconnected, as the server's `wait_timeout` does: the default for
     /// sessions that have not set `wait_timeout` themselves. Set it to the
@@ -324,6 +330,7 @@ impl Default for Timeouts {
             connect_ms: 3_000,
             client_handshake_ms: 10_000,
             shutdown_drain_ms: 10_000,
+            admin_request_ms: 5_000,
             wait_timeout_s: 28_800,
             interactive_timeout_s: 28_800,
         }
@@ -336,6 +343,9 @@ impl Timeouts {
     }
     pub fn client_handshake(&self) -> Duration {
         Duration::from_millis(self.client_handshake_ms)
+    }
+    pub fn admin_request(&self) -> Duration {
+        Duration::from_millis(self.admin_request_ms)
     }
     pub fn shutdown_drain(&self) -> Duration {
         Duration::from_millis(self.shutdown_drain_ms)
@@ -440,6 +450,13 @@ impl Config {
             return Err(ConfigError::new(
                 file,
                 "proxy.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if self.proxy.admin_max_connections == 0 {
+            return Err(ConfigError::new(
+                file,
+                "proxy.admin_max_connections",
                 "must be at least 1",
             ));
         }
