@@ -67,7 +67,10 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Some(Cmd::Check { config }) => match Config::load(&config) {
-            Ok(_) => {
+            Ok(c) => {
+                for w in &c.warnings {
+                    eprintln!("warning: {w}");
+                }
                 println!("{}: ok", config.display());
                 ExitCode::SUCCESS
             }
@@ -109,10 +112,17 @@ fn main() -> ExitCode {
 
 /// Loads a configuration; on error prints it (file, field, reason).
 fn load_config(path: &std::path::Path) -> Result<Arc<Config>, ExitCode> {
-    Config::load(path).map(Arc::new).map_err(|e| {
-        eprintln!("{e}");
-        ExitCode::FAILURE
-    })
+    Config::load(path)
+        .inspect(|c| {
+            for w in &c.warnings {
+                tracing::warn!("{w}");
+            }
+        })
+        .map(Arc::new)
+        .map_err(|e| {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        })
 }
 
 fn runtime(threads: usize) -> tokio::runtime::Runtime {

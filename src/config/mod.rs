@@ -7,6 +7,7 @@
 //! (password hashes); nothing above it.
 
 mod policy;
+mod secrets;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -85,6 +86,12 @@ pub struct Config {
     user_policies: BTreeMap<String, Arc<Policy>>,
     #[serde(skip)]
     database_policies: BTreeMap<String, Arc<Policy>>,
+    /// What loading found worth telling the operator (not TOML keys):
+    /// secrets in files others can read.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+    #[serde(skip)]
+    secrets_in_text: bool,
 }
 
 /// Settings that apply to one user or one database instead of the
@@ -171,6 +178,13 @@ pub struct MonitorConfig {
     pub user: String,
     #[serde(default)]
     pub password: String,
+    /// The password from this environment variable instead.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// The password from this file instead (relative to the config file;
+    /// a trailing newline is not part of it).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
     /// How often each backend is checked, in milliseconds.
     #[serde(default = "default_monitor_interval")]
     pub interval_ms: u64,
@@ -237,9 +251,14 @@ pub struct UserConfig {
     /// Cleartext password (hashed at load), or ...
     #[serde(default)]
     pub password: Option<String>,
-    /// ... the `*`-prefixed hash `PASSWORD()` gives.
+    /// ... the `*`-prefixed hash `PASSWORD()` gives, or the cleartext
+    /// password from an environment variable or a file (read at load).
     #[serde(default)]
     pub password_hash: Option<String>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
     /// Global privileges Causeway's own statements check, as named in
     /// `GRANT`: `PROCESS`, `CONNECTION ADMIN`, `SUPER` (or `ALL`).
     /// Default: none.
@@ -356,8 +375,14 @@ impl Config {
     /// Parses and validates a configuration. `file` is only used in error
     /// messages. The policy is not loaded (see [`Config::load`]).
     pub fn from_str(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let cfg: Config =
+        Config::from_str_at(text, file, Path::new("."))
+    }
+
+    /// [`Config::from_str`], with secret files relative to `base`.
+    fn from_str_at(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
+        let mut cfg: Config =
             toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, e))?;
+        secrets::resolve(&mut cfg, file, base)?;
         cfg.validate(file)
     }
 
@@ -366,8 +391,14 @@ impl Config {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(&file, "(file)", format!("cannot read: {e}")))?;
-        let mut cfg = Config::from_str(&text, &file)?;
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let mut cfg = Config::from_str_at(&text, &file, &base)?;
+        if secrets::in_text(&cfg) && secrets::others_can_read(path) {
+            cfg.warnings.push(format!(
+                "{file}: holds passwords and others can read it (chmod 600, or move them to \
+                 password_file / password_env)"
+            ));
+        }
         let names: Vec<String> = cfg.backend_names().map(str::to_string).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let load = |p: &Path| -> Result<(PathBuf, Arc<Policy>), ConfigError> {

@@ -151,3 +151,76 @@ fn config_users_privileges_are_known_names() {
     let e = Config::from_str(&bad, "c.toml").unwrap_err();
     assert_eq!(e.field, "auth.users[0].privileges");
 }
+
+#[test]
+fn passwords_come_from_files_and_the_environment() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("monitor.pw");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // A variable no other test sets.
+    std::env::set_var("CAUSEWAY_TEST_APP_PW", "app-pw");
+    let text = MINIMAL.replace(
+        "user = \"causeway_monitor\"",
+        "user = \"causeway_monitor\"\npassword_file = \"monitor.pw\"",
+    ) + "[auth]\nsource = \"config\"\n[[auth.users]]\nname = \"app\"\npassword_env = \"CAUSEWAY_TEST_APP_PW\"\n";
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, &text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let c = Config::load(&path).unwrap();
+    assert_eq!(c.monitor.password, "s3cret");
+    assert_eq!(
+        c.auth.users[0].stored_hash(),
+        Some(StoredHash::from_password(b"app-pw"))
+    );
+    // No password in the text itself, none readable by others: no warning,
+    // even though the config file is world-readable.
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+    // A password file others can read is named.
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let c = Config::load(&path).unwrap();
+    assert!(
+        c.warnings.iter().any(|w| w.contains("monitor.pw")),
+        "{:?}",
+        c.warnings
+    );
+
+    // Passwords in a world-readable config file: a warning; chmod 600: none.
+    let inline = MINIMAL.replace(
+        "user = \"causeway_monitor\"",
+        "user = \"causeway_monitor\"\npassword = \"inline\"",
+    );
+    std::fs::write(&path, &inline).unwrap();
+    let c = Config::load(&path).unwrap();
+    assert!(
+        c.warnings.iter().any(|w| w.contains("others can read")),
+        "{:?}",
+        c.warnings
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(Config::load(&path).unwrap().warnings.is_empty());
+}
+
+#[test]
+fn one_password_source_each_and_missing_ones_are_named() {
+    let both = MINIMAL.replace(
+        "user = \"causeway_monitor\"",
+        "user = \"causeway_monitor\"\npassword = \"x\"\npassword_env = \"HOME\"",
+    );
+    let e = Config::from_str(&both, "c.toml").unwrap_err();
+    assert_eq!(e.field, "monitor");
+    let missing = MINIMAL.replace(
+        "user = \"causeway_monitor\"",
+        "user = \"causeway_monitor\"\npassword_env = \"CAUSEWAY_TEST_NEVER_SET\"",
+    );
+    let e = Config::from_str(&missing, "c.toml").unwrap_err();
+    assert_eq!(e.field, "monitor.password_env");
+    assert!(e.reason.contains("CAUSEWAY_TEST_NEVER_SET"), "{}", e.reason);
+    let user = format!(
+        "{MINIMAL}[[auth.users]]\nname = \"a\"\npassword_hash = \"*0000000000000000000000000000000000000000\"\npassword_file = \"x\"\n"
+    );
+    let e = Config::from_str(&user, "c.toml").unwrap_err();
+    assert_eq!(e.field, "auth.users[0]");
+}
