@@ -21,3 +21,6 @@ pub mod stream;
 
 pub use command::Command;
 pub use packet::Header;
+
+#[cfg(test)]
+mod fuzz_tests;
