@@ -120,6 +120,14 @@ pub enum Error {
     TlsUnsupported,
     #[error("Too many connections")]
     TooManyConnections,
+    /// The server's `max_user_connections` (or Causeway's per-user cap).
+    #[error("User {0} already has more than 'max_user_connections' active connections")]
+    TooManyUserConnections(String),
+    /// The account's own `MAX_USER_CONNECTIONS`.
+    #[error(
+        "User '{user}' has exceeded the 'max_user_connections' resource (current value: {limit})"
+    )]
+    UserLimitReached { user: String, limit: u32 },
     #[error("Unknown thread id: {0}")]
     NoSuchThread(u64),
     /// `KILL QUERY ID n`: Causeway shows no query ids, so none is known.
@@ -182,6 +190,7 @@ impl Error {
             | Error::BackendProtocol { .. }
             | Error::KillFailed { .. }
             | Error::SessionLost { .. } => Side::Backend,
+            Error::TooManyUserConnections(_) | Error::UserLimitReached { .. } => Side::Client,
             Error::TooManyConnections
             | Error::ShuttingDown
             | Error::ConnectionKilled
@@ -216,6 +225,8 @@ impl Error {
         "packets_out_of_order",
         "tls_unsupported",
         "too_many_connections",
+        "too_many_user_connections",
+        "user_limit_reached",
         "no_such_thread",
         "no_such_query",
         "kill_unsupported",
@@ -244,6 +255,8 @@ impl Error {
             Error::PacketsOutOfOrder => "packets_out_of_order",
             Error::TlsUnsupported => "tls_unsupported",
             Error::TooManyConnections => "too_many_connections",
+            Error::TooManyUserConnections(_) => "too_many_user_connections",
+            Error::UserLimitReached { .. } => "user_limit_reached",
             Error::NoSuchThread(_) => "no_such_thread",
             Error::NoSuchQuery(_) => "no_such_query",
             Error::KillUnsupported => "kill_unsupported",
@@ -280,6 +293,8 @@ impl Error {
             Error::PacketsOutOfOrder => (1156, b"08S01"),
             Error::TlsUnsupported => (1251, b"08004"),
             Error::TooManyConnections => (1040, b"08004"),
+            Error::TooManyUserConnections(_) => (1203, b"42000"),
+            Error::UserLimitReached { .. } => (1226, b"42000"),
             Error::NoSuchThread(_) => (1094, b"HY000"),
             Error::NoSuchQuery(_) => (1957, b"HY000"),
             Error::KillUnsupported => (1235, b"42000"),

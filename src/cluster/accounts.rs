@@ -19,6 +19,8 @@ pub struct Account {
     pub hash: Option<StoredHash>,
     /// Global privileges that matter to Causeway (KILL, PROCESSLIST).
     pub privileges: Privileges,
+    /// The account's own `MAX_USER_CONNECTIONS` (None: not set).
+    pub max_user_connections: Option<u32>,
 }
 
 /// The global privileges Causeway's own statements check. Unknown means
@@ -73,12 +75,28 @@ impl Privileges {
 #[derive(Debug, Clone, Default)]
 pub struct Accounts {
     entries: Vec<Account>,
+    /// The server's `@@global.max_user_connections` at the load.
+    max_user_connections: u32,
 }
 
 impl Accounts {
     pub fn new(mut entries: Vec<Account>) -> Accounts {
         entries.sort_by_key(|a| (std::cmp::Reverse(host_rank(&a.host)), a.user.is_empty()));
-        Accounts { entries }
+        Accounts {
+            entries,
+            max_user_connections: 0,
+        }
+    }
+
+    /// With the server's `@@global.max_user_connections` (0: no limit).
+    pub fn with_global_limit(mut self, max_user_connections: u32) -> Accounts {
+        self.max_user_connections = max_user_connections;
+        self
+    }
+
+    /// The server's `@@global.max_user_connections` (0: no limit).
+    pub fn max_user_connections(&self) -> u32 {
+        self.max_user_connections
     }
 
     pub fn len(&self) -> usize {
@@ -160,6 +178,7 @@ mod tests {
             plugin: "mysql_native_password".into(),
             hash: Some(StoredHash::from_password(pw.as_bytes())),
             privileges: Privileges::default(),
+            max_user_connections: None,
         }
     }
 

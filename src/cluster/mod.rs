@@ -139,6 +139,12 @@ impl Cluster {
     /// from the primary that started after the login arrived (shared with
     /// concurrent logins; at most one load per second), so an account
     /// created a moment ago is found.
+    /// The server's `@@global.max_user_connections` at the last account
+    /// load (0: no limit, or accounts from the config).
+    pub fn global_max_user_connections(&self) -> u32 {
+        self.accounts().max_user_connections()
+    }
+
     pub async fn find_account(&self, user: &str, ip: IpAddr) -> Option<Account> {
         if let Some(a) = self.accounts().find(user, ip) {
             return Some(a.clone());
@@ -197,7 +203,24 @@ impl Cluster {
         };
         let list: Vec<Account> = rows.into_iter().map(account_of_row).collect();
         let n = list.len();
-        self.accounts.store(Arc::new(Accounts::new(list)));
+        let global = bounded(
+            limit,
+            &conn.backend.clone(),
+            conn.query_rows("SELECT @@global.max_user_connections"),
+        )
+        .await
+        .ok()
+        .and_then(|rows| {
+            rows.into_iter()
+                .next()?
+                .into_iter()
+                .next()??
+                .parse::<u32>()
+                .ok()
+        })
+        .unwrap_or(0);
+        self.accounts
+            .store(Arc::new(Accounts::new(list).with_global_limit(global)));
         metrics::counter!(crate::metrics::ACCOUNT_RELOADS).increment(1);
         Ok(n)
     }
@@ -229,10 +252,12 @@ impl Cluster {
     }
 }
 
-const ACCOUNTS: &str = "SELECT User, Host, plugin, authentication_string FROM mysql.user";
+const ACCOUNTS: &str =
+    "SELECT User, Host, plugin, authentication_string, NULL, max_user_connections FROM mysql.user";
 
 const ACCOUNTS_WITH_PRIVILEGES: &str = "SELECT u.User, u.Host, u.plugin, \
-     u.authentication_string, CAST(JSON_VALUE(g.Priv, '$.access') AS UNSIGNED) \
+     u.authentication_string, CAST(JSON_VALUE(g.Priv, '$.access') AS UNSIGNED), \
+     u.max_user_connections \
      FROM mysql.user u LEFT JOIN mysql.global_priv g ON g.User = u.User AND g.Host = u.Host";
 
 /// One row of [`ACCOUNTS`] or [`ACCOUNTS_WITH_PRIVILEGES`].
@@ -251,6 +276,7 @@ fn account_of_row(r: Vec<Option<String>>) -> Account {
         plugin,
         hash,
         privileges: Privileges::from_access(access),
+        max_user_connections: col(5).parse::<u32>().ok().filter(|n| *n > 0),
     }
 }
 
@@ -279,6 +305,7 @@ fn config_accounts(cfg: &Config) -> Accounts {
                 plugin: "mysql_native_password".into(),
                 hash: u.stored_hash(),
                 privileges: Privileges::from_names(&u.privileges).unwrap_or_default(),
+                max_user_connections: None,
             })
             .collect(),
     )

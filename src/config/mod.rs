@@ -113,6 +113,10 @@ pub struct Override {
     /// `pool.transaction_pool` (users only).
     #[serde(default)]
     pub transaction_pool: Option<bool>,
+    /// Most sessions of this user at once in this instance (users only);
+    /// more get ERROR 1203, as the server's `max_user_connections` gives.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,17 +7,35 @@
 //! the longest is dropped to make room (a real client finishes in
 //! milliseconds; a silent one waits for its timeout).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
+
+use crate::error::Error;
 
 pub struct Gate {
     max_sessions: usize,
     max_pending: usize,
     sessions: AtomicUsize,
     pending: Mutex<PendingSet>,
+    /// Sessions per account (`user@host` of the account matched), for
+    /// accounts with a limit.
+    per_account: Mutex<HashMap<String, u32>>,
+}
+
+/// A limit on one account's sessions, and which error says it was reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserLimit {
+    /// `user@host` of the account.
+    pub account: String,
+    pub user: String,
+    pub max: u32,
+    /// The account's own `MAX_USER_CONNECTIONS` (ERROR 1226) rather than
+    /// the server's `max_user_connections` or Causeway's per-user cap
+    /// (ERROR 1203).
+    pub own: bool,
 }
 
 #[derive(Default)]
@@ -37,6 +55,7 @@ pub struct Pending {
 /// A session slot, given back when dropped.
 pub struct Seat {
     gate: Arc<Gate>,
+    account: Option<String>,
 }
 
 impl Gate {
@@ -46,6 +65,7 @@ impl Gate {
             max_pending: max_pending.max(1),
             sessions: AtomicUsize::new(0),
             pending: Mutex::default(),
+            per_account: Mutex::default(),
         })
     }
 
@@ -95,23 +115,45 @@ impl Pending {
         self.dropped.notified().await
     }
 
-    /// The login succeeded: a session slot, unless every one is taken.
-    pub fn establish(self) -> Option<Seat> {
+    /// The login succeeded: a session slot, unless every one is taken or
+    /// the account is at its limit (the error the client gets).
+    pub fn establish(self, limit: Option<&UserLimit>) -> Result<Seat, Error> {
         let gate = self.gate.clone();
         drop(self);
         let mut n = gate.sessions.load(Ordering::Acquire);
         loop {
             if n >= gate.max_sessions {
-                return None;
+                return Err(Error::TooManyConnections);
             }
             match gate
                 .sessions
                 .compare_exchange(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Some(Seat { gate }),
+                Ok(_) => break,
                 Err(now) => n = now,
             }
         }
+        let mut seat = Seat {
+            gate: gate.clone(),
+            account: None,
+        };
+        if let Some(l) = limit {
+            let mut per = gate.per_account.lock().unwrap_or_else(|e| e.into_inner());
+            let count = per.entry(l.account.clone()).or_default();
+            if *count >= l.max {
+                return Err(if l.own {
+                    Error::UserLimitReached {
+                        user: l.user.clone(),
+                        limit: l.max,
+                    }
+                } else {
+                    Error::TooManyUserConnections(l.user.clone())
+                });
+            }
+            *count += 1;
+            seat.account = Some(l.account.clone());
+        }
+        Ok(seat)
     }
 }
 
@@ -124,6 +166,19 @@ impl Drop for Pending {
 impl Drop for Seat {
     fn drop(&mut self) {
         self.gate.sessions.fetch_sub(1, Ordering::AcqRel);
+        if let Some(a) = &self.account {
+            let mut per = self
+                .gate
+                .per_account
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = per.get_mut(a) {
+                *n -= 1;
+                if *n == 0 {
+                    per.remove(a);
+                }
+            }
+        }
     }
 }
 
@@ -147,16 +202,48 @@ mod tests {
         drop(a);
         assert_eq!(gate.logging_in(), 3, "already out of the count");
         // Sessions: two slots; logins in progress take none.
-        let s1 = b.establish().expect("a slot");
-        let s2 = c.establish().expect("a slot");
+        let s1 = b.establish(None).expect("a slot");
+        let s2 = c.establish(None).expect("a slot");
         assert!(gate.full());
-        assert!(d.establish().is_none(), "no third session");
+        assert!(
+            matches!(d.establish(None), Err(Error::TooManyConnections)),
+            "no third session"
+        );
         assert_eq!(gate.logging_in(), 0);
         drop(s1);
         assert!(!gate.full());
         let e = gate.begin();
-        let _s3 = e.establish().expect("the freed slot");
+        let _s3 = e.establish(None).expect("the freed slot");
         drop(s2);
         assert_eq!(gate.sessions(), 1);
+    }
+
+    #[tokio::test]
+    async fn accounts_at_their_limit_get_the_servers_errors() {
+        let gate = Gate::new(100, 100);
+        let own = UserLimit {
+            account: "app@%".into(),
+            user: "app".into(),
+            max: 2,
+            own: true,
+        };
+        let a = gate.begin().establish(Some(&own)).unwrap();
+        let _b = gate.begin().establish(Some(&own)).unwrap();
+        let e = gate.begin().establish(Some(&own)).err().unwrap();
+        assert!(matches!(e, Error::UserLimitReached { limit: 2, .. }), "{e}");
+        // Another account is counted apart; the global limit says 1203.
+        let global = UserLimit {
+            account: "bob@%".into(),
+            user: "bob".into(),
+            max: 1,
+            own: false,
+        };
+        let _c = gate.begin().establish(Some(&global)).unwrap();
+        let e = gate.begin().establish(Some(&global)).err().unwrap();
+        assert!(matches!(e, Error::TooManyUserConnections(_)), "{e}");
+        // A session that ends frees its account's slot; refused ones took none.
+        drop(a);
+        assert!(gate.begin().establish(Some(&own)).is_ok());
+        assert_eq!(gate.sessions(), 2);
     }
 }

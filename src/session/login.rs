@@ -27,6 +27,8 @@ pub struct Identity {
     pub capabilities: u32,
     /// MariaDB extended capabilities the client and Causeway agreed on.
     pub ext_capabilities: u32,
+    /// How many sessions the account may have at once, if limited.
+    pub limit: Option<super::gate::UserLimit>,
     pub user: String,
     pub credential: Credential,
     /// The account's global privileges that Causeway checks (KILL).
@@ -66,9 +68,11 @@ pub async fn greet(
     let (credential, privileges) = check_password(ctx, &resp.user, peer_ip, &salt, &answer)
         .await
         .map_err(|error| Some(LoginFailure { error, seq }))?;
+    let limit = user_limit(ctx, &resp.user, peer_ip);
     Ok(Identity {
         capabilities: resp.capabilities & cap::PROXY_OFFERS,
         ext_capabilities: resp.ext_capabilities & ext_offered,
+        limit,
         user: resp.user,
         credential,
         privileges,
@@ -177,6 +181,40 @@ async fn exchange(
 /// same to the client: unknown user, wrong password and unsupported plugin
 /// all give ERROR 1045, so nothing about other accounts leaks. Gives the
 /// credential to log in to backends with and the account's privileges.
+/// The limit on the sessions of the account `user` from `ip` logs in as:
+/// the account's own `MAX_USER_CONNECTIONS` (ERROR 1226), else the
+/// server's `max_user_connections` (ERROR 1203); Causeway's per-user cap
+/// (`[users.NAME] max_connections`, ERROR 1203) when it is lower.
+fn user_limit(ctx: &Ctx, user: &str, ip: IpAddr) -> Option<super::gate::UserLimit> {
+    let accounts = ctx.cluster.accounts();
+    let account = accounts.find(user, ip)?;
+    let key = format!("{}@{}", account.user, account.host);
+    let limit = |max, own| super::gate::UserLimit {
+        account: key.clone(),
+        user: user.to_string(),
+        max,
+        own,
+    };
+    let server = match account.max_user_connections {
+        Some(n) => Some(limit(n, true)),
+        None => {
+            let global = accounts.max_user_connections();
+            (global > 0).then(|| limit(global, false))
+        }
+    };
+    let cap = ctx
+        .cluster
+        .config()
+        .users
+        .get(user)
+        .and_then(|o| o.max_connections);
+    match (server, cap) {
+        (Some(s), Some(c)) if c < s.max => Some(limit(c, false)),
+        (None, Some(c)) => Some(limit(c, false)),
+        (s, _) => s,
+    }
+}
+
 pub async fn check_password(
     ctx: &Ctx,
     user: &str,

@@ -123,15 +123,12 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         }
         Ok(Err(None)) | Err(_) => return,
     };
-    let Some(_seat) = pending.establish() else {
-        send_error(
-            &ctx.metrics,
-            &mut client,
-            ident.next_seq,
-            &Error::TooManyConnections,
-        )
-        .await;
-        return;
+    let _seat = match pending.establish(ident.limit.as_ref()) {
+        Ok(seat) => seat,
+        Err(e) => {
+            send_error(&ctx.metrics, &mut client, ident.next_seq, &e).await;
+            return;
+        }
     };
     let reg = ctx.registry.register(
         id,
