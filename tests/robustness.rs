@@ -990,3 +990,52 @@ async fn field_list_statistics_ping_and_set_option() {
     ping(&mut raw).await;
     env.stop().await;
 }
+
+/// Without `max_allowed_packet` in the config, the primary's value is the
+/// limit: a command over it gets the server's ERROR 1153 from Causeway,
+/// as directly, instead of being forwarded for the server to cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_primarys_max_allowed_packet_is_the_default_limit() {
+    let env = Env::start(0).await;
+    // 1 MiB on the server; a new account makes Causeway read its settings
+    // with the accounts again.
+    env.primary_sql(
+        "SET GLOBAL max_allowed_packet = 1048576; \
+         CREATE USER 'pk'@'%' IDENTIFIED BY 'pk-pw'; GRANT SELECT ON app.* TO 'pk'@'%';",
+    )
+    .await;
+    let _ = Raw::login(env.proxy, "pk", "pk-pw", Some("app"), 0).await;
+    let big = format!("\x03SELECT LENGTH('{}')", "z".repeat(20 << 20));
+    let mut out = BytesMut::new();
+    write_packets(&mut out, 0, big.as_bytes());
+    let received = || async {
+        let out = env
+            .primary_sql("SHOW GLOBAL STATUS LIKE 'Bytes_received'")
+            .await;
+        out.split_whitespace()
+            .filter_map(|w| w.parse::<u64>().ok())
+            .last()
+            .expect("a byte count")
+    };
+    for addr in [env.cluster.primary.addr, env.proxy] {
+        let before = received().await;
+        let mut raw = Raw::login(addr, "app", "app-secret", Some("app"), 0).await;
+        let _ = timeout(REPLY, raw.s.write_all(&out)).await;
+        let (_, p) = pkt(&mut raw).await;
+        let msg = expect_err(&p, 1153, "08S01");
+        assert!(msg.contains("max_allowed_packet"), "{addr}: {msg}");
+        if addr == env.proxy {
+            // Causeway refused it itself: the primary never got the 20 MiB.
+            let got = received().await - before;
+            assert!(got < 1 << 20, "the primary received {got} bytes");
+        }
+    }
+    // Under it, fine.
+    let mut raw = Raw::login(env.proxy, "app", "app-secret", Some("app"), 0).await;
+    let s = "w".repeat(500_000);
+    assert_eq!(
+        scalar(&mut raw, &format!("SELECT LENGTH('{s}')")).await,
+        "500000"
+    );
+    env.stop().await;
+}

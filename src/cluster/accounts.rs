@@ -77,6 +77,8 @@ pub struct Accounts {
     entries: Vec<Account>,
     /// The server's `@@global.max_user_connections` at the load.
     max_user_connections: u32,
+    /// The server's `@@global.max_allowed_packet` at the load.
+    max_allowed_packet: Option<usize>,
 }
 
 impl Accounts {
@@ -85,6 +87,7 @@ impl Accounts {
         Accounts {
             entries,
             max_user_connections: 0,
+            max_allowed_packet: None,
         }
     }
 
@@ -92,6 +95,17 @@ impl Accounts {
     pub fn with_global_limit(mut self, max_user_connections: u32) -> Accounts {
         self.max_user_connections = max_user_connections;
         self
+    }
+
+    /// With the server's `@@global.max_allowed_packet`.
+    pub fn with_max_allowed_packet(mut self, bytes: Option<usize>) -> Accounts {
+        self.max_allowed_packet = bytes;
+        self
+    }
+
+    /// The server's `@@global.max_allowed_packet`, if it was read.
+    pub fn max_allowed_packet(&self) -> Option<usize> {
+        self.max_allowed_packet
     }
 
     /// The server's `@@global.max_user_connections` (0: no limit).

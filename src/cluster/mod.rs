@@ -139,6 +139,16 @@ impl Cluster {
     /// from the primary that started after the login arrived (shared with
     /// concurrent logins; at most one load per second), so an account
     /// created a moment ago is found.
+    /// The largest command a client may send: the configured value, else
+    /// the primary's `max_allowed_packet` as last read, else 1 GiB.
+    pub fn max_allowed_packet(&self) -> usize {
+        self.config
+            .proxy
+            .max_allowed_packet
+            .or_else(|| self.accounts().max_allowed_packet())
+            .unwrap_or(1 << 30)
+    }
+
     /// The server's `@@global.max_user_connections` at the last account
     /// load (0: no limit, or accounts from the config).
     pub fn global_max_user_connections(&self) -> u32 {
@@ -203,24 +213,24 @@ impl Cluster {
         };
         let list: Vec<Account> = rows.into_iter().map(account_of_row).collect();
         let n = list.len();
-        let global = bounded(
+        // The server's limits that Causeway applies to clients itself.
+        let row = bounded(
             limit,
             &conn.backend.clone(),
-            conn.query_rows("SELECT @@global.max_user_connections"),
+            conn.query_rows("SELECT @@global.max_user_connections, @@global.max_allowed_packet"),
         )
         .await
         .ok()
-        .and_then(|rows| {
-            rows.into_iter()
-                .next()?
-                .into_iter()
-                .next()??
-                .parse::<u32>()
-                .ok()
-        })
-        .unwrap_or(0);
-        self.accounts
-            .store(Arc::new(Accounts::new(list).with_global_limit(global)));
+        .and_then(|rows| rows.into_iter().next())
+        .unwrap_or_default();
+        let value = |i: usize| row.get(i).cloned().flatten();
+        let global = value(0).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+        let packet = value(1).and_then(|v| v.parse::<usize>().ok());
+        self.accounts.store(Arc::new(
+            Accounts::new(list)
+                .with_global_limit(global)
+                .with_max_allowed_packet(packet),
+        ));
         metrics::counter!(crate::metrics::ACCOUNT_RELOADS).increment(1);
         Ok(n)
     }

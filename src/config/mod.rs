@@ -134,8 +134,11 @@ pub struct ProxyConfig {
     pub max_handshakes: usize,
     /// Most admin HTTP connections at once; more get `503`.
     pub admin_max_connections: usize,
-    /// Largest command a client may send, in bytes.
-    pub max_allowed_packet: usize,
+    /// Largest command a client may send, in bytes; by default the
+    /// primary's `@@global.max_allowed_packet` (read with the accounts;
+    /// 1 GiB until known), so a larger one gets the server's ERROR 1153
+    /// from Causeway instead of a connection the server cut mid-packet.
+    pub max_allowed_packet: Option<usize>,
     /// Worker threads of the runtime; 0 = one per CPU core.
     pub worker_threads: usize,
     /// This instance's number (0-127), carried in the high bits of every
@@ -152,7 +155,7 @@ impl Default for ProxyConfig {
             max_connections: 10_000,
             max_handshakes: 1_000,
             admin_max_connections: 64,
-            max_allowed_packet: 1 << 30,
+            max_allowed_packet: None,
             worker_threads: 0,
             instance: 0,
         }
@@ -502,7 +505,7 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        if self.proxy.max_allowed_packet < 1024 {
+        if self.proxy.max_allowed_packet.is_some_and(|m| m < 1024) {
             return Err(ConfigError::new(
                 file,
                 "proxy.max_allowed_packet",

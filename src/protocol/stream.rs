@@ -11,6 +11,9 @@ use super::packet::{frame_len, Header, HEADER_LEN};
 
 const READ_CHUNK: usize = 16 * 1024;
 
+/// An empty read buffer larger than this is given back before the next read.
+const SHRINK_ABOVE: usize = 1 << 20;
+
 /// One logical payload, joined from one or more physical packets.
 #[derive(Debug, Clone)]
 pub struct Payload {
@@ -86,6 +89,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
 
     /// Reads more bytes into the buffer. `Ok(0)` means the peer closed.
     pub async fn fill(&mut self) -> io::Result<usize> {
+        // A buffer that grew for one huge packet goes back to its usual
+        // size once that packet has been consumed.
+        if self.rbuf.is_empty() && self.rbuf.capacity() > SHRINK_ABOVE {
+            self.rbuf = BytesMut::with_capacity(READ_CHUNK);
+        }
         if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
             self.rbuf.reserve(READ_CHUNK);
         }
@@ -222,6 +230,24 @@ mod tests {
         assert_eq!(&p.data[..], b"next");
         writer.await.unwrap();
         assert!(matches!(r.read_payload(10).await, Err(ReadError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn a_buffer_grown_for_a_huge_packet_shrinks_after_it() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let writer = tokio::spawn(async move {
+            let mut s = PacketStream::new(a);
+            let mut out = BytesMut::new();
+            write_packets(&mut out, 0, &vec![1u8; 20 << 20]);
+            write_packets(&mut out, 0, b"small");
+            s.write_all(&out).await.unwrap();
+        });
+        let mut r = PacketStream::new(b);
+        assert_eq!(r.read_payload(64 << 20).await.unwrap().data.len(), 20 << 20);
+        assert_eq!(&r.read_payload(64 << 20).await.unwrap().data[..], b"small");
+        writer.await.unwrap();
+        let _ = r.fill().await;
+        assert!(r.rbuf.capacity() <= SHRINK_ABOVE, "{}", r.rbuf.capacity());
     }
 
     #[tokio::test]

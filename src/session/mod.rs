@@ -346,7 +346,7 @@ enum Flow {
 impl Session {
     async fn command_loop(&mut self, reg: &registry::Registration) {
         let kill = &*reg.kill;
-        let max = self.ctx.cluster.config().proxy.max_allowed_packet;
+        let max = self.ctx.cluster.max_allowed_packet();
         let mut shutdown = self.ctx.shutdown.clone();
         loop {
             let idle = self.wait_timeout();
