@@ -1013,8 +1013,8 @@ async fn the_primarys_max_allowed_packet_is_the_default_limit() {
             .primary_sql("SHOW GLOBAL STATUS LIKE 'Bytes_received'")
             .await;
         out.split_whitespace()
-            .filter_map(|w| w.parse::<u64>().ok())
-            .last()
+            .rev()
+            .find_map(|w| w.parse::<u64>().ok())
             .expect("a byte count")
     };
     for addr in [env.cluster.primary.addr, env.proxy] {
