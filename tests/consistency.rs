@@ -1197,8 +1197,8 @@ async fn replica_positions_follow_restarts_and_repointing() {
 }
 
 /// Writes that report their position in unusual ways — several statements
-/// in one COM_QUERY, a stored procedure, and a write whose OK carries no
-/// position at all because the client turned tracking off — are still read
+/// in one COM_QUERY, a stored procedure, and a write after the client turned
+/// variable tracking off — are still read
 /// back at session level. Both replicas stay eligible but behind (one
 /// applies 30 s late, one has stopped applying), so a read that trusted a
 /// missing or wrong position would return the old value.
@@ -1238,7 +1238,9 @@ async fn multi_statements_procedures_and_untracked_writes_are_read_back() {
         c.query_drop(format!("CALL bump({i})")).await.unwrap();
         assert_eq!(read_v(&mut c).await, i, "procedure write read back");
     }
-    // No position in the OK packet: Causeway asks the primary for its own.
+    // A client that turns variable tracking off (connectors narrow it):
+    // Causeway turns its own back on, so the write's OK still carries its
+    // position and the read needs no request to the primary.
     let before = metric_sum(&metrics_text(&env).await, POSITION_REQUESTS, &[]);
     for _ in 0..3 {
         i += 1;
@@ -1249,12 +1251,33 @@ async fn multi_statements_procedures_and_untracked_writes_are_read_back() {
         c.query_drop(format!("UPDATE mp SET v = {i} WHERE id = 1"))
             .await
             .unwrap();
-        assert_eq!(read_v(&mut c).await, i, "untracked write read back");
+        assert_eq!(
+            read_v(&mut c).await,
+            i,
+            "write after tracking off read back"
+        );
     }
     let after = metric_sum(&metrics_text(&env).await, POSITION_REQUESTS, &[]);
+    assert_eq!(
+        after, before,
+        "the writes' positions came in their OK packets: {before} -> {after}"
+    );
+    // Tracking off and the write in one statement: that write's OK carries
+    // no position, so Causeway asks the primary for its own.
+    for _ in 0..3 {
+        i += 1;
+        let mut c = env.conn().await;
+        c.query_drop(format!(
+            "SET SESSION session_track_system_variables = ''; UPDATE mp SET v = {i} WHERE id = 1"
+        ))
+        .await
+        .unwrap();
+        assert_eq!(read_v(&mut c).await, i, "untracked write read back");
+    }
+    let last = metric_sum(&metrics_text(&env).await, POSITION_REQUESTS, &[]);
     assert!(
-        after >= before + 3.0,
-        "each untracked write made the next read ask the primary: {before} -> {after}"
+        last >= after + 3.0,
+        "each untracked write made the next read ask the primary: {after} -> {last}"
     );
     env.stop().await;
 }

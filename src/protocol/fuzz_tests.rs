@@ -69,7 +69,6 @@ proptest! {
         }
         let _ = Err::decode(&p);
         let _ = Eof::decode(&p);
-        let _ = crate::error::ServerError::from_packet(&p);
         let _ = super::response::terminator_status(&p, c);
     }
 
