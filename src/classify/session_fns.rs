@@ -236,7 +236,7 @@ fn unnamed_items(src: &[u8]) -> Vec<(usize, usize)> {
                 lx.next_token();
                 continue;
             }
-            let n = lx.next_token().expect("peeked");
+            let Some(n) = lx.next_token() else { break };
             if n.is_punct(b'(') {
                 depth += 1;
             } else if n.is_punct(b')') {

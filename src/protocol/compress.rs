@@ -302,8 +302,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
             z.accepted = n;
         }
         ready!(this.poll_drain(cx))?;
-        let z = this.zlib.as_mut().expect("compressing");
-        Poll::Ready(Ok(std::mem::take(&mut z.accepted)))
+        let accepted = this
+            .zlib
+            .as_mut()
+            .map_or(0, |z| std::mem::take(&mut z.accepted));
+        Poll::Ready(Ok(accepted))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
