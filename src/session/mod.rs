@@ -24,6 +24,7 @@ mod positions;
 mod processlist;
 pub mod registry;
 mod relay;
+mod roles;
 mod routing;
 pub mod state;
 mod stmt;
@@ -137,7 +138,8 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         ident.privileges,
     );
     drop(reservation);
-    let n = ctx.cluster.topology().backends.len();
+    let topo = ctx.cluster.topology();
+    let n = topo.backends.len();
     let (pooled, keep) = pooling(&ctx, &ident.user);
     let mut s = Session {
         conns: Conns {
@@ -171,6 +173,8 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         causal: Causal::default(),
         scratch: BytesMut::with_capacity(256),
         snapshot_buffers: Default::default(),
+        primary: topo.primary.unwrap_or(0),
+        role_epoch: topo.role_epoch,
         state: SessionState::default(),
         txn: Txn::default(),
         stmts: Statements {
@@ -253,6 +257,10 @@ struct Session {
     scratch: BytesMut,
     /// Reused by each statement's plan (see [`plan`]).
     snapshot_buffers: plan::SnapshotBuffers,
+    /// The backend the session treats as the primary (see [`roles`]), and
+    /// the cluster's role epoch it last followed.
+    primary: usize,
+    role_epoch: u64,
 }
 
 /// The client side of a session.
@@ -408,6 +416,7 @@ impl Session {
 
     async fn dispatch(&mut self, cmd: Command<'_>, raw: &[u8], seq: u8) -> Flow {
         let next = seq.wrapping_add(1);
+        self.follow_roles();
         if let Some(e) = self.lost_state().filter(|_| !matches!(cmd, Command::Quit)) {
             // A connection dropped earlier took state the session still
             // counts on: end the session, as a restarted server would.
@@ -483,9 +492,10 @@ impl Session {
     }
 }
 
-/// The `target` label of a statement run on backend `index`.
-fn route_target(index: usize) -> m::RouteTarget {
-    if index == 0 {
+/// The `target` label of a statement run on backend `index`, where
+/// `primary` is the primary.
+fn route_target(index: usize, primary: usize) -> m::RouteTarget {
+    if index == primary {
         m::RouteTarget::Primary
     } else {
         m::RouteTarget::Replica
