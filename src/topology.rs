@@ -267,7 +267,7 @@ impl Topology {
     /// Publishes the roles the backends' accepted states give. Until
     /// every backend has been checked once, a primary is only replaced by
     /// a clear one (the configured guess stands meanwhile). Returns whether
-    /// the primary changed.
+    /// the primary (or the set of servers in a split brain) changed.
     pub fn settle_roles(&mut self) -> bool {
         let all_seen = self.backends.iter().all(|b| b.accepted.is_some());
         let roles = derive_roles(&self.backends);
@@ -277,6 +277,7 @@ impl Topology {
             Roles::NoPrimary => (None, Vec::new()),
             Roles::SplitBrain(v) => (None, v),
         };
+        let split_changed = self.split_brain != split;
         self.split_brain = split;
         for (i, b) in self.backends.iter_mut().enumerate() {
             b.role = if Some(i) == primary {
@@ -286,7 +287,7 @@ impl Topology {
             };
         }
         if primary == self.primary {
-            return false;
+            return split_changed;
         }
         self.primary = primary;
         self.role_epoch += 1;

@@ -204,7 +204,9 @@ impl Cluster {
         // From the primary: accounts are created there. Without one, the
         // last load stands (logins go on with it).
         let topo = self.topology();
-        let Some(primary) = topo.primary.filter(|&p| topo.backends[p].up) else {
+        // (Not yet checked counts: the first load runs at start.)
+        let known_down = |p: usize| !topo.backends[p].up && topo.backends[p].checked_at.is_some();
+        let Some(primary) = topo.primary.filter(|&p| !known_down(p)) else {
             return Err(Error::NoPrimary {
                 waited_ms: 0,
                 reason: "accounts are loaded from the primary".into(),
