@@ -104,6 +104,41 @@ impl Cluster {
         self.publish(t);
     }
 
+    /// Reports backend `index` down, found so by a statement (it refused a
+    /// connection, or stayed silent and did not greet a new one): routing
+    /// avoids it from the next decision on, until the monitor's next
+    /// successful check of it publishes it up again.
+    pub fn mark_down(&self, index: usize, reason: &str) {
+        let mut name = None;
+        self.update_topology(|t| {
+            if let Some(b) = t.backends.get_mut(index) {
+                if b.up {
+                    name = Some(b.name.clone());
+                }
+                b.up = false;
+                b.last_error = Some(reason.to_string());
+            }
+        });
+        if let Some(name) = name {
+            tracing::warn!(backend = %name, reason, "backend marked down by a statement");
+            metrics::counter!(crate::metrics::BACKEND_MARKED_DOWN, "backend" => name).increment(1);
+        }
+    }
+
+    /// Whether backend `index` is alive: it greets a new connection within
+    /// `timeouts.probe_ms` (see [`crate::pool::conn::greets`]).
+    pub async fn greets(&self, index: usize) -> bool {
+        let Some(address) = self
+            .topology()
+            .backends
+            .get(index)
+            .map(|b| b.address.clone())
+        else {
+            return false;
+        };
+        crate::pool::conn::greets(&address, self.config.timeouts.probe()).await
+    }
+
     /// A snapshot of the statements in flight per backend, and a fresh tick.
     pub fn loads(&self, out: &mut Vec<u64>) -> u64 {
         out.clear();

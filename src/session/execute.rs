@@ -83,7 +83,6 @@ impl Session {
         prepare_id: Option<u32>,
         wait: Option<&consistency::Wait>,
     ) -> Flow {
-        let in_trans = self.txn.backend.is_some();
         let mut index = index;
         while let Err(e) = self.sync(index).await {
             // A connection that broke while being synced cannot be trusted;
@@ -96,7 +95,17 @@ impl Session {
                 // on a replica, temporary tables, ...) is gone with it: the
                 // statement must not run elsewhere without it.
                 if self.held_state(index).is_some() {
-                    return self.backend_failed(index, e, 1, false, in_trans).await;
+                    if e.is_backend_failure() {
+                        self.note_failure(index, &e, false).await;
+                    }
+                    return self.backend_failed(index, e, 1, false).await;
+                }
+                if e.is_backend_failure() {
+                    // A read planned again, away from a backend that failed.
+                    if self.may_retry(index, stmt) {
+                        return self.failed_before_reply(index, e, 1, false, stmt).await;
+                    }
+                    self.note_failure(index, &e, false).await;
                 }
             }
             // A text statement that cannot run with the session's state on a
@@ -145,21 +154,26 @@ impl Session {
                     tracing::warn!(session = self.id, backend = index, error = %e,
                         "replica failed during a position wait; using the primary");
                     self.conns.open[index] = None;
+                    self.note_failure(index, &e, false).await;
                     if self.held_state(index).is_some() {
-                        return self.backend_failed(index, e, 1, false, in_trans).await;
+                        return self.backend_failed(index, e, 1, false).await;
                     }
                     self.count_consistent(w.level, m::Served::PrimaryAfterTimeout);
                     return Flow::Fallback;
                 }
             }
         } else {
+            let retryable = self.may_retry(index, stmt);
             let conn = match self.backend(index).await {
                 Ok(c) => c,
+                Err(e) if retryable && e.is_backend_failure() => {
+                    return self.failed_before_reply(index, e, 1, false, stmt).await
+                }
                 Err(e) => return self.fail(1, &e).await,
             };
             if let Err(e) = conn.send_command(raw).await {
                 self.conns.open[index] = None;
-                return self.backend_failed(index, e, 1, false, in_trans).await;
+                return self.failed_before_reply(index, e, 1, false, stmt).await;
             }
         }
         let Some(conn) = self.conns.open[index].as_mut() else {
@@ -170,6 +184,16 @@ impl Session {
         let watch = relay::Watch {
             kill: Some(&self.watch.kill),
             client_eof: true,
+            silence: ctx
+                .cluster
+                .config()
+                .timeouts
+                .read()
+                .map(|after| relay::Silence {
+                    after,
+                    cluster: &ctx.cluster,
+                    index,
+                }),
         };
         let relayed = relay(
             &mut self.client.stream,
@@ -218,6 +242,7 @@ impl Session {
                 next_seq,
                 malformed,
                 sent,
+                hung,
             }) => {
                 let backend = conn.backend.clone();
                 self.conns.open[index] = None;
@@ -226,7 +251,13 @@ impl Session {
                 } else {
                     Error::BackendLost { backend, reason }
                 };
-                self.backend_failed(index, e, next_seq, sent, in_trans)
+                if sent {
+                    self.note_failure(index, &e, hung).await;
+                    return self.backend_failed(index, e, next_seq, sent).await;
+                }
+                // Nothing reached the client: the reply starts afresh
+                // wherever the read runs next.
+                self.failed_before_reply(index, e, next_seq, hung, stmt)
                     .await
             }
         }

@@ -24,6 +24,7 @@ mod positions;
 mod processlist;
 pub mod registry;
 mod relay;
+mod retry;
 mod routing;
 pub mod state;
 mod stmt;
@@ -341,6 +342,10 @@ enum Flow {
     /// The command was not run (a replica did not reach the read's
     /// position in time): run it on the primary instead.
     Fallback,
+    /// A read's backend failed before any byte of its reply reached the
+    /// client: it may run again elsewhere (see `retry.rs`); a caller that
+    /// does not retry reports the failure.
+    Retry(Box<retry::Failure>),
 }
 
 impl Session {
@@ -394,6 +399,11 @@ impl Session {
                     self.fail(payload.last_seq.wrapping_add(1), &Error::MalformedPacket)
                         .await
                 }
+            };
+            let flow = match flow {
+                // Not retried by the command: the client gets its error.
+                Flow::Retry(f) => self.fail(f.seq, &f.error).await,
+                flow => flow,
             };
             if let Flow::Close = flow {
                 return;

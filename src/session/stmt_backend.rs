@@ -28,8 +28,18 @@ impl Session {
             // cannot go on without it.
             Err(err) if !matches!(err, Error::Server(_)) && self.held_state(index).is_some() => {
                 self.conns.open[index] = None;
-                let in_trans = self.txn.backend.is_some();
-                return self.backend_failed(index, err, seq, false, in_trans).await;
+                if err.is_backend_failure() {
+                    self.note_failure(index, &err, false).await;
+                }
+                return self.backend_failed(index, err, seq, false).await;
+            }
+            // A read planned again, away from a backend that failed.
+            Err(err)
+                if err.is_backend_failure() && self.may_retry(index, Some((&e.class, &e.sql))) =>
+            {
+                self.conns.open[index] = None;
+                let stmt = Some((&e.class, e.sql.as_slice()));
+                return self.failed_before_reply(index, err, seq, false, stmt).await;
             }
             // A replica that cannot be reached or brought to the session's
             // state: the primary runs the statement instead.
@@ -37,6 +47,9 @@ impl Session {
                 tracing::warn!(session = self.id, backend = index, error = %err,
                     "could not prepare on a replica; using the primary");
                 self.conns.open[index] = None;
+                if err.is_backend_failure() {
+                    self.note_failure(index, &err, false).await;
+                }
                 return Flow::Fallback;
             }
             Err(err) => return self.fail(seq, &err).await,

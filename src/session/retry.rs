@@ -1,0 +1,137 @@
+//! Reads that run again after their backend failed.
+//!
+//! An autocommit read (and a read split off a transaction to a replica)
+//! whose backend connection fails before any byte of its reply reached the
+//! client ran nowhere the client can tell: it is planned again, with the
+//! backends that failed it excluded (the primary stands in for them), and
+//! run there. Only statements that cannot do harm by running twice qualify
+//! ([`crate::classify::Class::may_run_twice`]): never a write, never a
+//! statement inside the transaction's own connection, never one that held
+//! state only its connection had, never one that sent part of its reply.
+//!
+//! A failure also asks whether the backend itself is down (a refused
+//! connection, or a silent backend that does not greet a new one): then
+//! routing avoids it ([`crate::cluster::Cluster::mark_down`]) until the
+//! monitor sees it healthy again.
+
+use crate::classify::Class;
+use crate::error::Error;
+use crate::metrics as m;
+use crate::protocol::consts::status;
+
+use super::plan::StatementPlan;
+use super::{Flow, Session};
+
+/// At most this many runs of one statement (the first included).
+const MAX_RUNS: u8 = 3;
+
+/// A read whose backend failed before any byte of its reply reached the
+/// client.
+#[derive(Debug)]
+pub(super) struct Failure {
+    /// The backend that failed.
+    pub index: usize,
+    /// What the client sees when the read is not run again.
+    pub error: Error,
+    /// The sequence id of that error packet.
+    pub seq: u8,
+}
+
+/// The runs of one statement so far.
+#[derive(Debug, Default)]
+pub(super) struct Attempts {
+    /// Backends that failed it.
+    failed: Vec<usize>,
+    runs: u8,
+}
+
+impl Session {
+    /// Whether a statement whose connection to backend `index` broke
+    /// before its reply reached the client may run again.
+    pub(super) fn may_retry(&self, index: usize, stmt: Option<(&Class, &[u8])>) -> bool {
+        stmt.is_some_and(|(c, _)| c.may_run_twice())
+            && self.held_state(index).is_none()
+            // On the primary, only outside a transaction (an autocommit
+            // read, not the first statement of an implicit transaction).
+            // TODO(roles): "the primary" is backend 0 until roles are observed.
+            && (index != 0
+                || self.txn.backend.is_none() && self.status & status::AUTOCOMMIT != 0)
+    }
+
+    /// A connection to backend `index` failed with `e` (`hung`: it stayed
+    /// silent and failed its check already). If the backend itself is
+    /// down, routing is told.
+    pub(super) async fn note_failure(&self, index: usize, e: &Error, hung: bool) {
+        let down = hung
+            || matches!(e, Error::BackendUnavailable { .. })
+            || !self.ctx.cluster.greets(index).await;
+        if down {
+            self.ctx.cluster.mark_down(index, &e.to_string());
+        }
+    }
+
+    /// The backend connection `index` failed with `e` before any byte of
+    /// the reply reached the client (the connection is dropped already):
+    /// the read may run again ([`Flow::Retry`]); anything else gets what
+    /// a lost connection gets.
+    pub(super) async fn failed_before_reply(
+        &mut self,
+        index: usize,
+        e: Error,
+        seq: u8,
+        hung: bool,
+        stmt: Option<(&Class, &[u8])>,
+    ) -> Flow {
+        self.note_failure(index, &e, hung).await;
+        if !self.may_retry(index, stmt) {
+            return self.backend_failed(index, e, seq, false).await;
+        }
+        let name = self.backend_name(index);
+        self.ctx
+            .metrics
+            .backend(m::BackendCounter::Lost, index, &name);
+        tracing::info!(session = self.id, backend = %name, error = %e,
+            "read failed before its reply; planning it again");
+        Flow::Retry(Box::new(Failure {
+            index,
+            error: e,
+            seq,
+        }))
+    }
+
+    /// Where a read that failed (`f`) runs next, from `plan` (the read
+    /// planned again): a backend that failed it already gives way to the
+    /// primary; `None` when the primary failed it too, or it ran too often.
+    pub(super) fn next_run(
+        &self,
+        attempts: &mut Attempts,
+        f: &Failure,
+        plan: StatementPlan,
+    ) -> Option<StatementPlan> {
+        attempts.runs = attempts.runs.saturating_add(1);
+        if !attempts.failed.contains(&f.index) {
+            attempts.failed.push(f.index);
+        }
+        if attempts.runs >= MAX_RUNS {
+            return None;
+        }
+        let plan = if attempts.failed.contains(&plan.index) {
+            // TODO(roles): the primary is backend 0 until roles are observed.
+            StatementPlan {
+                index: 0,
+                wait: None,
+                ..plan
+            }
+        } else {
+            plan
+        };
+        if attempts.failed.contains(&plan.index) {
+            return None;
+        }
+        let name = self.backend_name(f.index);
+        self.ctx
+            .metrics
+            .backend(m::BackendCounter::ReadRetries, f.index, &name);
+        Some(plan)
+    }
+}
