@@ -125,18 +125,20 @@ impl Cluster {
         }
     }
 
-    /// Whether backend `index` is alive: it greets a new connection within
-    /// `timeouts.probe_ms` (see [`crate::pool::conn::greets`]).
-    pub async fn greets(&self, index: usize) -> bool {
-        let Some(address) = self
-            .topology()
-            .backends
-            .get(index)
-            .map(|b| b.address.clone())
-        else {
-            return false;
-        };
-        crate::pool::conn::greets(&address, self.config.timeouts.probe()).await
+    /// Whether backend `index` is alive: a new connection gets its greeting
+    /// and the monitor account's login through within `timeouts.probe_ms`
+    /// (a refused login counts: the server answered). A stopped server
+    /// (SIGSTOP, a hung process) accepts the TCP connection in its kernel
+    /// and never greets; a dead one refuses it. The check logs in rather
+    /// than hang up after the greeting: servers count a connection dropped
+    /// in its handshake as a connect error of the host, and block a host
+    /// with `max_connect_errors` of them.
+    pub async fn answers(&self, index: usize) -> bool {
+        matches!(
+            self.monitor_connect_within(index, self.config.timeouts.probe())
+                .await,
+            Ok(_) | Err(Error::Server(_))
+        )
     }
 
     /// A snapshot of the statements in flight per backend, and a fresh tick.
@@ -272,6 +274,16 @@ impl Cluster {
 
     /// Opens a connection to backend `index` with the monitor account.
     pub async fn monitor_connect(&self, index: usize) -> Result<BackendConn, Error> {
+        self.monitor_connect_within(index, self.config.timeouts.connect())
+            .await
+    }
+
+    /// [`Cluster::monitor_connect`], bounded by `timeout`.
+    async fn monitor_connect_within(
+        &self,
+        index: usize,
+        timeout: Duration,
+    ) -> Result<BackendConn, Error> {
         let topo = self.topology();
         let b = topo
             .backends
@@ -291,7 +303,7 @@ impl Cluster {
             client_ext_capabilities: 0,
             charset: 45,
             attributes: vec![("program_name".into(), "causeway-monitor".into())],
-            timeout: self.config.timeouts.connect(),
+            timeout,
         })
         .await
     }

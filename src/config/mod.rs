@@ -353,9 +353,9 @@ pub struct Timeouts {
     /// hung one is given up (an autocommit read is retried elsewhere). A
     /// slow statement on a live backend is never cut. `0`: wait forever.
     pub read_ms: u64,
-    /// The check of a silent backend: a new TCP connection that must bring
-    /// the server's greeting within this (a stopped server accepts the
-    /// connection and never greets).
+    /// The check of a silent backend: a new connection that must bring the
+    /// server's greeting and the monitor account's login within this (a
+    /// stopped server accepts the TCP connection and never greets).
     pub probe_ms: u64,
 }
 
@@ -369,7 +369,7 @@ impl Default for Timeouts {
             wait_timeout_s: 28_800,
             interactive_timeout_s: 28_800,
             read_ms: 1_500,
-            probe_ms: 500,
+            probe_ms: 400,
         }
     }
 }

@@ -119,18 +119,6 @@ fn keepalive(tcp: &TcpStream) -> nix::Result<()> {
     setsockopt(tcp, sockopt::TcpKeepCount, &KEEPALIVE_COUNT)
 }
 
-/// Whether the server at `address` is alive: it accepts a new TCP
-/// connection and sends its greeting within `bound`. A stopped server
-/// (SIGSTOP, a hung process) accepts the connection in its kernel and
-/// never greets; a dead one refuses it. The greeted connection is dropped
-/// unused.
-pub async fn greets(address: &str, bound: Duration) -> bool {
-    matches!(
-        tokio::time::timeout(bound, Greeted::open_inner(address)).await,
-        Ok(Ok(_)) | Ok(Err(ConnectError::Server(_)))
-    )
-}
-
 /// A logged-in backend connection.
 #[derive(Debug)]
 pub struct BackendConn {

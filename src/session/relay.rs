@@ -123,7 +123,7 @@ pub struct Watch<'a> {
     pub silence: Option<Silence<'a>>,
 }
 
-/// A backend that has sent nothing for `after` is checked: while it greets
+/// A backend that has sent nothing for `after` is checked: while it answers
 /// a new connection (see [`crate::cluster::Cluster::greets`]) it is only
 /// slow and the wait goes on; otherwise the reply is given up.
 #[derive(Clone, Copy)]
@@ -139,7 +139,7 @@ impl Silence<'_> {
     async fn hung(self) {
         loop {
             tokio::time::sleep(self.after).await;
-            if !self.cluster.greets(self.index).await {
+            if !self.cluster.answers(self.index).await {
                 return;
             }
         }
@@ -485,7 +485,7 @@ pub async fn relay(
 fn hung_reason(silence: Option<Silence<'_>>) -> String {
     match silence {
         Some(s) => format!(
-            "the backend sent nothing for {:?} and did not greet a new connection within {:?}",
+            "the backend sent nothing for {:?} and did not answer a new connection within {:?}",
             s.after,
             s.cluster.config().timeouts.probe()
         ),

@@ -64,7 +64,7 @@ impl Session {
     pub(super) async fn note_failure(&self, index: usize, e: &Error, hung: bool) {
         let down = hung
             || matches!(e, Error::BackendUnavailable { .. })
-            || !self.ctx.cluster.greets(index).await;
+            || !self.ctx.cluster.answers(index).await;
         if down {
             self.ctx.cluster.mark_down(index, &e.to_string());
         }
