@@ -251,9 +251,8 @@ async fn running(env: &Env, server: &Server, marker: &str) -> bool {
 
 /// A replica killed under a load of autocommit reads: every read still
 /// gets its answer (run again on the other replica or the primary).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_killed_under_read_load_costs_no_read() {
-    let mut env = Env::start_with_policy(2, SPLIT).await;
+async fn replica_killed(pooled: bool) {
+    let mut env = Env::start_with_policy_and(2, SPLIT, |t| t.push_str(pool(pooled))).await;
     common::routable(&env).await;
     reader_table(&env).await;
     let load = Load::start(&env, 8).await;
@@ -273,6 +272,16 @@ async fn a_replica_killed_under_read_load_costs_no_read() {
         .await
         .expect("the replica restarts");
     env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_under_read_load_costs_no_read() {
+    replica_killed(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_under_read_load_costs_no_read_with_the_transaction_pool() {
+    replica_killed(true).await;
 }
 
 // ------------------------------------------------------------ (b) SIGSTOP
@@ -522,5 +531,58 @@ async fn a_write_whose_primary_hangs_fails_and_is_never_run_again() {
         tokio::time::sleep(POLL).await;
     }
     drop((c, w));
+    env.stop().await;
+}
+
+// ------------------------------------------------------------ split reads
+
+/// A read split off a transaction to a replica, whose replica connection
+/// is killed: it runs again (on the primary, inside the transaction), and
+/// the transaction goes on to commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_read_whose_replica_failed_runs_again_inside_the_transaction() {
+    let policy = format!("{SPLIT}transaction_split = true\n");
+    let env = Env::start_with_policy(1, &policy).await;
+    common::routable(&env).await;
+    reader_table(&env).await;
+    let mut o = env.conn().await;
+    let mut c = env.conn().await;
+    c.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        .await
+        .unwrap();
+    c.query_drop("BEGIN").await.unwrap();
+    let replica_id = env.cluster.replicas[0].server_id;
+    let at: u32 = c.query_first("SELECT @@server_id").await.unwrap().unwrap();
+    assert_eq!(
+        at, replica_id,
+        "the read before the first write is split off"
+    );
+    let replica = &env.cluster.replicas[0];
+    let thread = held_thread(&mut o, c.id(), &replica.name).await;
+    kill_thread(&env, replica, thread).await;
+    let v: u64 = timeout(REPLY, c.query_first("SELECT v FROM t WHERE id = 7"))
+        .await
+        .expect("an answer after the kill")
+        .expect("the read runs again")
+        .unwrap();
+    assert_eq!(v, 70);
+    // (On the primary: a split read of it would ask a replica connection.)
+    let in_trans: u32 = c
+        .query_first("/*FORCE_MASTER*/ SELECT @@in_transaction")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(in_trans, 1, "the transaction goes on");
+    c.query_drop("UPDATE t SET v = 71 WHERE id = 7")
+        .await
+        .unwrap();
+    c.query_drop("COMMIT").await.unwrap();
+    assert_eq!(
+        env.primary_sql("SELECT v FROM app.t WHERE id = 7")
+            .await
+            .trim(),
+        "71"
+    );
+    drop((c, o));
     env.stop().await;
 }
