@@ -184,16 +184,7 @@ impl Session {
         let watch = relay::Watch {
             kill: Some(&self.watch.kill),
             client_eof: true,
-            silence: ctx
-                .cluster
-                .config()
-                .timeouts
-                .read()
-                .map(|after| relay::Silence {
-                    after,
-                    cluster: &ctx.cluster,
-                    index,
-                }),
+            silence: relay::Silence::of(&ctx.cluster, index),
         };
         let relayed = relay(
             &mut self.client.stream,
@@ -348,6 +339,25 @@ pub(super) async fn drain_reply(conn: &mut BackendConn, expect: Expect) -> Resul
         Some(e) => Err(Error::Server(e)),
         None => Ok(drained),
     }
+}
+
+/// [`drain_reply`], given up when the backend stays silent and fails its
+/// check (`silence`, see [`relay::Silence`]); the backend is then marked
+/// down.
+pub(super) async fn drain_watched(
+    conn: &mut BackendConn,
+    expect: Expect,
+    silence: Option<relay::Silence<'_>>,
+) -> Result<Drained, Error> {
+    let Some(s) = silence else {
+        return drain_reply(conn, expect).await;
+    };
+    let hung = tokio::select! {
+        r = drain_reply(conn, expect) => return r,
+        _ = s.hung() => relay::hung_reason(silence),
+    };
+    s.cluster.mark_down(s.index, &hung);
+    Err(conn.lost(hung))
 }
 
 /// What a drained reply said.

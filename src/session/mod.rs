@@ -53,7 +53,7 @@ use crate::protocol::reply::Expect;
 use crate::protocol::response::Ok as OkPacket;
 use crate::protocol::stream::{PacketStream, ReadError};
 
-use execute::drain_reply;
+use execute::{drain_reply, drain_watched};
 pub use registry::Registry;
 use state::SessionState;
 use sync::Synced;

@@ -133,10 +133,19 @@ pub struct Silence<'a> {
     pub index: usize,
 }
 
-impl Silence<'_> {
+impl<'a> Silence<'a> {
+    /// The check of backend `index`, when `timeouts.read_ms` asks for one.
+    pub fn of(cluster: &'a crate::cluster::Cluster, index: usize) -> Option<Silence<'a>> {
+        cluster.config().timeouts.read().map(|after| Silence {
+            after,
+            cluster,
+            index,
+        })
+    }
+
     /// Resolves when the backend has been silent for `after` and then
     /// failed its check; never while it passes them.
-    async fn hung(self) {
+    pub(super) async fn hung(self) {
         loop {
             tokio::time::sleep(self.after).await;
             if !self.cluster.answers(self.index).await {
@@ -482,7 +491,7 @@ pub async fn relay(
 }
 
 /// Why a silent backend's reply was given up.
-fn hung_reason(silence: Option<Silence<'_>>) -> String {
+pub(super) fn hung_reason(silence: Option<Silence<'_>>) -> String {
     match silence {
         Some(s) => format!(
             "the backend sent nothing for {:?} and did not answer a new connection within {:?}",

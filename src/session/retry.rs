@@ -62,6 +62,16 @@ impl Session {
     /// silent and failed its check already). If the backend itself is
     /// down, routing is told.
     pub(super) async fn note_failure(&self, index: usize, e: &Error, hung: bool) {
+        let known = self
+            .ctx
+            .cluster
+            .topology()
+            .backends
+            .get(index)
+            .is_none_or(|b| !b.up);
+        if known {
+            return;
+        }
         let down = hung
             || matches!(e, Error::BackendUnavailable { .. })
             || !self.ctx.cluster.answers(index).await;

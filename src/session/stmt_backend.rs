@@ -124,12 +124,14 @@ impl Session {
         index: usize,
     ) -> Result<u32, Error> {
         self.sync(index).await?;
+        let cluster = self.ctx.cluster.clone();
+        let silence = super::relay::Silence::of(&cluster, index);
         let conn = self.backend(index).await?;
         if let Some(id) = conn.pooled.as_mut().and_then(|p| p.applied.stmt(&prepare)) {
             return Ok(id);
         }
         conn.send_command(&prepare).await?;
-        let id = super::drain_reply(conn, Expect::Prepare)
+        let id = super::drain_watched(conn, Expect::Prepare, silence)
             .await?
             .stmt_id
             .ok_or(Error::BackendProtocol {
@@ -164,9 +166,11 @@ impl Session {
         }
         let prepare = e.prepare.clone();
         self.sync(index).await?;
+        let cluster = self.ctx.cluster.clone();
+        let silence = super::relay::Silence::of(&cluster, index);
         let conn = self.backend(index).await?;
         conn.send_command(&prepare).await?;
-        let b = super::drain_reply(conn, Expect::Prepare)
+        let b = super::drain_watched(conn, Expect::Prepare, silence)
             .await?
             .stmt_id
             .ok_or(Error::BackendProtocol {
