@@ -111,6 +111,11 @@ struct Load {
 
 impl Load {
     async fn start(env: &Env, clients: usize) -> Load {
+        Self::start_with_fresh(env, clients, 0).await
+    }
+
+    /// Also `fresh` clients that open a new connection for every read.
+    async fn start_with_fresh(env: &Env, clients: usize, fresh: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicU64::new(0));
         let mut readers = Vec::new();
@@ -123,6 +128,10 @@ impl Load {
                 stop.clone(),
                 done.clone(),
             )));
+        }
+        for _ in 0..fresh {
+            let opts = Opts::from(env.opts());
+            readers.push(tokio::spawn(fresh_loop(opts, stop.clone(), done.clone())));
         }
         Load {
             stop,
@@ -186,6 +195,40 @@ async fn read_loop(
             }
             other => {
                 seen.errors.push(format!("id {id}: {other:?}"));
+                if seen.errors.len() > 20 {
+                    break;
+                }
+            }
+        }
+    }
+    seen
+}
+
+/// Connect, read, disconnect, until stopped.
+async fn fresh_loop(opts: Opts, stop: Arc<AtomicBool>, done: Arc<AtomicU64>) -> Seen {
+    let mut seen = Seen::default();
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        i += 1;
+        let id = i % ROWS + 1;
+        let started = Instant::now();
+        let read = async {
+            let mut c = Conn::new(opts.clone()).await?;
+            let v = c
+                .query_first::<u64, _>(format!("SELECT v FROM t WHERE id = {id}"))
+                .await?;
+            c.disconnect().await?;
+            Ok::<_, mysql_async::Error>(v)
+        };
+        let r = timeout(REPLY, read).await;
+        seen.slowest = seen.slowest.max(started.elapsed());
+        match r {
+            Ok(Ok(Some(v))) if v == id * 10 => {
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            other => {
+                seen.errors
+                    .push(format!("new connection, id {id}: {other:?}"));
                 if seen.errors.len() > 20 {
                     break;
                 }
@@ -286,15 +329,16 @@ async fn a_replica_killed_under_read_load_costs_no_read_with_the_transaction_poo
 
 // ------------------------------------------------------------ (b) SIGSTOP
 
-/// A replica stopped for seconds under a load of autocommit reads: no
-/// client sees an error, and no read waits much longer than `read_ms` and
+/// A replica stopped for seconds under a load of autocommit reads (on
+/// long-lived connections, and on a new connection per read): no client
+/// sees an error, and no read waits much longer than `read_ms` and
 /// the check of the stopped replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_stopped_under_read_load_stalls_no_read_for_long() {
     let env = Env::start_with_policy(2, SPLIT).await;
     common::routable(&env).await;
     reader_table(&env).await;
-    let load = Load::start(&env, 8).await;
+    let load = Load::start_with_fresh(&env, 8, 2).await;
     load.progress(400, "before the stop").await;
     let stopped = Stopped::new(&env.cluster.replicas[0]);
     let since = Instant::now();

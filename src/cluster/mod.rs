@@ -134,11 +134,17 @@ impl Cluster {
     /// in its handshake as a connect error of the host, and block a host
     /// with `max_connect_errors` of them.
     pub async fn answers(&self, index: usize) -> bool {
-        matches!(
-            self.monitor_connect_within(index, self.config.timeouts.probe())
-                .await,
-            Ok(_) | Err(Error::Server(_))
-        )
+        let probe = self.config.timeouts.probe();
+        match self.monitor_connect_within(index, probe).await {
+            Ok(mut conn) => {
+                // Said goodbye, so the server counts no aborted client.
+                let quit = conn.send_command(&[crate::protocol::consts::com::QUIT]);
+                let _ = tokio::time::timeout(probe, quit).await;
+                true
+            }
+            Err(Error::Server(_)) => true,
+            Err(_) => false,
+        }
     }
 
     /// A snapshot of the statements in flight per backend, and a fresh tick.

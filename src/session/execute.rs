@@ -27,10 +27,32 @@ impl Session {
         if self.conns.open[index].is_none() {
             let topo = self.ctx.cluster.topology();
             let params = self.connect_params(&topo.backends[index]);
-            let conn = BackendConn::connect(&params).await?;
+            let conn = self.connect_watched(index, &params).await?;
             self.install(index, conn, params.database);
         }
         self.conns.open[index].as_mut().ok_or(Error::ShuttingDown)
+    }
+
+    /// Opens a connection with `params`, given up sooner than the connect
+    /// timeout when the backend is found hung meanwhile (see
+    /// [`relay::Silence`]): a stopped server accepts the connection and
+    /// never greets.
+    async fn connect_watched(
+        &self,
+        index: usize,
+        params: &ConnectParams,
+    ) -> Result<BackendConn, Error> {
+        let Some(s) = relay::Silence::of(&self.ctx.cluster, index) else {
+            return BackendConn::connect(params).await;
+        };
+        tokio::select! {
+            r = BackendConn::connect(params) => r,
+            _ = s.hung() => Err(Error::BackendUnavailable {
+                backend: params.backend.clone(),
+                address: params.address.clone(),
+                reason: relay::hung_reason(Some(s)),
+            }),
+        }
     }
 
     /// How to log in to backend `b` as this session's account.
