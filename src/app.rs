@@ -179,11 +179,19 @@ fn handles(cluster: &Cluster) -> Handles {
     })
 }
 
-/// Waits until the monitor has checked the primary once (so clients are
-/// greeted with its version), or `limit` passes.
+/// Waits until the monitor has checked every backend once (so roles are
+/// known and clients are greeted with the primary's version), or `limit`
+/// passes.
 async fn wait_first_check(cluster: &Cluster, limit: Duration) {
     let start = Instant::now();
-    while cluster.topology().primary().checked_at.is_none() && start.elapsed() < limit {
+    let checked = || {
+        cluster
+            .topology()
+            .backends
+            .iter()
+            .all(|b| b.checked_at.is_some())
+    };
+    while !checked() && start.elapsed() < limit {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

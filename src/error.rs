@@ -116,6 +116,13 @@ pub enum Error {
          the session is no longer in a transaction"
     )]
     TransactionLost { backend: String, reason: String },
+    /// No server takes writes (primary down, or a switchover): the
+    /// statement was not sent.
+    #[error("Causeway has no primary to send the statement to: {reason}; waited {waited_ms} ms")]
+    NoPrimary { waited_ms: u64, reason: String },
+    /// More than one server takes writes: the statement was not sent.
+    #[error("Causeway refuses writes: more than one server takes writes ({servers}), a split brain an operator must resolve")]
+    SplitBrain { servers: String },
     #[error("Unknown command")]
     UnknownCommand(u8),
     #[error("Malformed communication packet")]
@@ -194,6 +201,8 @@ impl Error {
             | Error::ReadOnlyTransaction => Side::Client,
             Error::Server(_)
             | Error::BackendUnavailable { .. }
+            | Error::NoPrimary { .. }
+            | Error::SplitBrain { .. }
             | Error::BackendLost { .. }
             | Error::BackendProtocol { .. }
             | Error::KillFailed { .. }
@@ -225,6 +234,8 @@ impl Error {
         matches!(
             self,
             Error::BackendUnavailable { .. }
+                | Error::NoPrimary { .. }
+                | Error::SplitBrain { .. }
                 | Error::TooManyConnections
                 | Error::PoolTimeout { .. }
         )
@@ -236,6 +247,8 @@ impl Error {
         "access_denied",
         "server",
         "backend_unavailable",
+        "no_primary",
+        "split_brain",
         "backend_lost",
         "backend_protocol",
         "session_lost",
@@ -267,6 +280,8 @@ impl Error {
             Error::AccessDenied { .. } => "access_denied",
             Error::Server(_) => "server",
             Error::BackendUnavailable { .. } => "backend_unavailable",
+            Error::NoPrimary { .. } => "no_primary",
+            Error::SplitBrain { .. } => "split_brain",
             Error::BackendLost { .. } => "backend_lost",
             Error::BackendProtocol { .. } => "backend_protocol",
             Error::SessionLost { .. } => "session_lost",
@@ -304,6 +319,10 @@ impl Error {
             // The statement was not sent: a proxy-defined code, next to
             // the pool's 9001.
             Error::BackendUnavailable { .. } => (9002, b"HY000"),
+            // Not sent either: the cluster has no primary (9003) or more
+            // than one (9004).
+            Error::NoPrimary { .. } => (9003, b"HY000"),
+            Error::SplitBrain { .. } => (9004, b"HY000"),
             // ER_CONNECTION_KILLED: what a server says when the connection
             // serving the statement went away under it.
             Error::BackendLost { .. }

@@ -80,6 +80,15 @@ pub const TXN_POOL_TIMEOUTS: &str = "causeway_txn_pool_timeouts_total";
 pub const PINS: &str = "causeway_pins_total";
 /// Sessions pinned now (gauge).
 pub const PINNED_SESSIONS: &str = "causeway_pinned_sessions";
+/// Changes of the observed primary (counter).
+pub const ROLE_CHANGES: &str = "causeway_role_changes_total";
+/// 1 while the cluster has an observed primary, else 0 (gauge).
+pub const PRIMARY_KNOWN: &str = "causeway_primary_known";
+/// 1 while more than one server takes writes (split brain), else 0 (gauge).
+pub const SPLIT_BRAIN: &str = "causeway_split_brain";
+/// Statements that waited for a primary (none, or a switchover holding
+/// writes), label `result` (`released`, `timeout`) (counter).
+pub const WRITE_HOLDS: &str = "causeway_write_holds_total";
 
 /// Declares a fieldless enum whose variants map to fixed label values.
 macro_rules! label_enum {

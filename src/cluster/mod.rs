@@ -14,6 +14,7 @@
 pub mod accounts;
 mod kill;
 mod monitor;
+mod roles;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,8 +33,9 @@ use crate::protocol::auth::{Credential, StoredHash};
 pub use accounts::{Account, Accounts, Privileges};
 pub use kill::BackendKill;
 pub use monitor::spawn_monitor;
+pub use roles::WriteHold;
 
-pub use crate::topology::{BackendState, Role, Topology};
+pub use crate::topology::{BackendState, Observed, Role, Source, Topology};
 
 /// Shared handle to everything the monitor publishes.
 pub struct Cluster {
@@ -50,6 +52,10 @@ pub struct Cluster {
     /// Serialises [`Cluster::update_topology`]: each backend's check
     /// publishes on its own, and no change may overwrite another's.
     topology_update: std::sync::Mutex<()>,
+    /// Statements waiting for a primary.
+    gate: roles::WriteGate,
+    /// The topology's `role_epoch`, for a cheap look.
+    role_epoch: AtomicU64,
 }
 
 /// Unknown users trigger at most one reload per this interval.
@@ -73,6 +79,8 @@ impl Cluster {
             config,
             last_account_load: Mutex::new(None),
             topology_update: std::sync::Mutex::new(()),
+            gate: roles::WriteGate::default(),
+            role_epoch: AtomicU64::new(0),
         })
     }
 
@@ -102,27 +110,6 @@ impl Cluster {
         let mut t = (*self.topology()).clone();
         change(&mut t);
         self.publish(t);
-    }
-
-    /// Reports backend `index` down, found so by a statement (it refused a
-    /// connection, or stayed silent and did not greet a new one): routing
-    /// avoids it from the next decision on, until the monitor's next
-    /// successful check of it publishes it up again.
-    pub fn mark_down(&self, index: usize, reason: &str) {
-        let mut name = None;
-        self.update_topology(|t| {
-            if let Some(b) = t.backends.get_mut(index) {
-                if b.up {
-                    name = Some(b.name.clone());
-                }
-                b.up = false;
-                b.last_error = Some(reason.to_string());
-            }
-        });
-        if let Some(name) = name {
-            tracing::warn!(backend = %name, reason, "backend marked down by a statement");
-            metrics::counter!(crate::metrics::BACKEND_MARKED_DOWN, "backend" => name).increment(1);
-        }
     }
 
     /// Whether backend `index` is alive: a new connection gets its greeting
@@ -236,7 +223,16 @@ impl Cluster {
         // Bounded: logins of unknown users wait for this load, and a
         // primary that hangs must not hold them (or the monitor) forever.
         let limit = self.config.timeouts.connect();
-        let mut conn = self.monitor_connect(0).await?;
+        // From the primary: accounts are created there. Without one, the
+        // last load stands (logins go on with it).
+        let topo = self.topology();
+        let Some(primary) = topo.primary.filter(|&p| topo.backends[p].up) else {
+            return Err(Error::NoPrimary {
+                waited_ms: 0,
+                reason: "accounts are loaded from the primary".into(),
+            });
+        };
+        let mut conn = self.monitor_connect(primary).await?;
         // MariaDB 10.4+ keeps global privileges in `mysql.global_priv`; a
         // server without it (or a monitor account that may not read it)
         // still gives the accounts, with no privileges.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::{now_secs, BackendState, Cluster};
+use super::{now_secs, BackendState, Cluster, Observed, Source};
 use crate::config::AuthSource;
 use crate::consistency::Flavor;
 use crate::error::Error;
@@ -62,22 +62,27 @@ async fn check_loop(cluster: Arc<Cluster>, index: usize, mut shutdown: watch::Re
             // A failed or slow check leaves the connection in an unknown state.
             conn = None;
         }
-        let version = conn
-            .as_ref()
-            .filter(|_| index == 0)
-            .map(|c| c.server_version.clone());
+        let version = conn.as_ref().map(|c| c.server_version.clone());
         let ext = conn.as_ref().map(|c| c.server_ext_capabilities);
+        let needed = cluster.config().monitor.role_probes;
+        let mut changed = None;
         cluster.update_topology(|topo| {
             if let Some(state) = topo.backends.get_mut(index) {
-                apply(state, result);
+                apply(state, result, needed);
                 if ext.is_some() {
                     state.ext_capabilities = ext;
                 }
             }
-            if let Some(v) = version {
+            if topo.settle_roles() {
+                changed = Some((topo.primary, topo.split_brain.clone(), topo.role_epoch));
+            }
+            if let (Some(v), true) = (version, topo.is_primary(index)) {
                 topo.greeting_version = v;
             }
         });
+        if let Some((primary, split, epoch)) = changed {
+            cluster.roles_changed(primary, &split, epoch);
+        }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => return,
@@ -111,8 +116,10 @@ struct Probe {
     read_only: bool,
     server_id: u32,
     version: String,
-    /// Replicas only: (Seconds_Behind_Master, both threads running).
+    /// Replicas: (Seconds_Behind_Master, both threads running) of its
+    /// first replication channel.
     replication: Option<(Option<u64>, bool)>,
+    sources: Vec<Source>,
 }
 
 /// Runs one monitor query, bounded by the connect timeout.
@@ -130,6 +137,9 @@ async fn timed(
     }
 }
 
+/// Asks a backend what it is: writable or not, its server id and version,
+/// and every replication channel it has (the same questions for every
+/// backend: roles come from the answers, not from the configuration).
 async fn probe(
     cluster: &Cluster,
     index: usize,
@@ -147,35 +157,75 @@ async fn probe(
         backend: format!("#{index}"),
     })?;
     let col = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+    let version = col(2);
     let mut probe = Probe {
         read_only: col(0) == "1",
         server_id: col(1).parse().unwrap_or(0),
-        version: col(2),
         replication: None,
+        sources: Vec::new(),
+        version,
     };
-    if index > 0 {
-        let t = timed(conn, "SHOW SLAVE STATUS", timeout).await?;
-        if !t.rows.is_empty() {
-            let running = t.get(0, "Slave_IO_Running") == Some("Yes")
-                && t.get(0, "Slave_SQL_Running") == Some("Yes");
+    let channels = if Flavor::from_version(&probe.version) == Flavor::MariaDb {
+        "SHOW ALL SLAVES STATUS"
+    } else {
+        "SHOW SLAVE STATUS"
+    };
+    let t = timed(conn, channels, timeout).await?;
+    for r in 0..t.rows.len() {
+        let host = t.get(r, "Master_Host").unwrap_or_default();
+        let port = t.get(r, "Master_Port").unwrap_or_default();
+        if host.is_empty() {
+            continue;
+        }
+        probe.sources.push(Source {
+            address: format!("{host}:{port}"),
+            server_id: t
+                .get(r, "Master_Server_Id")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        });
+        if probe.replication.is_none() {
+            let running = t.get(r, "Slave_IO_Running") == Some("Yes")
+                && t.get(r, "Slave_SQL_Running") == Some("Yes");
             let lag = t
-                .get(0, "Seconds_Behind_Master")
+                .get(r, "Seconds_Behind_Master")
                 .and_then(|v| v.parse().ok());
             probe.replication = Some((lag, running));
         }
     }
+    // Not part of the role: the source's id is learned once connected.
+    probe.sources.sort_by(|a, b| a.address.cmp(&b.address));
     Ok(probe)
 }
 
-fn apply(state: &mut BackendState, result: Result<Probe, Error>) {
+/// Takes one check's result into the backend's state: the raw facts at
+/// once, what routing depends on (up, writable, sources) through flap
+/// damping.
+fn apply(state: &mut BackendState, result: Result<Probe, Error>, needed: u32) {
     state.checked_at = Some(now_secs());
+    let seen = match &result {
+        Ok(p) => Observed {
+            up: true,
+            read_only: p.read_only,
+            sources: p
+                .sources
+                .iter()
+                .map(|s| Source {
+                    address: s.address.clone(),
+                    server_id: 0,
+                })
+                .collect(),
+        },
+        Err(_) => Observed {
+            up: false,
+            read_only: false,
+            sources: Vec::new(),
+        },
+    };
+    state.observe(seen, needed);
+    let accepted_up = state.accepted.as_ref().is_some_and(|a| a.up);
     match result {
         Ok(p) => {
-            if !state.up {
-                tracing::info!(backend = %state.name, "backend is up");
-            }
-            state.up = true;
-            state.read_only = Some(p.read_only);
             state.server_id = Some(p.server_id);
             state.version = Some(p.version);
             state.lag_s = p.replication.and_then(|r| r.0);
@@ -185,18 +235,32 @@ fn apply(state: &mut BackendState, result: Result<Probe, Error>) {
                 .set(l as f64);
             }
             state.replicating = p.replication.map(|r| r.1);
-            state.last_error = None;
             state.consecutive_failures = 0;
+            if accepted_up {
+                state.last_error = None;
+                // The accepted view, with the sources' ids as now known.
+                if let Some(a) = state.accepted.as_ref() {
+                    state.read_only = Some(a.read_only);
+                }
+                state.sources = p.sources;
+            }
         }
         Err(e) => {
             if state.up || state.consecutive_failures == 0 {
                 tracing::warn!(backend = %state.name, error = %e, "backend check failed");
             }
-            state.up = false;
             state.last_error = Some(e.to_string());
             state.consecutive_failures = state.consecutive_failures.saturating_add(1);
         }
     }
+    if accepted_up != state.up {
+        if accepted_up {
+            tracing::info!(backend = %state.name, "backend is up");
+        } else {
+            tracing::warn!(backend = %state.name, "backend is down");
+        }
+    }
+    state.up = accepted_up;
 }
 
 /// Reads backend `index`'s replication position every
@@ -209,35 +273,34 @@ async fn poll_positions(cluster: Arc<Cluster>, index: usize, mut shutdown: watch
     let name = cluster.topology().backends[index].name.clone();
     let polls = metrics::counter!(m::POSITION_POLLS, "backend" => name.clone());
     let requests = metrics::counter!(m::POSITION_REQUESTS);
-    let lag = (index > 0).then(
-        || metrics::gauge!(m::REPLICA_LAG, "backend" => name.clone(), "source" => "positions"),
-    );
+    let lag = metrics::gauge!(m::REPLICA_LAG, "backend" => name.clone(), "source" => "positions");
     let spacing = Duration::from_micros(cluster.config().monitor.position_request_spacing_us);
     let mut conn: Option<BackendConn> = None;
     let mut asked = false;
     loop {
-        // Reads asking for a fresh primary position share polls; when the
-        // next one is due is `Positions::primary_poll_due`'s call.
+        // Positions are asked by role: the primary's binlog position, a
+        // replica's applied position. Reads asking for a fresh primary
+        // position share polls; when the next one is due is
+        // `Positions::primary_poll_due`'s call.
+        let primary = positions.primary() == Some(index);
         let reconnected = conn.is_none();
         if conn.is_none() {
             match cluster.monitor_connect(index).await {
                 Ok(c) => {
-                    if index == 0 {
-                        positions.set_flavor(Flavor::from_version(&c.server_version));
-                    }
+                    positions.set_flavor(Flavor::from_version(&c.server_version));
                     conn = Some(c);
                 }
                 Err(_) => {
-                    let generation = (index == 0).then(|| positions.primary_poll_starting());
+                    let generation = primary.then(|| positions.primary_poll_starting());
                     positions.record(index, Instant::now(), None, true, generation);
                 }
             }
         }
         if let Some(c) = conn.as_mut() {
             let flavor = positions.flavor();
-            let generation = (index == 0).then(|| positions.primary_poll_starting());
+            let generation = primary.then(|| positions.primary_poll_starting());
             let started = Instant::now();
-            let result = timed(c, flavor.position_query(index == 0), timeout).await;
+            let result = timed(c, flavor.position_query(primary), timeout).await;
             polls.increment(1);
             if asked {
                 requests.increment(1);
@@ -253,8 +316,8 @@ async fn poll_positions(cluster: Arc<Cluster>, index: usize, mut shutdown: watch
                 conn = None;
             }
             positions.record(index, started, pos, reconnected, generation);
-            if let (Some(g), Some(ms)) = (&lag, positions.sample(index).and_then(|s| s.lag_ms)) {
-                g.set(ms as f64 / 1000.0);
+            if let (false, Some(ms)) = (primary, positions.sample(index).and_then(|s| s.lag_ms)) {
+                lag.set(ms as f64 / 1000.0);
             }
         }
         let wait = if conn.is_some() {
@@ -263,8 +326,10 @@ async fn poll_positions(cluster: Arc<Cluster>, index: usize, mut shutdown: watch
             interval.max(Duration::from_millis(200))
         };
         tokio::select! {
-            a = positions.primary_poll_due(wait, spacing), if index == 0 => asked = a,
-            _ = tokio::time::sleep(wait), if index != 0 => asked = false,
+            a = positions.primary_poll_due(wait, spacing), if primary => asked = a,
+            _ = tokio::time::sleep(wait), if !primary => asked = false,
+            // A change of roles: ask again at once, as the new role says.
+            _ = positions.primary_changed(), if !primary => asked = false,
             _ = shutdown.changed() => return,
         }
     }

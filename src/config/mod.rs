@@ -174,9 +174,40 @@ pub struct BackendConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
-    pub primary: BackendConfig,
+    /// The server expected to be the primary: a first guess only, used
+    /// until the monitor has seen what the servers say about their roles.
+    #[serde(default)]
+    pub primary: Option<BackendConfig>,
+    /// Servers expected to be replicas (a first guess, as `primary`).
     #[serde(default)]
     pub replicas: Vec<BackendConfig>,
+    /// The cluster's servers, whatever their roles: the monitor decides
+    /// which one is the primary. Listed after `primary` and `replicas`.
+    #[serde(default)]
+    pub servers: Vec<BackendConfig>,
+}
+
+impl ClusterConfig {
+    /// Every backend in topology order (its index): `primary`, then
+    /// `replicas`, then `servers`, each with the field that names it.
+    pub fn backends(&self) -> Vec<(String, &BackendConfig)> {
+        self.primary
+            .iter()
+            .map(|p| ("cluster.primary".to_string(), p))
+            .chain(
+                self.replicas
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (format!("cluster.replicas[{i}]"), r)),
+            )
+            .chain(
+                self.servers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (format!("cluster.servers[{i}]"), r)),
+            )
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -210,6 +241,17 @@ pub struct MonitorConfig {
     /// How often accounts are reloaded from the primary, in seconds.
     #[serde(default = "default_accounts_refresh")]
     pub accounts_refresh_s: u64,
+    /// Flap damping: a backend's observed state (up or down, writable or
+    /// read-only, what it replicates from) changes only after this many
+    /// consecutive checks agree, so a backend that failed passes this
+    /// many checks before it gets traffic again, and the primary changes
+    /// only on agreeing evidence.
+    #[serde(default = "default_role_probes")]
+    pub role_probes: u32,
+}
+
+fn default_role_probes() -> u32 {
+    2
 }
 
 fn default_monitor_interval() -> u64 {
@@ -357,6 +399,9 @@ pub struct Timeouts {
     /// server's greeting and the monitor account's login within this (a
     /// stopped server accepts the TCP connection and never greets).
     pub probe_ms: u64,
+    /// While the cluster has no primary (or during a switchover), a
+    /// statement for the primary waits this long for one before failing.
+    pub write_hold_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -370,6 +415,7 @@ impl Default for Timeouts {
             interactive_timeout_s: 28_800,
             read_ms: 1_500,
             probe_ms: 400,
+            write_hold_ms: 8_000,
         }
     }
 }
@@ -377,6 +423,9 @@ impl Default for Timeouts {
 impl Timeouts {
     pub fn connect(&self) -> Duration {
         Duration::from_millis(self.connect_ms)
+    }
+    pub fn write_hold(&self) -> Duration {
+        Duration::from_millis(self.write_hold_ms)
     }
     pub fn client_handshake(&self) -> Duration {
         Duration::from_millis(self.client_handshake_ms)
@@ -456,10 +505,14 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Names of every backend, the primary first.
+    /// Names of every backend, in topology order.
     pub fn backend_names(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.cluster.primary.name.as_str())
-            .chain(self.cluster.replicas.iter().map(|r| r.name.as_str()))
+        self.cluster
+            .primary
+            .iter()
+            .chain(&self.cluster.replicas)
+            .chain(&self.cluster.servers)
+            .map(|b| b.name.as_str())
     }
 
     /// The policy for a session: the user's override, else the current
@@ -541,14 +594,14 @@ impl Config {
             ));
         }
         let mut names = std::collections::HashSet::new();
-        let backends = std::iter::once(("cluster.primary".to_string(), &self.cluster.primary))
-            .chain(
-                self.cluster
-                    .replicas
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| (format!("cluster.replicas[{i}]"), r)),
-            );
+        let backends = self.cluster.backends();
+        if backends.is_empty() {
+            return Err(ConfigError::new(
+                file,
+                "cluster.servers",
+                "the cluster needs at least one server (`servers`, or `primary` and `replicas`)",
+            ));
+        }
         for (field, b) in backends {
             if b.name.is_empty()
                 || !b
@@ -582,6 +635,13 @@ impl Config {
             return Err(ConfigError::new(
                 file,
                 "monitor.interval_ms",
+                "must be at least 1",
+            ));
+        }
+        if self.monitor.role_probes == 0 {
+            return Err(ConfigError::new(
+                file,
+                "monitor.role_probes",
                 "must be at least 1",
             ));
         }

@@ -9,7 +9,7 @@
 //! flight; reads that arrive meanwhile share the next one.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -156,6 +156,12 @@ pub struct Positions {
     /// [`POLL_BATCH`] (a partial batch a little more). A partial batch is polled for at the spacing only
     /// while the credit allows it (see [`Positions::primary_poll_due`]).
     credit: AtomicI64,
+    /// The primary's index (`usize::MAX`: none), as the monitor observed it.
+    primary: AtomicUsize,
+    /// Wakes pollers when the primary changes.
+    roles: Notify,
+    /// The next primary sample starts a new history (a new primary).
+    new_primary: AtomicBool,
 }
 
 impl Positions {
@@ -184,7 +190,32 @@ impl Positions {
             flavor: AtomicU8::new(0),
             quiet_polls: AtomicU64::new(0),
             credit: AtomicI64::new(CREDIT_CAP),
+            primary: AtomicUsize::new(if backends > 0 { 0 } else { usize::MAX }),
+            roles: Notify::new(),
+            new_primary: AtomicBool::new(false),
         })
+    }
+
+    /// The primary's index, as last set by the monitor.
+    pub fn primary(&self) -> Option<usize> {
+        Some(self.primary.load(Ordering::SeqCst)).filter(|&i| i != usize::MAX)
+    }
+
+    /// Records a change of roles: `primary`'s polls become the primary's
+    /// (a history of their own), every poller asks again at once.
+    pub fn set_primary(&self, primary: Option<usize>) {
+        let old = self
+            .primary
+            .swap(primary.unwrap_or(usize::MAX), Ordering::SeqCst);
+        if old != primary.unwrap_or(usize::MAX) {
+            self.new_primary.store(true, Ordering::SeqCst);
+            self.roles.notify_waiters();
+        }
+    }
+
+    /// Resolves at the next change of roles.
+    pub async fn primary_changed(&self) {
+        self.roles.notified().await
     }
 
     pub fn flavor(&self) -> Flavor {
@@ -204,8 +235,8 @@ impl Positions {
         self.samples.get(i).map(|s| s.load_full())
     }
 
-    /// Position lag in milliseconds per backend (index 0, the primary, is
-    /// always `Some(0)` once known).
+    /// Position lag in milliseconds per backend (the primary's is always
+    /// `Some(0)` once known).
     pub fn lags_ms(&self, out: &mut Vec<Option<u64>>) {
         out.clear();
         out.extend(self.samples.iter().map(|s| s.load().lag_ms));
@@ -308,19 +339,21 @@ impl Positions {
         } else {
             old.epoch
         };
-        let lag_ms = match (&pos, i) {
-            (Some(_), 0) => Some(0),
-            (Some(p), _) => self.lag_of(p, started),
+        let is_primary = self.primary() == Some(i);
+        let lag_ms = match (&pos, is_primary) {
+            (Some(_), true) => Some(0),
+            (Some(p), false) => self.lag_of(p, started),
             (None, _) => None,
         };
-        if i == 0 {
+        if is_primary {
             if matches!((&old.pos, &pos), (Some(o), Some(n)) if o == n) {
                 self.quiet_polls.fetch_add(1, Ordering::Relaxed);
             } else {
                 self.quiet_polls.store(0, Ordering::Relaxed);
             }
             if let Some(p) = &pos {
-                self.remember(started, p, moved_back || reconnected);
+                let fresh_start = self.new_primary.swap(false, Ordering::SeqCst);
+                self.remember(started, p, moved_back || reconnected || fresh_start);
             }
         }
         slot.store(Arc::new(Sample {

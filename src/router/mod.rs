@@ -33,19 +33,27 @@ use crate::topology::{Role, Topology};
 pub enum Target {
     /// Causeway answers the statement itself.
     Local,
+    /// Whichever backend is the primary when the statement runs.
     Primary,
-    /// A backend by its index in the topology (0 is the primary).
+    /// A backend by its index in the topology.
     Backend(usize),
 }
 
 impl Target {
-    /// The topology index, or `None` for `Local`.
-    pub fn index(self) -> Option<usize> {
+    /// The topology index in `topo`: `None` for `Local`, and for `Primary`
+    /// while the cluster has no primary.
+    pub fn index(self, topo: &Topology) -> Option<usize> {
         match self {
             Target::Local => None,
-            Target::Primary => Some(0),
+            Target::Primary => topo.primary,
             Target::Backend(i) => Some(i),
         }
+    }
+
+    /// Whether the statement goes to a replica of `topo` (not the primary,
+    /// not Causeway).
+    pub fn is_replica(self, topo: &Topology) -> bool {
+        matches!(self, Target::Backend(i) if !topo.is_primary(i))
     }
 }
 
@@ -162,7 +170,7 @@ pub fn route(
                 }
             }
             RouteHint::Backend(name) => match topo.index_of(name) {
-                Some(0) => primary(Reason::HintBackend),
+                Some(i) if topo.is_primary(i) => primary(Reason::HintBackend),
                 Some(i) if usable(topo, i) => Decision {
                     target: Target::Backend(i),
                     reason: Reason::HintBackend,
@@ -199,7 +207,8 @@ pub fn route(
                     None => primary(Reason::RuleReplicaUnavailable),
                 },
                 name => match topo.index_of(name) {
-                    Some(i) if i == 0 || usable(topo, i) => Decision {
+                    Some(i) if topo.is_primary(i) => primary(Reason::Rule),
+                    Some(i) if usable(topo, i) => Decision {
                         target: Target::Backend(i),
                         reason: Reason::Rule,
                     },
@@ -240,11 +249,11 @@ pub fn route(
         }
         // Only replicas: the session's primary connection is the transaction's.
         return match pick_replica(policy, topo, loads, false, view.by_position) {
-            Some(0) | None => primary(Reason::TransactionSplitNoReplica),
-            Some(i) => Decision {
+            Some(i) if !topo.is_primary(i) => Decision {
                 target: Target::Backend(i),
                 reason: Reason::TransactionSplit,
             },
+            _ => primary(Reason::TransactionSplitNoReplica),
         };
     }
     match pick_replica(
@@ -254,7 +263,7 @@ pub fn route(
         policy.routing.primary_accepts_reads,
         view.by_position,
     ) {
-        Some(0) => primary(Reason::ReadOnPrimary),
+        Some(i) if topo.is_primary(i) => primary(Reason::ReadOnPrimary),
         Some(i) => Decision {
             target: Target::Backend(i),
             reason: Reason::Read,
@@ -312,16 +321,20 @@ pub fn kind_reason(kind: &Kind) -> Reason {
 
 /// Whether replica `i` may take reads at eventual consistency: up,
 /// replicating, within the lag limit (by `Seconds_Behind_Master` and, when
-/// known, by its position).
+/// known, by its position). While the primary is down (or there is none) a
+/// replica's threads cannot run: it keeps what it had, and serves reads
+/// within the lag limit its position last showed.
 fn qualifies(policy: &Policy, topo: &Topology, loads: Loads<'_>, i: usize) -> bool {
     let Some(b) = topo.backends.get(i) else {
         return false;
     };
     let max = policy.routing.max_replica_lag_ms;
+    let primary_down = topo.primary().is_none_or(|p| !p.up);
     b.role == Role::Replica
         && b.up
-        && b.replicating == Some(true)
-        && b.lag_s.is_some_and(|l| l.saturating_mul(1000) <= max)
+        && (primary_down
+            || (b.replicating == Some(true)
+                && b.lag_s.is_some_and(|l| l.saturating_mul(1000) <= max)))
         && loads
             .lag_ms
             .get(i)
@@ -361,7 +374,7 @@ pub fn may_read(
     i: usize,
     by_position: bool,
 ) -> bool {
-    i > 0
+    !topo.is_primary(i)
         && if by_position {
             eligible_by_position(policy, topo, loads, i)
         } else {
@@ -377,7 +390,7 @@ pub fn qualifying_replicas(
     loads: Loads<'_>,
     by_position: bool,
 ) -> Vec<usize> {
-    (1..topo.backends.len())
+    (0..topo.backends.len())
         .filter(|&i| {
             if by_position {
                 eligible_by_position(policy, topo, loads, i)
@@ -389,7 +402,7 @@ pub fn qualifying_replicas(
 }
 
 /// Picks a backend for a read among the qualifying replicas (and the
-/// primary, index 0, when `with_primary`). Any number of replicas: the
+/// primary, when `with_primary` and it is up). Any number of replicas: the
 /// candidates are walked, not copied into a list.
 fn pick_replica(
     policy: &Policy,
@@ -398,9 +411,9 @@ fn pick_replica(
     with_primary: bool,
     by_position: bool,
 ) -> Option<usize> {
-    let primary = with_primary && topo.primary().up;
+    let primary = with_primary && topo.primary().is_some_and(|p| p.up);
     let cands = (0..topo.backends.len()).filter(move |&i| {
-        if i == 0 {
+        if topo.is_primary(i) {
             primary
         } else if by_position {
             eligible_by_position(policy, topo, loads, i)

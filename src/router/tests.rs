@@ -19,6 +19,9 @@ fn backend(name: &str, role: Role, up: bool, lag: Option<u64>) -> BackendState {
         replicating: Some(lag.is_some()),
         checked_at: None,
         consecutive_failures: 0,
+        sources: Vec::new(),
+        accepted: None,
+        candidate: None,
     }
 }
 
@@ -29,6 +32,9 @@ fn topo(r1: (bool, Option<u64>), r2: (bool, Option<u64>)) -> Topology {
             backend("replica1", Role::Replica, r1.0, r1.1),
             backend("replica2", Role::Replica, r2.0, r2.1),
         ],
+        primary: Some(0),
+        split_brain: Vec::new(),
+        role_epoch: 0,
         greeting_version: String::new(),
     }
 }
@@ -227,7 +233,7 @@ fn reads_spread_and_primary_takes_reads_only_when_allowed() {
             &t,
             tick,
         );
-        seen[dec.target.index().unwrap()] += 1;
+        seen[dec.target.index(&t).unwrap()] += 1;
     }
     assert_eq!(
         seen[0], 0,
@@ -246,7 +252,7 @@ fn reads_spread_and_primary_takes_reads_only_when_allowed() {
             &t,
             tick,
         );
-        seen[dec.target.index().unwrap()] += 1;
+        seen[dec.target.index(&t).unwrap()] += 1;
     }
     assert!(
         seen.iter().all(|&n| n > 5),
@@ -456,6 +462,9 @@ fn reads_reach_every_replica_beyond_the_thirty_first() {
     backends.extend((1..=n).map(|i| backend(&format!("r{i}"), Role::Replica, true, Some(0))));
     let t = Topology {
         backends,
+        primary: Some(0),
+        split_brain: Vec::new(),
+        role_epoch: 0,
         greeting_version: String::new(),
     };
     let outstanding = vec![0; n + 1];
@@ -486,4 +495,83 @@ fn reads_reach_every_replica_beyond_the_thirty_first() {
             assert!(seen.contains(&i), "replica {i} never chosen: {seen:?}");
         }
     }
+}
+
+/// The cluster after a switchover: backend 1 promoted, 0 a replica.
+fn switched() -> Topology {
+    let mut t = healthy();
+    t.primary = Some(1);
+    t.backends[0].role = Role::Replica;
+    t.backends[0].lag_s = Some(0);
+    t.backends[0].replicating = Some(true);
+    t.backends[1].role = Role::Primary;
+    t
+}
+
+#[test]
+fn after_a_switchover_reads_avoid_the_new_primary_and_use_the_old_one() {
+    let t = switched();
+    let mut seen = [0u32; 3];
+    for tick in 0..30 {
+        let dec = run(
+            "SELECT 1",
+            &SessionView::default(),
+            &no_primary_reads(),
+            &t,
+            tick,
+        );
+        seen[dec.target.index(&t).unwrap()] += 1;
+    }
+    assert_eq!(seen[1], 0, "the new primary takes no reads: {seen:?}");
+    assert!(seen[0] > 5 && seen[2] > 5, "{seen:?}");
+    let w = run(
+        "UPDATE t SET a = 1",
+        &SessionView::default(),
+        &no_primary_reads(),
+        &t,
+        0,
+    );
+    assert_eq!(w.target, Target::Primary);
+    assert_eq!(w.target.index(&t), Some(1));
+    let hinted = run(
+        "/* causeway: route=replica1 */ SELECT 1",
+        &SessionView::default(),
+        &no_primary_reads(),
+        &t,
+        0,
+    );
+    assert_eq!(
+        hinted.target,
+        Target::Primary,
+        "naming the primary: {hinted:?}"
+    );
+}
+
+#[test]
+fn with_the_primary_down_replicas_whose_threads_stopped_serve_eventual_reads() {
+    let mut t = healthy();
+    t.backends[0].up = false;
+    for r in 1..3 {
+        // The I/O thread cannot reach the dead primary.
+        t.backends[r].replicating = Some(false);
+        t.backends[r].lag_s = None;
+    }
+    let dec = run(
+        "SELECT 1",
+        &SessionView::default(),
+        &policy(|p| p.routing.primary_accepts_reads = true),
+        &t,
+        0,
+    );
+    assert!(dec.target.is_replica(&t), "{dec:?}");
+    // With the primary up, a replica that stopped replicating is skipped.
+    t.backends[0].up = true;
+    let dec = run(
+        "SELECT 1",
+        &SessionView::default(),
+        &no_primary_reads(),
+        &t,
+        0,
+    );
+    assert_eq!(dec.target, Target::Primary, "{dec:?}");
 }

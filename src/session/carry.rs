@@ -68,12 +68,13 @@ impl Session {
     /// before its next statement (see [`Session::set_option_for`]).
     pub(super) async fn set_option(&mut self, option: u16, raw: &[u8]) -> Flow {
         let flow = self.forward(raw, Expect::Single).await;
-        let ran = self.conns.open.first().is_some_and(Option::is_some);
+        let p = self.primary;
+        let ran = self.conns.open.get(p).is_some_and(Option::is_some);
         // Only options 0 (on) and 1 (off) exist; the server refuses others.
         if ran && option <= 1 {
             let multi = option == 0;
             self.held.multi_statements = Some(multi);
-            if let Some(s) = self.conns.synced.first_mut() {
+            if let Some(s) = self.conns.synced.get_mut(p) {
                 s.multi_statements = Some(multi);
             }
         }
@@ -98,7 +99,11 @@ impl Session {
     /// area is: on the connection that ran the statement that last set it.
     pub(super) async fn diagnostics(&mut self, raw: &[u8], class: &Class, text: &[u8]) -> Flow {
         let n = self.conns.open.len();
-        let index = self.held.diag_backend.filter(|&i| i < n).unwrap_or(0);
+        let index = self
+            .held
+            .diag_backend
+            .filter(|&i| i < n)
+            .unwrap_or(self.primary);
         let held = self.conns.open.get(index).is_some_and(Option::is_some);
         if self.conns.pooled && !(self.held.diag_pending && held) {
             if let Err(e) = self.clear_diagnostics(index).await {
@@ -107,7 +112,7 @@ impl Session {
         }
         self.ctx
             .metrics
-            .route(super::route_target(index), "diagnostics");
+            .route(super::route_target(index, self.primary), "diagnostics");
         let flow = self
             .run(
                 index,
@@ -193,7 +198,7 @@ impl Session {
         if fresh_prepare || !set_hidden_vars(class, sql, info) {
             return;
         }
-        if index == 0 && !self.conns.pooled {
+        if self.is_primary(index) && !self.conns.pooled {
             self.state.user_vars_on_primary = true;
             return;
         }
@@ -201,14 +206,14 @@ impl Session {
             if let Some(names) = self.user_variable_names(index).await {
                 if self.conns.pooled {
                     self.capture_named(index, names).await;
-                    self.held.hidden_vars &= index != 0;
+                    self.held.hidden_vars &= !self.is_primary(index);
                 } else {
                     self.capture_for_replay(index, names).await;
                 }
                 return;
             }
         }
-        if index == 0 {
+        if self.is_primary(index) {
             self.held.hidden_vars = true;
             self.state.user_vars_on_primary = true;
         }

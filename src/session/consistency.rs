@@ -77,11 +77,11 @@ pub enum Waited {
 
 impl Plan {
     /// The backend the read runs on and the wait before it.
-    pub fn into_target(self) -> Result<(usize, Option<Wait>), Error> {
+    pub fn into_target(self, primary: usize) -> Result<(usize, Option<Wait>), Error> {
         match self {
             Plan::Run(i) => Ok((i, None)),
             Plan::Wait(i, w) => Ok((i, Some(w))),
-            Plan::Primary => Ok((0, None)),
+            Plan::Primary => Ok((primary, None)),
             Plan::Fail(e) => Err(e),
         }
     }
@@ -176,7 +176,7 @@ impl Session {
                     if let Some(p) = later.and_then(|s| s.pos.clone()) {
                         merge(&mut self.causal.floor, &p);
                         self.causal.read_mark = None;
-                    } else if mark.backend > 0
+                    } else if !self.is_primary(mark.backend)
                         && (!fixed || mark.backend == index)
                         && s.is_some_and(|s| s.epoch == mark.epoch)
                         && eligible(mark.backend)
@@ -210,8 +210,9 @@ impl Session {
                     };
                     let mine = dist(b);
                     let closer = mine > 0
-                        && (1..topo.backends.len())
-                            .any(|i| i != b && eligible(i) && dist(i) < mine);
+                        && (0..topo.backends.len()).any(|i| {
+                            i != b && !topo.is_primary(i) && eligible(i) && dist(i) < mine
+                        });
                     if closer {
                         match positions.fresh_primary(cfg.wait_timeout()).await {
                             Some(p) => {

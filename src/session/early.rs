@@ -51,7 +51,7 @@ impl Early {
             .read_write_split
             .then(|| the_read_replica(&topo))
             .flatten()
-            .unwrap_or(0);
+            .or_else(|| login_backend(&topo))?;
         let b = topo.backends.get(index)?;
         let greeted = Greeted::open(&b.name, &b.address, cfg.timeouts.connect()).await;
         Some(Early {
@@ -87,11 +87,22 @@ impl Drop for Early {
 
 /// The one replica reads may go to, when exactly one is up.
 pub(super) fn the_read_replica(topo: &crate::cluster::Topology) -> Option<usize> {
-    let mut up = (1..topo.backends.len()).filter(|&i| topo.backends[i].up);
+    let mut up = (0..topo.backends.len()).filter(|&i| !topo.is_primary(i) && topo.backends[i].up);
     match (up.next(), up.next()) {
         (Some(i), None) => Some(i),
         _ => None,
     }
+}
+
+/// The backend a login goes to when no read replica takes it: the
+/// primary, else (none, or down) any backend that is up, so logins work
+/// while the primary is away.
+pub(super) fn login_backend(topo: &crate::cluster::Topology) -> Option<usize> {
+    topo.primary
+        .filter(|&p| topo.backends[p].up)
+        .or_else(|| topo.backends.iter().position(|b| b.up))
+        .or(topo.primary)
+        .or((!topo.backends.is_empty()).then_some(0))
 }
 
 /// Whether any session may be served by a pool (then none opens a

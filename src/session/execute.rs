@@ -91,7 +91,11 @@ impl Session {
             m::RouteTarget::Primary,
             crate::router::Reason::Command.label(),
         );
-        self.run(0, raw, expect, None, None, None).await
+        let primary = match self.primary_now().await {
+            Ok(p) => p,
+            Err(e) => return self.fail(1, &e).await,
+        };
+        self.run(primary, raw, expect, None, None, None).await
     }
 
     /// Runs a command on backend `index`: sync its state, send, relay the
@@ -132,10 +136,11 @@ impl Session {
             }
             // A text statement that cannot run with the session's state on a
             // replica runs on the primary, which has that state.
-            if index != 0 && raw.first() == Some(&crate::protocol::consts::com::QUERY) {
+            if !self.is_primary(index) && raw.first() == Some(&crate::protocol::consts::com::QUERY)
+            {
                 tracing::warn!(session = self.id, backend = index, error = %e,
                     "could not bring a backend to the session's state; using the primary");
-                index = 0;
+                index = self.primary;
                 continue;
             }
             return self.fail(1, &e).await;
@@ -147,7 +152,7 @@ impl Session {
             stmt_id: prepare_id,
             compression: self.compression_row(stmt.map(|(c, _)| c)),
         };
-        if let Some(w) = wait.filter(|_| index > 0) {
+        if let Some(w) = wait.filter(|_| !self.is_primary(index)) {
             match self.send_with_wait(index, w, raw, expect).await {
                 Ok(consistency::Waited::Reached) => {
                     self.count_consistent(w.level, m::Served::ReplicaAfterWait);
@@ -299,7 +304,7 @@ impl Session {
                 }
             }
         }
-        let flow = self.run(0, raw, expect, None, None, None).await;
+        let flow = self.run(self.primary, raw, expect, None, None, None).await;
         // Every connection the session holds was reset: nothing to replay.
         self.state.reset();
         self.reset_pooled();
@@ -378,7 +383,7 @@ pub(super) async fn drain_watched(
         r = drain_reply(conn, expect) => return r,
         _ = s.hung() => relay::hung_reason(silence),
     };
-    s.cluster.mark_down(s.index, &hung);
+    super::retry::report_down(s.cluster, s.index, hung.clone());
     Err(conn.lost(hung))
 }
 

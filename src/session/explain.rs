@@ -77,11 +77,10 @@ impl Session {
         let view = self.view(inner.as_bytes(), by_position);
         let target = match decision.target {
             Target::Local => "causeway".to_string(),
-            t => topo
-                .backends
-                .get(t.index().unwrap_or(0))
-                .map(|b| b.name.clone())
-                .unwrap_or_default(),
+            t => t
+                .index(topo)
+                .and_then(|i| topo.backends.get(i))
+                .map_or_else(|| "(no primary)".to_string(), |b| b.name.clone()),
         };
         let hints = &class.hints;
         let mut rows: Vec<(String, String)> = vec![
@@ -141,7 +140,7 @@ impl Session {
                     b.replicating
                         .map(|r| r.to_string())
                         .unwrap_or_else(|| "-".into()),
-                    i == 0 || qualifying.contains(&i),
+                    topo.is_primary(i) || qualifying.contains(&i),
                 )
                 .to_lowercase(),
             ));

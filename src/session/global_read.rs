@@ -51,7 +51,7 @@ pub fn run_or_check(
     cfg: &crate::config::Consistency,
     positions: &Positions,
 ) -> Plan {
-    let Some(ticket) = pending.filter(|_| i > 0) else {
+    let Some(ticket) = pending.filter(|_| positions.primary() != Some(i)) else {
         return Plan::Run(i);
     };
     let pos = need.cloned().unwrap_or_else(|| empty(positions));

@@ -107,7 +107,7 @@ impl Session {
         if self.held.diag_pending && self.held.diag_backend == Some(index) {
             return Some(Pin::Diagnostics);
         }
-        if index != 0 {
+        if !self.is_primary(index) {
             None
         } else if self.held.found_rows {
             Some(Pin::FoundRows)

@@ -15,18 +15,18 @@ impl Session {
     pub(super) fn learn(&mut self, index: usize, info: &ReplyInfo, stmt: Option<(&Class, &[u8])>) {
         let st = info.status.unwrap_or(self.status);
         let was_written = self.txn.written;
-        let owner = self.txn.backend.unwrap_or(0);
+        let owner = self.txn.backend.unwrap_or(self.primary);
         // Autocommit is the primary connection's to say: replica
         // connections keep it on, even while one serves a READ ONLY
         // transaction.
         const AC: u16 = status::AUTOCOMMIT;
         if index == owner {
-            self.status = if index == 0 {
+            self.status = if self.is_primary(index) {
                 st
             } else {
                 (st & !AC) | (self.status & AC)
             };
-        } else if index == 0 {
+        } else if self.is_primary(index) {
             self.status = (self.status & !AC) | (st & AC);
         }
         // `SET TRANSACTION` without `SESSION` is for the next transaction

@@ -261,10 +261,11 @@ impl super::Session {
     /// unreachable), the primary's answer decides. The login uses the
     /// connection opened early when it went to the same backend.
     pub(super) async fn first_login(&mut self, early: Option<Early>) -> Result<(), Error> {
-        if self.conns.pooled {
-            return self.sync(0).await;
-        }
         let topo = self.ctx.cluster.topology();
+        if self.conns.pooled {
+            let first = super::early::login_backend(&topo).unwrap_or(self.primary);
+            return self.sync(first).await;
+        }
         let mut early = early;
         let replica = self.replica_to_open(&topo);
         if let Some((i, rb)) = replica.and_then(|i| Some((i, topo.backends.get(i)?))) {
@@ -290,15 +291,16 @@ impl super::Session {
                 }
             }
         }
-        let Some(b) = topo.backends.first() else {
-            return self.backend(0).await.map(|_| ());
+        let first = super::early::login_backend(&topo).unwrap_or(self.primary);
+        let Some(b) = topo.backends.get(first) else {
+            return self.backend(first).await.map(|_| ());
         };
         let params = self.connect_params(b);
-        let greeted = early.as_mut().and_then(|e| e.take(0, &params.address));
+        let greeted = early.as_mut().and_then(|e| e.take(first, &params.address));
         // What was opened and is not used is ended now.
         drop(early);
         let conn = login_to(greeted, &params).await?;
-        self.install(0, conn, params.database);
+        self.install(first, conn, params.database);
         Ok(())
     }
 

@@ -46,7 +46,7 @@ impl Session {
         if self.conns.pooled && self.held.cursor.is_some_and(|(_, b)| b == index) {
             return Some(Pin::Cursor);
         }
-        if index != 0 {
+        if !self.is_primary(index) {
             return None;
         }
         let st = &self.state;

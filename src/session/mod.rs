@@ -25,6 +25,7 @@ mod processlist;
 pub mod registry;
 mod relay;
 mod retry;
+mod roles;
 mod routing;
 pub mod state;
 mod stmt;
@@ -138,7 +139,8 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         ident.privileges,
     );
     drop(reservation);
-    let n = ctx.cluster.topology().backends.len();
+    let topo = ctx.cluster.topology();
+    let n = topo.backends.len();
     let (pooled, keep) = pooling(&ctx, &ident.user);
     let mut s = Session {
         conns: Conns {
@@ -172,6 +174,8 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         causal: Causal::default(),
         scratch: BytesMut::with_capacity(256),
         snapshot_buffers: Default::default(),
+        primary: topo.primary.unwrap_or(0),
+        role_epoch: topo.role_epoch,
         state: SessionState::default(),
         txn: Txn::default(),
         stmts: Statements {
@@ -254,6 +258,10 @@ struct Session {
     scratch: BytesMut,
     /// Reused by each statement's plan (see [`plan`]).
     snapshot_buffers: plan::SnapshotBuffers,
+    /// The backend the session treats as the primary (see [`roles`]), and
+    /// the cluster's role epoch it last followed.
+    primary: usize,
+    role_epoch: u64,
 }
 
 /// The client side of a session.
@@ -418,6 +426,7 @@ impl Session {
 
     async fn dispatch(&mut self, cmd: Command<'_>, raw: &[u8], seq: u8) -> Flow {
         let next = seq.wrapping_add(1);
+        self.follow_roles();
         if let Some(e) = self.lost_state().filter(|_| !matches!(cmd, Command::Quit)) {
             // A connection dropped earlier took state the session still
             // counts on: end the session, as a restarted server would.
@@ -493,9 +502,10 @@ impl Session {
     }
 }
 
-/// The `target` label of a statement run on backend `index`.
-fn route_target(index: usize) -> m::RouteTarget {
-    if index == 0 {
+/// The `target` label of a statement run on backend `index`, where
+/// `primary` is the primary.
+fn route_target(index: usize, primary: usize) -> m::RouteTarget {
+    if index == primary {
         m::RouteTarget::Primary
     } else {
         m::RouteTarget::Replica

@@ -108,12 +108,14 @@ pub(super) struct StatementPlan {
     pub index: usize,
     /// The position wait before it, on a replica.
     pub wait: Option<Wait>,
+    /// The router sent the statement to a replica.
+    pub to_replica: bool,
 }
 
 impl StatementPlan {
     /// Whether the router sent the statement to a replica.
     pub fn routed_to_replica(&self) -> bool {
-        self.decision.target.index().unwrap_or(0) > 0
+        self.to_replica
     }
 }
 
@@ -175,19 +177,27 @@ impl Session {
         decision: Decision,
         class: &Class,
     ) -> Result<StatementPlan, Error> {
-        let routed = decision.target.index().unwrap_or(0);
-        let plan = if routed > 0 && decision.reason != Reason::TransactionBound {
+        let to_replica = decision.target.is_replica(&snap.topo);
+        let routed = match decision.target.index(&snap.topo) {
+            Some(i) if to_replica || decision.target != Target::Primary => i,
+            // The primary: the session's own, once it follows the
+            // cluster's (waits while there is none).
+            _ => self.primary_now().await?,
+        };
+        let plan = if to_replica && decision.reason != Reason::TransactionBound {
             self.plan_read(snap, routed, class, decision.reason.names_backend())
                 .await
         } else {
             self.causal.planned_level = None;
             Plan::Run(routed)
         };
-        let (index, wait) = plan.into_target()?;
+        let primary = self.primary;
+        let (index, wait) = plan.into_target(primary)?;
         Ok(StatementPlan {
             decision,
             index,
             wait,
+            to_replica,
         })
     }
 
@@ -195,7 +205,7 @@ impl Session {
     /// level when it needed no wait.
     pub(super) fn count_route(&mut self, plan: &StatementPlan) {
         self.ctx.metrics.route(
-            super::route_target(plan.index),
+            super::route_target(plan.index, self.primary),
             plan.decision.reason.label(),
         );
         if plan.wait.is_none() && plan.routed_to_replica() {
@@ -208,7 +218,7 @@ impl Session {
         SessionView {
             in_transaction: self.txn.backend.is_some() || self.status & status::AUTOCOMMIT == 0,
             transaction_written: self.txn.written,
-            transaction_backend: self.txn.backend.filter(|&b| b > 0),
+            transaction_backend: self.txn.backend.filter(|&b| !self.is_primary(b)),
             isolation: self.state.isolation(),
             pin: self.state.pin(),
             uses_temporary_table: temp,
@@ -226,7 +236,7 @@ impl Session {
         let decision = snap.route(class, &view, &String::from_utf8_lossy(sql));
         // The characteristics `SET TRANSACTION` gave the next transaction
         // are on the primary connection.
-        if self.held.next_transaction && decision.target.index().is_some_and(|i| i > 0) {
+        if self.held.next_transaction && decision.target.is_replica(&snap.topo) {
             return Decision {
                 target: Target::Primary,
                 reason: Reason::SetTransaction,

@@ -186,7 +186,7 @@ impl Session {
     }
 
     async fn bring_to_state(&mut self, index: usize) -> Result<(), Error> {
-        let primary = index == 0;
+        let primary = self.is_primary(index);
         // A session that generated no id yet reads 0, as on a new connection.
         let lid = self
             .held
@@ -261,12 +261,19 @@ impl Session {
     /// COM_SET_OPTION with the transaction pool: run on a borrowed primary
     /// connection, then remembered and repeated on any other.
     pub(super) async fn set_option_pooled(&mut self, option: u16, raw: &[u8]) -> super::Flow {
-        let flow = self.run(0, raw, Expect::Single, None, None, None).await;
-        let ok = self.conns.open[0].is_some();
+        let primary = self.primary;
+        let flow = self
+            .run(primary, raw, Expect::Single, None, None, None)
+            .await;
+        let primary = self.primary;
+        let ok = self.conns.open[primary].is_some();
         if ok && option <= 1 {
             let multi = option == 0;
             self.held.multi_statements = Some(multi);
-            if let Some(p) = self.conns.open[0].as_mut().and_then(|c| c.pooled.as_mut()) {
+            if let Some(p) = self.conns.open[primary]
+                .as_mut()
+                .and_then(|c| c.pooled.as_mut())
+            {
                 p.applied.multi_statements = Some(multi);
             }
         }
@@ -301,13 +308,14 @@ impl Session {
     /// session held but did not use since it changed a variable does not
     /// have the change, and must not pass for having it).
     pub(super) fn mark_applied(&mut self, index: usize) {
+        let primary = self.is_primary(index);
         let Some(p) = self.conns.open[index]
             .as_mut()
             .and_then(|c| c.pooled.as_mut())
         else {
             return;
         };
-        p.applied.set_vars(self.state.shared_vars(index == 0));
+        p.applied.set_vars(self.state.shared_vars(primary));
         p.applied.set_user_vars(&self.held.user_values);
         if let Some(db) = &self.database {
             p.applied.set_database(db);

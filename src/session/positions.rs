@@ -47,7 +47,7 @@ impl Session {
             Kind::Commit => was_written,
             _ => false,
         };
-        if index == 0 && may_write && !in_trans {
+        if self.is_primary(index) && may_write && !in_trans {
             self.causal.need_fresh = true;
         }
     }

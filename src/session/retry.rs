@@ -53,8 +53,7 @@ impl Session {
             && self.held_state(index).is_none()
             // On the primary, only outside a transaction (an autocommit
             // read, not the first statement of an implicit transaction).
-            // TODO(roles): "the primary" is backend 0 until roles are observed.
-            && (index != 0
+            && (!self.is_primary(index)
                 || self.txn.backend.is_none() && self.status & status::AUTOCOMMIT != 0)
     }
 
@@ -76,7 +75,7 @@ impl Session {
             || matches!(e, Error::BackendUnavailable { .. })
             || !self.ctx.cluster.answers(index).await;
         if down {
-            self.ctx.cluster.mark_down(index, &e.to_string());
+            report_down(&self.ctx.cluster, index, e.to_string());
         }
     }
 
@@ -126,9 +125,8 @@ impl Session {
             return None;
         }
         let plan = if attempts.failed.contains(&plan.index) {
-            // TODO(roles): the primary is backend 0 until roles are observed.
             StatementPlan {
-                index: 0,
+                index: self.primary,
                 wait: None,
                 ..plan
             }
@@ -144,4 +142,19 @@ impl Session {
             .backend(m::BackendCounter::ReadRetries, f.index, &name);
         Some(plan)
     }
+}
+
+/// Tells routing that backend `index` is down, found so by a statement (a
+/// refused connection, a failed check), and counts it
+/// (`causeway_backend_marked_down_total`).
+pub(super) fn report_down(cluster: &crate::cluster::Cluster, index: usize, reason: String) {
+    if let Some(name) = cluster
+        .topology()
+        .backends
+        .get(index)
+        .map(|b| b.name.clone())
+    {
+        metrics::counter!(m::BACKEND_MARKED_DOWN, "backend" => name).increment(1);
+    }
+    cluster.mark_down(index, reason);
 }

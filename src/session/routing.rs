@@ -83,7 +83,8 @@ impl Session {
                         crate::metrics::RouteTarget::Primary,
                         Reason::ConsistencyFallback.label(),
                     );
-                    self.run(0, raw, Expect::ResultSets, stmt, None, None).await
+                    self.run(self.primary, raw, Expect::ResultSets, stmt, None, None)
+                        .await
                 }
                 flow => flow,
             };
@@ -126,7 +127,11 @@ impl Session {
         class: &Class,
         text: &[u8],
     ) -> Result<Option<Decision>, Error> {
-        let Some(index) = decision.target.index().filter(|&i| i > 0) else {
+        let Some(index) = decision
+            .target
+            .index(&snap.topo)
+            .filter(|&i| !self.is_primary(i))
+        else {
             return Ok(None);
         };
         if decision.reason != Reason::TransactionBound {
@@ -236,9 +241,10 @@ impl Session {
     pub(super) fn count_plain(&mut self, index: usize) {
         if let Some(level) = self.causal.planned_level.take() {
             if level != crate::consistency::Level::Eventual {
-                let served = match index {
-                    0 => crate::metrics::Served::Primary,
-                    _ => crate::metrics::Served::Replica,
+                let served = if self.is_primary(index) {
+                    crate::metrics::Served::Primary
+                } else {
+                    crate::metrics::Served::Replica
                 };
                 self.count_consistent(level, served);
             }

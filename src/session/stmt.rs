@@ -83,19 +83,23 @@ impl Session {
             Some(v) => (v.get(1..).unwrap_or(&[]), v.as_slice()),
             None => (sql, raw),
         };
+        // On the primary; while there is none (or it is down) on a backend
+        // that is up: a prepare changes no data, and executes prepare again
+        // where they run.
+        let at = self.prepare_backend();
         let flow = self
-            .run(0, raw, Expect::Prepare, None, Some(id), None)
+            .run(at, raw, Expect::Prepare, None, Some(id), None)
             .await;
         if let Some(p) = self.stmts.last_prepared.take() {
             if self.conns.pooled {
-                self.cache_statement(0, raw.to_vec(), p.stmt_id).await;
+                self.cache_statement(at, raw.to_vec(), p.stmt_id).await;
             }
             self.stmts.next_id = self.stmts.next_id.wrapping_add(1).max(1);
             self.stmts.last_client_id = Some(id);
             let n = self.conns.open.len();
             let text = sql.to_vec();
             let mut ids = vec![None; n];
-            ids[0] = Some(p.stmt_id);
+            ids[at] = Some(p.stmt_id);
             // The prepare carried no parameter types: the first execute on
             // each backend, the primary included, must carry them.
             let types_sent = vec![false; n];
@@ -110,7 +114,7 @@ impl Session {
                     types_sent,
                     types: None,
                     long_data: false,
-                    cursor_backend: 0,
+                    cursor_backend: at,
                     text: bytes::Bytes::copy_from_slice(sql),
                 },
             );
@@ -186,7 +190,12 @@ impl Session {
                         crate::metrics::RouteTarget::Primary,
                         crate::router::Reason::ConsistencyFallback.label(),
                     );
-                    self.execute_on(id, 0, flags, raw, seq, &e, None).await
+                    let primary = match self.primary_now().await {
+                        Ok(p) => p,
+                        Err(err) => return self.fail(seq, &err).await,
+                    };
+                    self.execute_on(id, primary, flags, raw, seq, &e, None)
+                        .await
                 }
                 flow => flow,
             };
@@ -239,7 +248,15 @@ impl Session {
             return self.stmt_reset_pooled(id, raw, seq).await;
         }
         let ids = e.ids.clone();
-        for (i, b) in ids.iter().enumerate().skip(1) {
+        // The reply relayed is the primary's, else the first backend's
+        // that has the statement; the others are reset quietly.
+        let relay_at = Some(self.primary)
+            .filter(|&p| matches!(ids.get(p), Some(Some(_))))
+            .or_else(|| ids.iter().position(Option::is_some));
+        for (i, b) in ids.iter().enumerate() {
+            if Some(i) == relay_at {
+                continue;
+            }
             if let (Some(b), Some(Some(conn))) = (b, self.conns.open.get_mut(i)) {
                 let ok = conn.send_command(&with_id(raw, *b)).await.is_ok()
                     && super::drain_reply(conn, Expect::Single).await.is_ok();
@@ -248,10 +265,10 @@ impl Session {
                 }
             }
         }
-        let Some(Some(b)) = ids.first() else {
+        let Some((at, Some(b))) = relay_at.map(|i| (i, ids[i])) else {
             return self.fail(seq, &unknown(id, "mysqld_stmt_reset")).await;
         };
-        self.run(0, &with_id(raw, *b), Expect::Single, None, None, None)
+        self.run(at, &with_id(raw, b), Expect::Single, None, None, None)
             .await
     }
 
@@ -263,7 +280,7 @@ impl Session {
             .cursor
             .filter(|(c, _)| *c == id)
             .map(|(_, b)| b)
-            .or((self.held.long_data == Some(id)).then_some(0));
+            .or((self.held.long_data == Some(id)).then_some(self.primary));
         if self.held.cursor.is_some_and(|(c, _)| c == id) {
             self.held.cursor = None;
         }
@@ -290,15 +307,16 @@ impl Session {
                 e.long_data = true;
             }
             self.held.long_data = Some(id);
-            match self.ensure_prepared(id, 0).await {
+            let p = self.primary;
+            match self.ensure_prepared(id, p).await {
                 Ok(b) => {
-                    if let Some(conn) = self.conns.open[0].as_mut() {
+                    if let Some(conn) = self.conns.open[p].as_mut() {
                         if conn.send_command(&with_id(raw, b)).await.is_err() {
-                            self.conns.open[0] = None;
+                            self.conns.open[p] = None;
                         }
                     }
                 }
-                Err(_) => self.conns.open[0] = None,
+                Err(_) => self.conns.open[p] = None,
             }
             return Flow::Continue;
         }
@@ -306,9 +324,10 @@ impl Session {
             return Flow::Continue;
         };
         e.long_data = true;
-        if let (Some(Some(b)), Some(Some(conn))) = (e.ids.first(), self.conns.open.get_mut(0)) {
+        let p = self.primary;
+        if let (Some(Some(b)), Some(Some(conn))) = (e.ids.get(p), self.conns.open.get_mut(p)) {
             if conn.send_command(&with_id(raw, *b)).await.is_err() {
-                self.conns.open[0] = None;
+                self.conns.open[p] = None;
             }
         }
         Flow::Continue
@@ -323,7 +342,7 @@ impl Session {
                 .cursor
                 .filter(|(c, _)| *c == id)
                 .map(|(_, b)| b)
-                .or((self.held.long_data == Some(id)).then_some(0));
+                .or((self.held.long_data == Some(id)).then_some(self.primary));
             if let Some(index) = held {
                 if let Some(b) = self.pooled_id(id, index) {
                     let mut p = vec![com::STMT_RESET];

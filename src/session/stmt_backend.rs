@@ -43,7 +43,7 @@ impl Session {
             }
             // A replica that cannot be reached or brought to the session's
             // state: the primary runs the statement instead.
-            Err(err) if index > 0 && !matches!(err, Error::Server(_)) => {
+            Err(err) if !self.is_primary(index) && !matches!(err, Error::Server(_)) => {
                 tracing::warn!(session = self.id, backend = index, error = %err,
                     "could not prepare on a replica; using the primary");
                 self.conns.open[index] = None;

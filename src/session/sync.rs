@@ -36,7 +36,7 @@ impl Session {
             pre.push(p);
         }
         if synced_version < self.state.version {
-            if let Some(set) = self.state.sync_statement(index == 0) {
+            if let Some(set) = self.state.sync_statement(self.is_primary(index)) {
                 let mut p = vec![com::QUERY];
                 p.extend_from_slice(set.as_bytes());
                 pre.push(p);

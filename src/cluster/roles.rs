@@ -1,0 +1,150 @@
+//! Who the primary is, as the cluster's servers say, and what depends on
+//! it: statements for the primary wait while there is none (or while a
+//! switchover holds writes), and are refused while more than one server
+//! takes writes.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::Cluster;
+use crate::error::Error;
+use crate::metrics as m;
+
+/// What sessions wait on while there is no primary to send to.
+#[derive(Default)]
+pub(super) struct WriteGate {
+    /// Holds in force (a switchover in progress).
+    held: AtomicU32,
+    /// Woken at every change of roles and every release of a hold.
+    changed: Notify,
+}
+
+/// Keeps new statements for the primary waiting until dropped (see
+/// [`Cluster::hold_writes`]).
+pub struct WriteHold<'a> {
+    cluster: &'a Cluster,
+}
+
+impl Drop for WriteHold<'_> {
+    fn drop(&mut self) {
+        self.cluster.gate.held.fetch_sub(1, Ordering::SeqCst);
+        self.cluster.gate.changed.notify_waiters();
+    }
+}
+
+impl Cluster {
+    /// Called by the monitor when the observed primary changed.
+    pub(super) fn roles_changed(&self, primary: Option<usize>, split: &[usize], epoch: u64) {
+        let topo = self.topology();
+        let name = |i: usize| {
+            topo.backends
+                .get(i)
+                .map_or_else(|| format!("#{i}"), |b| b.name.clone())
+        };
+        self.positions.set_primary(primary);
+        self.role_epoch.store(epoch, Ordering::SeqCst);
+        metrics::counter!(m::ROLE_CHANGES).increment(1);
+        metrics::gauge!(m::PRIMARY_KNOWN).set(primary.is_some() as u8 as f64);
+        metrics::gauge!(m::SPLIT_BRAIN).set(!split.is_empty() as u8 as f64);
+        match primary {
+            Some(p) => tracing::warn!(primary = %name(p), epoch, "the primary is now {}", name(p)),
+            None if !split.is_empty() => {
+                let names: Vec<String> = split.iter().map(|&i| name(i)).collect();
+                tracing::error!(writable = ?names, epoch,
+                    "split brain: more than one server takes writes; writes are refused until one remains")
+            }
+            None => tracing::warn!(epoch, "the cluster has no primary; writes wait for one"),
+        }
+        self.gate.changed.notify_waiters();
+    }
+
+    /// Holds new statements for the primary (they wait, as while there is
+    /// no primary) until the returned guard drops.
+    pub fn hold_writes(&self) -> WriteHold<'_> {
+        self.gate.held.fetch_add(1, Ordering::SeqCst);
+        WriteHold { cluster: self }
+    }
+
+    /// Counts changes of the observed primary (the topology's
+    /// `role_epoch`, readable without taking a snapshot).
+    pub fn role_epoch(&self) -> u64 {
+        self.role_epoch.load(Ordering::SeqCst)
+    }
+
+    pub fn writes_held(&self) -> bool {
+        self.gate.held.load(Ordering::SeqCst) > 0
+    }
+
+    /// Marks backend `index` down at once on a statement's evidence; the
+    /// monitor's checks must pass again (`monitor.role_probes` of them)
+    /// before it gets traffic.
+    pub fn mark_down(&self, index: usize, reason: String) {
+        let mut changed = None;
+        self.update_topology(|t| {
+            if let Some(b) = t.backends.get_mut(index) {
+                if b.up {
+                    tracing::warn!(backend = %b.name, reason = %reason, "backend marked down");
+                }
+                b.force_down(reason);
+            }
+            if t.settle_roles() {
+                changed = Some((t.primary, t.split_brain.clone(), t.role_epoch));
+            }
+        });
+        if let Some((p, split, epoch)) = changed {
+            self.roles_changed(p, &split, epoch);
+        }
+    }
+
+    /// The primary to send a statement to: at once when there is one and
+    /// no hold; else waits up to `timeouts.write_hold_ms` for one. While
+    /// more than one server takes writes, fails at once.
+    pub async fn wait_for_primary(&self) -> Result<usize, Error> {
+        let limit = self.config.timeouts.write_hold();
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut waited = false;
+        loop {
+            // Registered before looking, so no change is missed.
+            let changed = self.gate.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let topo = self.topology();
+            if !topo.split_brain.is_empty() {
+                return Err(Error::SplitBrain {
+                    servers: topo
+                        .split_brain
+                        .iter()
+                        .filter_map(|&i| topo.backends.get(i).map(|b| b.name.clone()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+            if let (Some(p), false) = (topo.primary, self.writes_held()) {
+                if waited {
+                    metrics::counter!(m::WRITE_HOLDS, "result" => "released").increment(1);
+                }
+                return Ok(p);
+            }
+            waited = true;
+            // Checks again now and then as well: a hold may be released
+            // between the look and the registration of another waiter.
+            let poll = tokio::time::sleep(Duration::from_millis(100));
+            tokio::select! {
+                _ = changed => {}
+                _ = poll => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    metrics::counter!(m::WRITE_HOLDS, "result" => "timeout").increment(1);
+                    let reason = if self.writes_held() {
+                        "a switchover is in progress".to_string()
+                    } else {
+                        "no server takes writes (the primary is down or read-only)".to_string()
+                    };
+                    return Err(Error::NoPrimary { waited_ms: limit.as_millis() as u64, reason });
+                }
+            }
+        }
+    }
+}

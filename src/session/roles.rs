@@ -1,0 +1,104 @@
+//! The session follows the cluster's primary. `Session::primary` is the
+//! backend the session treats as the primary: its primary connection holds
+//! the session's transactions and the state that cannot move. When the
+//! monitor observes another primary, the session moves at its next command
+//! outside a transaction: the connections to the old and the new primary
+//! (each brought to the state of its old role) are dropped, and the next
+//! statement opens what it needs with the session's state. State that
+//! lives only on the old primary's connection cannot move: the session
+//! reports it lost and ends, as after that server's restart.
+
+use super::Session;
+use crate::error::Error;
+
+impl Session {
+    /// Whether backend `index` is the session's primary.
+    pub(super) fn is_primary(&self, index: usize) -> bool {
+        index == self.primary
+    }
+
+    fn in_transaction(&self) -> bool {
+        self.txn.backend.is_some() || self.status & crate::protocol::consts::status::AUTOCOMMIT == 0
+    }
+
+    /// At a command's start: follows a change of primary (one atomic load
+    /// when nothing changed). Inside a transaction the session stays where
+    /// the transaction runs.
+    pub(super) fn follow_roles(&mut self) {
+        let epoch = self.ctx.cluster.role_epoch();
+        if epoch == self.role_epoch || self.in_transaction() {
+            return;
+        }
+        let topo = self.ctx.cluster.topology();
+        self.role_epoch = topo.role_epoch;
+        if let Some(p) = topo.primary {
+            self.move_primary(p);
+        }
+    }
+
+    /// Makes `new` the session's primary, if what the old primary's
+    /// connection holds allows it; else drops that connection, so the
+    /// session reports the loss (see `lost_state`).
+    fn move_primary(&mut self, new: usize) {
+        let old = self.primary;
+        if new == old || new >= self.conns.open.len() {
+            return;
+        }
+        tracing::info!(
+            session = self.id,
+            from = old,
+            to = new,
+            "following the new primary"
+        );
+        if self.held_state(old).is_some() {
+            self.conns.open[old] = None;
+            return;
+        }
+        self.conns.open[old] = None;
+        self.conns.open[new] = None;
+        self.forget_backend_statements(old);
+        self.forget_backend_statements(new);
+        self.primary = new;
+    }
+
+    /// The primary a statement for it runs on: the session's, once it
+    /// follows the cluster's. While the cluster has no primary (or a
+    /// switchover holds writes) waits up to `timeouts.write_hold_ms`; fails
+    /// at once on a split brain. A statement inside a transaction runs
+    /// where the transaction is.
+    pub(super) async fn primary_now(&mut self) -> Result<usize, Error> {
+        if self.in_transaction() {
+            return Ok(self.primary);
+        }
+        let cluster = self.ctx.cluster.clone();
+        if cluster.positions().primary() == Some(self.primary) && !cluster.writes_held() {
+            return Ok(self.primary);
+        }
+        let p = cluster.wait_for_primary().await?;
+        self.role_epoch = cluster.role_epoch();
+        self.move_primary(p);
+        if self.primary != p {
+            return Err(self.lost_state().unwrap_or(Error::NoPrimary {
+                waited_ms: 0,
+                reason: "the session could not move to the new primary".into(),
+            }));
+        }
+        Ok(p)
+    }
+}
+
+impl Session {
+    /// Where a COM_STMT_PREPARE runs: the session's primary when the
+    /// cluster's primary is up, else a backend that is up (no wait).
+    pub(super) fn prepare_backend(&self) -> usize {
+        let cluster = &self.ctx.cluster;
+        if cluster.positions().primary() == Some(self.primary) {
+            return self.primary;
+        }
+        let topo = cluster.topology();
+        if topo.backends.get(self.primary).is_some_and(|b| b.up) {
+            return self.primary;
+        }
+        super::early::login_backend(&topo).unwrap_or(self.primary)
+    }
+}
