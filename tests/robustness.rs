@@ -478,11 +478,12 @@ async fn garbage_handshakes_and_tls_requests_are_refused_cleanly() {
 }
 
 /// The error a query gets when its backend vanished: Causeway's 1927 (lost)
-/// or 9002 (unreachable),
-/// or the client noticing the connection is gone.
+/// or 9002 (unreachable), 9003 (no primary: a statement found it dead and
+/// the hold for a new one ran out), or the client noticing the connection
+/// is gone.
 fn is_lost(e: &mysql_async::Error) -> bool {
     match e {
-        mysql_async::Error::Server(s) => s.code == 1927 || s.code == 9002,
+        mysql_async::Error::Server(s) => s.code == 1927 || s.code == 9002 || s.code == 9003,
         mysql_async::Error::Io(_) => true,
         mysql_async::Error::Driver(mysql_async::DriverError::ConnectionClosed) => true,
         _ => false,

@@ -96,13 +96,14 @@ impl Session {
             let mut snap = self.snapshot();
             let planned = self.plan(&mut snap, &class, text, listed.is_some()).await;
             self.recycle(snap);
-            plan = match planned
-                .ok()
-                .flatten()
-                .and_then(|p| self.next_run(&mut attempts, &failure, p))
-            {
-                Some(p) => p,
-                None => return self.fail(failure.seq, &failure.error).await,
+            plan = match planned {
+                Ok(Some(p)) => match self.next_run(&mut attempts, &failure, p) {
+                    Some(p) => p,
+                    None => return self.fail(failure.seq, &failure.error).await,
+                },
+                // Why it cannot run anywhere now (no primary, ...).
+                Err((e, _)) => return self.fail(failure.seq, &e).await,
+                Ok(None) => return self.fail(failure.seq, &failure.error).await,
             };
         }
     }

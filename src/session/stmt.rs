@@ -206,12 +206,13 @@ impl Session {
             let mut snap = self.snapshot();
             let planned = self.plan_execute(&mut snap, &e).await;
             self.recycle(snap);
-            plan = match planned
-                .ok()
-                .and_then(|p| self.next_run(&mut attempts, &failure, p))
-            {
-                Some(p) => p,
-                None => return self.fail(failure.seq, &failure.error).await,
+            plan = match planned {
+                Ok(p) => match self.next_run(&mut attempts, &failure, p) {
+                    Some(p) => p,
+                    None => return self.fail(failure.seq, &failure.error).await,
+                },
+                // Why it cannot run anywhere now (no primary, ...).
+                Err((e, _)) => return self.fail(failure.seq, &e).await,
             };
         }
     }
