@@ -80,7 +80,7 @@ impl Session {
     pub(super) fn lost_state(&self) -> Option<Error> {
         (0..self.conns.open.len()).find_map(|i| {
             let what = self
-                .held_state(i)
+                .held_beyond_transaction(i)
                 .filter(|_| self.conns.open[i].is_none())?;
             Some(Error::SessionLost {
                 backend: self.backend_name(i),
@@ -136,14 +136,33 @@ impl Session {
         }
     }
 
+    /// The open transaction, when the connection that held it was dropped
+    /// earlier (a connection the session no longer has): the transaction
+    /// is over, and the error says so.
+    pub(super) fn lost_transaction(&mut self) -> Option<Error> {
+        let index = self
+            .txn
+            .backend
+            .filter(|&i| self.conns.open.get(i).is_some_and(Option::is_none))?;
+        self.txn.backend = None;
+        self.txn.written = false;
+        self.status &= !status::IN_TRANS;
+        Some(Error::TransactionLost {
+            backend: self.backend_name(index),
+            reason: "the connection was closed".into(),
+        })
+    }
+
     /// Reports `e` for a statement that did not run; if what failed took
-    /// state only a lost connection had, the session ends instead.
+    /// state only a lost connection had, the session ends instead; if it
+    /// took the open transaction, the error says the transaction is over.
     pub(super) async fn fail_unless_lost(&mut self, seq: u8, e: &Error) -> Flow {
-        match self.lost_state() {
-            Some(lost) => {
-                send_error(&self.ctx.metrics, &mut self.client.stream, seq, &lost).await;
-                Flow::Close
-            }
+        if let Some(lost) = self.lost_state() {
+            send_error(&self.ctx.metrics, &mut self.client.stream, seq, &lost).await;
+            return Flow::Close;
+        }
+        match self.lost_transaction() {
+            Some(lost) => self.fail(seq, &lost).await,
             None => self.fail(seq, e).await,
         }
     }

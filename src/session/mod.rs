@@ -438,6 +438,21 @@ impl Session {
             }
             return Flow::Close;
         }
+        // A connection dropped earlier took the open transaction: the next
+        // command with a reply gets the error that says so instead of
+        // running, and the session goes on outside the transaction.
+        let replies = !matches!(
+            cmd,
+            Command::Quit | Command::StmtClose(_) | Command::StmtSendLongData { .. }
+        );
+        if matches!(cmd, Command::ResetConnection | Command::ChangeUser(_)) {
+            // They end any transaction themselves.
+            let _ = self.lost_transaction();
+        } else if replies {
+            if let Some(e) = self.lost_transaction() {
+                return self.fail(next, &e).await;
+            }
+        }
         match cmd {
             Command::Quit => Flow::Close,
             Command::Ping => self.ok_or_close(next).await,
