@@ -333,9 +333,8 @@ async fn a_replica_killed_under_read_load_costs_no_read_with_the_transaction_poo
 /// long-lived connections, and on a new connection per read): no client
 /// sees an error, and no read waits much longer than `read_ms` and
 /// the check of the stopped replica.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_stopped_under_read_load_stalls_no_read_for_long() {
-    let env = Env::start_with_policy(2, SPLIT).await;
+async fn replica_stopped(pooled: bool) {
+    let env = Env::start_with_policy_and(2, SPLIT, |t| t.push_str(pool(pooled))).await;
     common::routable(&env).await;
     reader_table(&env).await;
     let load = Load::start_with_fresh(&env, 8, 2).await;
@@ -368,6 +367,16 @@ async fn a_replica_stopped_under_read_load_stalls_no_read_for_long() {
     let down = metric(&env, "causeway_backend_marked_down_total", "replica1").await;
     assert!(down > 0.0, "no statement found the stopped replica down");
     env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopped_under_read_load_stalls_no_read_for_long() {
+    replica_stopped(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopped_under_read_load_stalls_no_read_for_long_with_the_transaction_pool() {
+    replica_stopped(true).await;
 }
 
 // ------------------------------------------------------------ (c) slow read
