@@ -9,7 +9,10 @@
 //! - a transaction whose backend connection dies gets an error; the client
 //!   connection stays open, out of the transaction, and goes on;
 //! - a write whose primary stops mid-flight gets an error and is never run
-//!   again.
+//!   again;
+//! - a read split off a transaction runs again when its replica fails, and
+//!   the transaction goes on;
+//! - the primary killed under a read load it shares: no client error.
 
 mod common;
 
@@ -637,5 +640,38 @@ async fn a_split_read_whose_replica_failed_runs_again_inside_the_transaction() {
         "71"
     );
     drop((c, o));
+    env.stop().await;
+}
+
+// ------------------------------------------------------------ primary loss
+
+/// The primary killed under a load of autocommit reads that it shares with
+/// the replicas (`primary_accepts_reads`): every read still gets its
+/// answer, from a replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_primary_killed_under_read_load_costs_no_read() {
+    let policy = "name = \"test\"\n[consistency]\nlevel = \"eventual\"\n\
+                  [routing]\nprimary_accepts_reads = true\n";
+    let mut env = Env::start_with_policy(2, policy).await;
+    common::routable(&env).await;
+    reader_table(&env).await;
+    let load = Load::start(&env, 8).await;
+    load.progress(400, "before the kill").await;
+    env.cluster.primary.kill();
+    load.progress(2_000, "after the kill").await;
+    let seen = load.finish().await;
+    assert!(
+        seen.errors.is_empty(),
+        "clients saw errors: {:?}",
+        seen.errors
+    );
+    // (Only this test's reads fail on the primary.)
+    let retries = metric(&env, "causeway_read_retries_total", "\"primary\"").await;
+    assert!(retries > 0.0, "no read on the primary was run again");
+    env.cluster
+        .primary
+        .start()
+        .await
+        .expect("the primary restarts");
     env.stop().await;
 }
