@@ -109,38 +109,47 @@ impl Session {
     }
 
     /// Where a read that failed (`f`) runs next, from `plan` (the read
-    /// planned again): a backend that failed it already gives way to the
-    /// primary; `None` when the primary failed it too, or it ran too often.
+    /// planned again): see [`Attempts::next`].
     pub(super) fn next_run(
         &self,
         attempts: &mut Attempts,
         f: &Failure,
         plan: StatementPlan,
     ) -> Option<StatementPlan> {
-        attempts.runs = attempts.runs.saturating_add(1);
-        if !attempts.failed.contains(&f.index) {
-            attempts.failed.push(f.index);
-        }
-        if attempts.runs >= MAX_RUNS {
-            return None;
-        }
-        let plan = if attempts.failed.contains(&plan.index) {
-            StatementPlan {
-                index: self.primary,
-                wait: None,
-                ..plan
-            }
-        } else {
-            plan
-        };
-        if attempts.failed.contains(&plan.index) {
-            return None;
-        }
+        let index = attempts.next(f.index, plan.index, self.primary)?;
         let name = self.backend_name(f.index);
         self.ctx
             .metrics
             .backend(m::BackendCounter::ReadRetries, f.index, &name);
-        Some(plan)
+        Some(match index == plan.index {
+            true => plan,
+            false => StatementPlan {
+                index,
+                wait: None,
+                ..plan
+            },
+        })
+    }
+}
+
+impl Attempts {
+    /// After a run failed on backend `failed`, where the next run goes,
+    /// the statement planned again for backend `planned`: there, unless
+    /// that backend failed it already, then on `primary`; `None` when the
+    /// primary failed it too, or the statement ran [`MAX_RUNS`] times.
+    fn next(&mut self, failed: usize, planned: usize, primary: usize) -> Option<usize> {
+        self.runs = self.runs.saturating_add(1);
+        if !self.failed.contains(&failed) {
+            self.failed.push(failed);
+        }
+        if self.runs >= MAX_RUNS {
+            return None;
+        }
+        let index = match self.failed.contains(&planned) {
+            true => primary,
+            false => planned,
+        };
+        (!self.failed.contains(&index)).then_some(index)
     }
 }
 
@@ -157,4 +166,35 @@ pub(super) fn report_down(cluster: &crate::cluster::Cluster, index: usize, reaso
         metrics::counter!(m::BACKEND_MARKED_DOWN, "backend" => name).increment(1);
     }
     cluster.mark_down(index, reason);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Attempts;
+
+    #[test]
+    fn a_read_goes_where_it_is_planned_unless_that_failed_it() {
+        let mut a = Attempts::default();
+        // Replica 1 failed; planned again for replica 2: there.
+        assert_eq!(a.next(1, 2, 0), Some(2));
+        // Replica 2 failed too; planned for replica 1 again: the primary.
+        let mut a = Attempts::default();
+        assert_eq!(a.next(1, 1, 0), Some(0));
+    }
+
+    #[test]
+    fn a_read_runs_at_most_three_times_and_never_twice_on_a_failed_primary() {
+        let mut a = Attempts::default();
+        assert_eq!(a.next(1, 2, 0), Some(2));
+        assert_eq!(a.next(2, 0, 0), Some(0));
+        // Third failure: no fourth run.
+        let mut b = Attempts::default();
+        assert_eq!(b.next(0, 0, 0), None, "the primary failed it");
+        assert_eq!(a.next(0, 1, 0), None, "three runs");
+        // The primary failed; planned for a replica: there.
+        let mut c = Attempts::default();
+        assert_eq!(c.next(0, 2, 0), Some(2));
+        // ... which failed too, planned for it again: nowhere left.
+        assert_eq!(c.next(2, 2, 0), None);
+    }
 }
