@@ -20,6 +20,8 @@ pub(super) struct WriteGate {
     held: AtomicU32,
     /// Woken at every change of roles and every release of a hold.
     changed: Notify,
+    /// Since when more than one server takes writes.
+    split_since: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// Keeps new statements for the primary waiting until dropped (see
@@ -45,6 +47,18 @@ impl Cluster {
                 .map_or_else(|| format!("#{i}"), |b| b.name.clone())
         };
         self.positions.set_primary(primary);
+        {
+            let mut since = self
+                .gate
+                .split_since
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            *since = match (*since, split.is_empty()) {
+                (_, true) => None,
+                (Some(t), false) => Some(t),
+                (None, false) => Some(tokio::time::Instant::now()),
+            };
+        }
         self.role_epoch.store(epoch, Ordering::SeqCst);
         metrics::counter!(m::ROLE_CHANGES).increment(1);
         metrics::gauge!(m::PRIMARY_KNOWN).set(primary.is_some() as u8 as f64);
@@ -99,9 +113,47 @@ impl Cluster {
         }
     }
 
+    /// How long two writable servers must last to be a split brain rather
+    /// than a switchover seen half-way (the new primary writable before the
+    /// old one's read-only was confirmed): a few rounds of damped checks.
+    fn split_confirmed(&self) -> bool {
+        let m = &self.config.monitor;
+        let window = Duration::from_millis(m.interval_ms * u64::from(m.role_probes + 1) * 2)
+            .max(Duration::from_millis(500));
+        self.gate
+            .split_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| t.elapsed() >= window)
+    }
+
+    /// A statement found backend `index` read-only (the server refused it
+    /// with 1290): accepted at once, as the server's own word, so writes
+    /// wait for the new primary instead of meeting the old one again.
+    pub fn saw_read_only(&self, index: usize) {
+        let mut changed = None;
+        self.update_topology(|t| {
+            if let Some(b) = t.backends.get_mut(index) {
+                if let Some(a) = b.accepted.as_mut().filter(|a| a.up) {
+                    a.read_only = true;
+                    b.candidate = None;
+                    b.read_only = Some(true);
+                }
+            }
+            if t.settle_roles() {
+                changed = Some((t.primary, t.split_brain.clone(), t.role_epoch));
+            }
+        });
+        if let Some((p, split, epoch)) = changed {
+            self.roles_changed(p, &split, epoch);
+        }
+        metrics::counter!(m::WRITE_HOLDS, "result" => "read_only_refusal").increment(1);
+    }
+
     /// The primary to send a statement to: at once when there is one and
     /// no hold; else waits up to `timeouts.write_hold_ms` for one. While
-    /// more than one server takes writes, fails at once.
+    /// more than one server takes writes, fails as soon as that is
+    /// confirmed (a moment of it is how a switchover may look).
     pub async fn wait_for_primary(&self) -> Result<usize, Error> {
         let limit = self.config.timeouts.write_hold();
         let deadline = tokio::time::Instant::now() + limit;
@@ -112,7 +164,8 @@ impl Cluster {
             tokio::pin!(changed);
             changed.as_mut().enable();
             let topo = self.topology();
-            if !topo.split_brain.is_empty() {
+            let expired = tokio::time::Instant::now() >= deadline;
+            if !topo.split_brain.is_empty() && (expired || self.split_confirmed()) {
                 return Err(Error::SplitBrain {
                     servers: topo
                         .split_brain
@@ -128,22 +181,27 @@ impl Cluster {
                 }
                 return Ok(p);
             }
+            if expired {
+                metrics::counter!(m::WRITE_HOLDS, "result" => "timeout").increment(1);
+                let reason = if self.writes_held() {
+                    "a switchover is in progress".to_string()
+                } else {
+                    "no server takes writes (the primary is down or read-only)".to_string()
+                };
+                return Err(Error::NoPrimary {
+                    waited_ms: limit.as_millis() as u64,
+                    reason,
+                });
+            }
             waited = true;
             // Checks again now and then as well: a hold may be released
-            // between the look and the registration of another waiter.
+            // between the look and the registration of another waiter, and
+            // a split brain becomes confirmed with time.
             let poll = tokio::time::sleep(Duration::from_millis(100));
             tokio::select! {
                 _ = changed => {}
                 _ = poll => {}
-                _ = tokio::time::sleep_until(deadline) => {
-                    metrics::counter!(m::WRITE_HOLDS, "result" => "timeout").increment(1);
-                    let reason = if self.writes_held() {
-                        "a switchover is in progress".to_string()
-                    } else {
-                        "no server takes writes (the primary is down or read-only)".to_string()
-                    };
-                    return Err(Error::NoPrimary { waited_ms: limit.as_millis() as u64, reason });
-                }
+                _ = tokio::time::sleep_until(deadline) => {}
             }
         }
     }

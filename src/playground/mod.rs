@@ -35,8 +35,8 @@ pub const APP_PASSWORD: &str = "app-secret";
 /// The account Causeway's monitor uses.
 pub const MONITOR_USER: &str = "causeway_monitor";
 pub const MONITOR_PASSWORD: &str = "monitor-secret";
-const REPL_USER: &str = "repl";
-const REPL_PASSWORD: &str = "repl-secret";
+pub const REPL_USER: &str = "repl";
+pub const REPL_PASSWORD: &str = "repl-secret";
 
 /// How long `Cluster::start` waits for replicas to apply the setup.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);

@@ -151,6 +151,7 @@ impl Session {
             status: self.status_override(index),
             stmt_id: prepare_id,
             compression: self.compression_row(stmt.map(|(c, _)| c)),
+            read_only_refusal: self.may_follow_read_only(index, raw, stmt),
         };
         if let Some(w) = wait.filter(|_| !self.is_primary(index)) {
             match self.send_with_wait(index, w, raw, expect).await {
@@ -255,6 +256,7 @@ impl Session {
                 Flow::Close
             }
             Err(RelayError::Killed { sent }) => self.killed_running(index, thread_id, sent).await,
+            Err(RelayError::ReadOnly) => self.primary_turned_read_only(index).await,
             Err(RelayError::Backend {
                 reason,
                 next_seq,

@@ -176,6 +176,7 @@ pub async fn handle_client(ctx: Arc<Ctx>, sock: TcpStream, peer: SocketAddr) {
         snapshot_buffers: Default::default(),
         primary: topo.primary.unwrap_or(0),
         role_epoch: topo.role_epoch,
+        read_only_followed: false,
         state: SessionState::default(),
         txn: Txn::default(),
         stmts: Statements {
@@ -262,6 +263,8 @@ struct Session {
     /// the cluster's role epoch it last followed.
     primary: usize,
     role_epoch: u64,
+    /// This command already met a read-only primary once.
+    read_only_followed: bool,
 }
 
 /// The client side of a session.
@@ -426,6 +429,7 @@ impl Session {
 
     async fn dispatch(&mut self, cmd: Command<'_>, raw: &[u8], seq: u8) -> Flow {
         let next = seq.wrapping_add(1);
+        self.read_only_followed = false;
         self.follow_roles();
         if let Some(e) = self.lost_state().filter(|_| !matches!(cmd, Command::Quit)) {
             // A connection dropped earlier took state the session still

@@ -86,6 +86,9 @@ impl ReplyInfo {
 }
 
 /// Why a relay stopped early.
+/// ER_OPTION_PREVENTS_STATEMENT (1290), little-endian as in an ERR packet.
+const ER_OPTION_PREVENTS_STATEMENT: [u8; 2] = 1290u16.to_le_bytes();
+
 #[derive(Debug)]
 pub enum RelayError {
     /// Writing to or reading from the client failed: the session is over.
@@ -109,6 +112,10 @@ pub enum RelayError {
     Killed { sent: bool },
     /// The client closed its connection while it waited for the backend.
     ClientGone,
+    /// The reply was only the server's `--read-only` refusal (1290), not
+    /// relayed (see [`Rewrite::read_only_refusal`]): the statement did not
+    /// run.
+    ReadOnly,
 }
 
 /// What a relay watches besides the backend while it waits for it.
@@ -214,6 +221,10 @@ pub struct Rewrite {
     /// The value of the `Compression` row of a `SHOW STATUS` reply: the
     /// client's connection is compressed, the backend's is not.
     pub compression: Option<bool>,
+    /// A reply that is only ERR 1290 (the server is read-only) is kept
+    /// from the client: the primary it was sent to was just made
+    /// read-only, and the statement may run on the new one.
+    pub read_only_refusal: bool,
 }
 
 /// A text-protocol row `Compression | <value>` with `on`'s value instead,
@@ -343,6 +354,16 @@ pub async fn relay(
                             }
                         }
                         let payload = &buf[pos + HEADER_LEN..end];
+                        if rewrite.read_only_refusal
+                            && !sent
+                            && pos == 0
+                            && matches!(seen, Seen::Err)
+                            && payload.get(1..3) == Some(&ER_OPTION_PREVENTS_STATEMENT[..])
+                            && payload.windows(9).any(|w| w == b"read-only")
+                        {
+                            buf.advance(end);
+                            return Err(RelayError::ReadOnly);
+                        }
                         match seen {
                             Seen::Ok { .. } | Seen::Eof { .. } => {
                                 info.result_set = in_result_set;

@@ -102,3 +102,43 @@ impl Session {
         super::early::login_backend(&topo).unwrap_or(self.primary)
     }
 }
+
+impl Session {
+    /// Whether a read-only refusal (1290) of this command may be kept from
+    /// the client and the command run on the new primary: a text statement
+    /// or an execute, on the session's primary, outside a transaction (so
+    /// nothing before it depends on that server), once per command.
+    pub(super) fn may_follow_read_only(
+        &self,
+        index: usize,
+        raw: &[u8],
+        stmt: Option<(&crate::classify::Class, &[u8])>,
+    ) -> bool {
+        use crate::classify::Kind;
+        use crate::protocol::consts::com;
+        // Only where the caller runs a `Flow::Fallback` on the primary:
+        // classified text statements other than reads, and executes.
+        let planned = match raw.first() {
+            Some(&com::QUERY) => {
+                stmt.is_some_and(|(c, _)| !matches!(c.kind, Kind::Read | Kind::Show))
+            }
+            Some(&com::STMT_EXECUTE) => true,
+            _ => false,
+        };
+        planned && self.is_primary(index) && !self.read_only_followed && !self.in_transaction()
+    }
+
+    /// The primary refused a statement as read-only: it was made read-only
+    /// (a switchover) before the monitor saw it. The statement did not run;
+    /// the session waits for the new primary (as writes wait while there
+    /// is none) and the caller runs it there (`Flow::Fallback`).
+    pub(super) async fn primary_turned_read_only(&mut self, index: usize) -> super::Flow {
+        self.read_only_followed = true;
+        let cluster = self.ctx.cluster.clone();
+        cluster.saw_read_only(index);
+        match self.primary_now().await {
+            Ok(_) => super::Flow::Fallback,
+            Err(e) => self.fail(1, &e).await,
+        }
+    }
+}

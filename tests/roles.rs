@@ -1,0 +1,415 @@
+//! Roles come from the servers: Causeway follows a switchover done by hand,
+//! refuses writes on a split brain, holds writes while there is no primary,
+//! lets clients log in and read while the primary is down, and keeps the
+//! session's and the global consistency guarantees across a switchover.
+//! Real servers, real replication, roles changed by SQL and kill -9.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use causeway::playground::{Server, REPL_PASSWORD, REPL_USER};
+use common::{http_get, Env};
+use mysql_async::prelude::Queryable;
+
+/// Fast monitor checks, and writes held up to `hold_ms`.
+fn fast(hold_ms: u64) -> impl FnOnce(&mut String) {
+    move |t: &mut String| {
+        t.push_str(&format!("\n[timeouts]\nwrite_hold_ms = {hold_ms}\n"));
+    }
+}
+
+async fn sql(env: &Env, s: &Server, q: &str) -> String {
+    env.cluster
+        .root_sql(s, q)
+        .await
+        .unwrap_or_else(|e| panic!("{} on {}: {e}", q, s.name))
+}
+
+/// The servers as (old primary, new primary, the others).
+fn roles(env: &Env, to: usize) -> (&Server, &Server, Vec<&Server>) {
+    let old = &env.cluster.primary;
+    let new = &env.cluster.replicas[to];
+    let others = env
+        .cluster
+        .replicas
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != to)
+        .map(|(_, s)| s)
+        .collect();
+    (old, new, others)
+}
+
+fn change_master(to: &Server) -> String {
+    format!(
+        "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='{REPL_USER}', \
+         MASTER_PASSWORD='{REPL_PASSWORD}', MASTER_USE_GTID=slave_pos",
+        to.addr.port()
+    )
+}
+
+/// A switchover as a DBA does it by hand: the old primary read-only, the
+/// target caught up and promoted, everyone else re-pointed. Returns when
+/// the target became writable.
+async fn switch_by_hand(env: &Env, to: usize) -> Instant {
+    let (old, new, others) = roles(env, to);
+    sql(env, old, "SET GLOBAL read_only = 1").await;
+    let pos = sql(env, old, "SELECT @@gtid_binlog_pos").await;
+    let pos = pos.trim();
+    let waited = sql(env, new, &format!("SELECT MASTER_GTID_WAIT('{pos}', 30)")).await;
+    assert_eq!(waited.trim(), "0", "target caught up");
+    sql(
+        env,
+        new,
+        "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0",
+    )
+    .await;
+    let writable = Instant::now();
+    for r in others {
+        sql(
+            env,
+            r,
+            &format!("STOP SLAVE; {}; START SLAVE", change_master(new)),
+        )
+        .await;
+    }
+    sql(
+        env,
+        old,
+        &format!(
+            "SET GLOBAL gtid_slave_pos = '{pos}'; {}; START SLAVE",
+            change_master(new)
+        ),
+    )
+    .await;
+    writable
+}
+
+/// The primary as Causeway's /status shows it (the name, or null).
+async fn status_primary(env: &Env) -> serde_json::Value {
+    let text = http_get(env.admin, "/status").await;
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let topo = &v["topology"];
+    match topo["primary"].as_u64() {
+        Some(i) => topo["backends"][i as usize]["name"].clone(),
+        None => serde_json::Value::Null,
+    }
+}
+
+async fn until(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn code(e: &mysql_async::Error) -> Option<u16> {
+    match e {
+        mysql_async::Error::Server(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchover_by_hand_is_followed_without_any_client_reconnecting() {
+    let env = Env::start_with_policy_and(2, common::SPLIT, fast(8000)).await;
+    common::routable(&env).await;
+    let mut c = env.conn().await;
+    c.query_drop("CREATE TABLE sw (id INT AUTO_INCREMENT PRIMARY KEY, w INT)")
+        .await
+        .unwrap();
+    let before_id: u32 = c
+        .query_first("SELECT CONNECTION_ID()")
+        .await
+        .unwrap()
+        .unwrap();
+    // A writer on its own connection all along.
+    let url = env.url("app");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut w = mysql_async::Conn::from_url(url).await.unwrap();
+            let (mut ok, mut errors, mut longest) = (0u64, Vec::new(), Duration::ZERO);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let t = Instant::now();
+                // Text and binary protocol in turn.
+                let r = if (ok + errors.len() as u64).is_multiple_of(2) {
+                    w.query_drop("INSERT INTO sw (w) VALUES (1)").await
+                } else {
+                    w.exec_drop("INSERT INTO sw (w) VALUES (?)", (1,)).await
+                };
+                match r {
+                    Ok(()) => ok += 1,
+                    Err(e) => errors.push(e.to_string()),
+                }
+                longest = longest.max(t.elapsed());
+            }
+            (ok, errors, longest)
+        })
+    };
+    until("some writes", Duration::from_secs(10), async || {
+        status_primary(&env).await == "primary"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let new_id = env.cluster.replicas[0].server_id;
+    let writable = switch_by_hand(&env, 0).await;
+    // Writes land on the new primary within 2 s of it becoming writable.
+    until(
+        "writes on the new primary",
+        Duration::from_secs(10),
+        async || {
+            let w = c.query_drop("INSERT INTO sw (w) VALUES (2)").await;
+            let at = c
+                .query_first::<u32, _>("/*FORCE_MASTER*/ SELECT @@server_id")
+                .await;
+            w.is_ok() && at.ok().flatten() == Some(new_id)
+        },
+    )
+    .await;
+    let followed = writable.elapsed();
+    assert!(
+        followed < Duration::from_secs(2),
+        "writes reached the new primary {followed:?} after it became writable"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, errors, longest) = writer.await.unwrap();
+    assert!(ok > 10, "the writer kept writing: {ok}");
+    assert!(
+        errors.is_empty(),
+        "{} of a writer's statements failed over a switchover, the first: {:?}",
+        errors.len(),
+        errors.first()
+    );
+    assert!(
+        longest < Duration::from_secs(3),
+        "longest write {longest:?}"
+    );
+    // The same client connections go on: no reconnect happened.
+    let after_id: u32 = c
+        .query_first("SELECT CONNECTION_ID()")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(before_id, after_id);
+    // Every acknowledged write is on the new primary.
+    let n: u64 = sql(
+        &env,
+        &env.cluster.replicas[0],
+        "SELECT COUNT(*) FROM app.sw WHERE w = 1",
+    )
+    .await
+    .trim()
+    .parse()
+    .unwrap();
+    assert_eq!(n, ok, "acknowledged writes on the new primary");
+    // Reads keep off the new primary (primary_accepts_reads = false),
+    // and the old primary, now a replica, takes its share.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        seen.insert(common::server_id(&mut c, "SELECT @@server_id").await);
+    }
+    assert!(
+        !seen.contains(&new_id),
+        "reads on the new primary: {seen:?}"
+    );
+    assert_eq!(status_primary(&env).await, "replica1");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writable_servers_get_no_writes_and_reads_go_on() {
+    let env = Env::start_with_policy_and(2, common::SPLIT, fast(8000)).await;
+    common::routable(&env).await;
+    let mut c = env.conn().await;
+    c.query_drop("CREATE TABLE sb (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let rogue = &env.cluster.replicas[1];
+    sql(
+        &env,
+        rogue,
+        "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0",
+    )
+    .await;
+    let mut refused = None;
+    until("writes refused", Duration::from_secs(10), async || match c
+        .query_drop("INSERT INTO sb VALUES (1)")
+        .await
+    {
+        Err(e) => {
+            refused = Some(e);
+            true
+        }
+        Ok(()) => {
+            c.query_drop("DELETE FROM sb").await.ok();
+            false
+        }
+    })
+    .await;
+    let e = refused.unwrap();
+    assert_eq!(code(&e), Some(9004), "{e}");
+    assert!(e.to_string().contains("replica2"), "names the servers: {e}");
+    // Reads go on.
+    let one: u32 = c.query_first("SELECT 1").await.unwrap().unwrap();
+    assert_eq!(one, 1);
+    let metrics = http_get(env.admin, "/metrics").await;
+    assert!(metrics.contains("causeway_split_brain 1"), "metric says so");
+    // Resolved: writes work again.
+    sql(&env, rogue, "SET GLOBAL read_only = 1").await;
+    until("writes again", Duration::from_secs(10), async || {
+        c.query_drop("INSERT INTO sb VALUES (2)").await.is_ok()
+    })
+    .await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_wait_for_a_primary_then_fail_clearly_while_reads_go_on() {
+    let env = Env::start_with_policy_and(2, common::SPLIT, fast(1500)).await;
+    common::routable(&env).await;
+    let mut c = env.conn().await;
+    c.query_drop("CREATE TABLE h (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let primary = &env.cluster.primary;
+    sql(&env, primary, "SET GLOBAL read_only = 1").await;
+    until("no primary", Duration::from_secs(10), async || {
+        status_primary(&env).await.is_null()
+    })
+    .await;
+    // Reads go on at their level.
+    let one: u32 = c.query_first("SELECT 1").await.unwrap().unwrap();
+    assert_eq!(one, 1);
+    // A write waits out the hold, then fails with a clear error.
+    let t = Instant::now();
+    let e = c.query_drop("INSERT INTO h VALUES (1)").await.unwrap_err();
+    let waited = t.elapsed();
+    assert_eq!(code(&e), Some(9003), "{e}");
+    assert!(e.to_string().contains("no primary"), "{e}");
+    assert!(waited >= Duration::from_millis(1400), "held {waited:?}");
+    // A write issued while there is none goes through once one appears.
+    let url = env.url("app");
+    let held = tokio::spawn(async move {
+        let mut w = mysql_async::Conn::from_url(url).await.unwrap();
+        let t = Instant::now();
+        let r = w.query_drop("INSERT INTO h VALUES (2)").await;
+        (r, t.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    sql(&env, primary, "SET GLOBAL read_only = 0").await;
+    let (r, took) = held.await.unwrap();
+    r.expect("a held write runs when the primary is back");
+    assert!(took >= Duration::from_millis(300), "it was held: {took:?}");
+    let n = sql(&env, primary, "SELECT COUNT(*) FROM app.h").await;
+    assert_eq!(n.trim(), "1");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_log_in_and_read_while_the_primary_is_down() {
+    let mut env = Env::start_with_policy_and(2, common::SPLIT, fast(1000)).await;
+    common::routable(&env).await;
+    let mut c = env.conn().await;
+    c.query_drop("CREATE TABLE d (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO d VALUES (7)").await.unwrap();
+    env.cluster
+        .wait_replicas_caught_up(Duration::from_secs(30))
+        .await
+        .unwrap();
+    env.cluster.primary.kill();
+    until(
+        "the primary seen down",
+        Duration::from_secs(10),
+        async || status_primary(&env).await.is_null(),
+    )
+    .await;
+    for _ in 0..5 {
+        let mut fresh = env.conn().await;
+        let v: u32 = fresh
+            .query_first("SELECT id FROM d")
+            .await
+            .expect("a read without the primary")
+            .unwrap();
+        assert_eq!(v, 7);
+        fresh.disconnect().await.unwrap();
+    }
+    // The connection from before reads too, and a write fails clearly.
+    let v: u32 = c.query_first("SELECT id FROM d").await.unwrap().unwrap();
+    assert_eq!(v, 7);
+    let e = c.query_drop("INSERT INTO d VALUES (8)").await.unwrap_err();
+    assert_eq!(code(&e), Some(9003), "{e}");
+    env.cluster.primary.start().await.unwrap();
+    until("writes again", Duration::from_secs(20), async || {
+        c.query_drop("INSERT INTO d VALUES (9)").await.is_ok()
+    })
+    .await;
+    env.stop().await;
+}
+
+/// Session and global levels right after a switchover: every read sees
+/// the writes before it, with one replica held back so a stale read would
+/// show.
+async fn consistent_across_a_switchover(level: &str) {
+    let policy = format!(
+        "name = \"t\"\n[consistency]\nlevel = \"{level}\"\n[routing]\nprimary_accepts_reads = false\n"
+    );
+    let env = Env::start_with_policy_and(2, &policy, fast(8000)).await;
+    let mut a = env.conn().await;
+    let mut b = env.conn().await;
+    a.query_drop("CREATE TABLE k (id INT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    a.query_drop("INSERT INTO k VALUES (1, 0)").await.unwrap();
+    let new_id = env.cluster.replicas[0].server_id;
+    switch_by_hand(&env, 0).await;
+    // The other replica receives but does not apply.
+    sql(&env, &env.cluster.replicas[1], "STOP SLAVE SQL_THREAD").await;
+    until("the new primary", Duration::from_secs(10), async || {
+        status_primary(&env).await == "replica1"
+    })
+    .await;
+    for v in 1..=20u32 {
+        a.query_drop(format!("UPDATE k SET v = {v} WHERE id = 1"))
+            .await
+            .unwrap();
+        let mine: u32 = a
+            .query_first("SELECT v FROM k WHERE id = 1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(mine, v, "{level}: the session reads its own write");
+        if level == "global" {
+            let other: u32 = b
+                .query_first("SELECT v FROM k WHERE id = 1")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(other, v, "global: another session sees it");
+        }
+    }
+    let primary_id: u32 = a
+        .query_first("/*FORCE_MASTER*/ SELECT @@server_id")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(primary_id, new_id);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_at_session_level_see_their_writes_right_after_a_switchover() {
+    consistent_across_a_switchover("session").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_at_global_level_see_every_write_right_after_a_switchover() {
+    consistent_across_a_switchover("global").await;
+}
