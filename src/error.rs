@@ -108,6 +108,14 @@ pub enum Error {
         reason: String,
         lost: &'static str,
     },
+    /// A backend connection was lost while it held the session's open
+    /// transaction: the transaction is over, the session goes on.
+    #[error(
+        "Causeway lost its connection to backend '{backend}' ({reason}) and with it \
+         the open transaction (rolled back by the server, unless this was its COMMIT); \
+         the session is no longer in a transaction"
+    )]
+    TransactionLost { backend: String, reason: String },
     /// No server takes writes (primary down, or a switchover): the
     /// statement was not sent.
     #[error("Causeway has no primary to send the statement to: {reason}; waited {waited_ms} ms")]
@@ -198,7 +206,8 @@ impl Error {
             | Error::BackendLost { .. }
             | Error::BackendProtocol { .. }
             | Error::KillFailed { .. }
-            | Error::SessionLost { .. } => Side::Backend,
+            | Error::SessionLost { .. }
+            | Error::TransactionLost { .. } => Side::Backend,
             Error::TooManyUserConnections(_) | Error::UserLimitReached { .. } => Side::Client,
             Error::TooManyConnections
             | Error::ShuttingDown
@@ -206,6 +215,17 @@ impl Error {
             | Error::QueryInterrupted
             | Error::PoolTimeout { .. } => Side::Internal,
         }
+    }
+
+    /// A backend connection that could not be opened or broke (not a
+    /// server's refusal, not a pool wait).
+    pub fn is_backend_failure(&self) -> bool {
+        matches!(
+            self,
+            Error::BackendUnavailable { .. }
+                | Error::BackendLost { .. }
+                | Error::BackendProtocol { .. }
+        )
     }
 
     /// Whether the same statement may be sent again without risk of running
@@ -232,6 +252,7 @@ impl Error {
         "backend_lost",
         "backend_protocol",
         "session_lost",
+        "transaction_lost",
         "unknown_command",
         "malformed_packet",
         "packet_too_large",
@@ -264,6 +285,7 @@ impl Error {
             Error::BackendLost { .. } => "backend_lost",
             Error::BackendProtocol { .. } => "backend_protocol",
             Error::SessionLost { .. } => "session_lost",
+            Error::TransactionLost { .. } => "transaction_lost",
             Error::UnknownCommand(_) => "unknown_command",
             Error::MalformedPacket => "malformed_packet",
             Error::PacketTooLarge => "packet_too_large",
@@ -305,7 +327,8 @@ impl Error {
             // serving the statement went away under it.
             Error::BackendLost { .. }
             | Error::BackendProtocol { .. }
-            | Error::SessionLost { .. } => (1927, b"70100"),
+            | Error::SessionLost { .. }
+            | Error::TransactionLost { .. } => (1927, b"70100"),
             Error::UnknownCommand(_) => (1047, b"08S01"),
             Error::MalformedPacket => (1835, b"08S01"),
             Error::PacketTooLarge => (1153, b"08S01"),

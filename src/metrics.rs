@@ -35,6 +35,14 @@ pub const CLIENT_ERRORS: &str = "causeway_client_errors_total";
 pub const BACKEND_CONNECTS: &str = "causeway_backend_connects_total";
 /// Backend connections lost in the middle of a reply, label `backend` (counter).
 pub const BACKEND_LOST: &str = "causeway_backend_lost_total";
+/// Autocommit reads run again elsewhere after their backend failed before
+/// any byte of the result reached the client, label `backend` (the one
+/// that failed) (counter).
+pub const READ_RETRIES: &str = "causeway_read_retries_total";
+/// Backends a statement found dead (refused, or silent and not greeting a
+/// new connection) and reported down until the monitor sees them healthy
+/// again, label `backend` (counter).
+pub const BACKEND_MARKED_DOWN: &str = "causeway_backend_marked_down_total";
 /// Account reloads from the primary (counter).
 pub const ACCOUNT_RELOADS: &str = "causeway_account_reloads_total";
 
@@ -176,6 +184,8 @@ label_enum! {
         TxnPoolWaits => "causeway_txn_pool_waits_total",
         TxnPoolTimeouts => "causeway_txn_pool_timeouts_total",
         SessionPoolReuses => "causeway_session_pool_reuses_total",
+        ReadRetries => "causeway_read_retries_total",
+        MarkedDown => "causeway_backend_marked_down_total",
     }
 }
 

@@ -8,7 +8,8 @@
 //!   LOCK TABLES, temporary tables, PREPARE) ends the session after an error
 //!   that says so, with and without the transaction pool;
 //! - a READ ONLY transaction on a replica whose connection broke fails as a
-//!   lost transaction, never runs on the primary outside its snapshot.
+//!   lost transaction, never runs on the primary outside its snapshot; the
+//!   session goes on outside the transaction.
 
 mod common;
 
@@ -377,9 +378,10 @@ async fn read_only_lost(pooled: bool, binary: bool) {
     let thread = held_thread(&mut o, c.id(), &replica.name).await;
     kill_thread(&env, replica, thread).await;
     // A user variable is set (without a pool on the primary, where the
-    // session's user variables live), so the replica connection must be
-    // brought to the session's state before the next read: that fails.
-    let _ = timeout(REPLY, c.query_drop("SET @ro_v = 1"))
+    // session's user variables live, so the replica connection must be
+    // brought to the session's state before the next read: that fails; with
+    // a pool on the transaction's connection: that fails).
+    let set = timeout(REPLY, c.query_drop("SET @ro_v = 1"))
         .await
         .expect("an answer");
     let read = async {
@@ -392,16 +394,26 @@ async fn read_only_lost(pooled: bool, binary: bool) {
     let r = timeout(REPLY, read)
         .await
         .expect("an answer after the kill");
+    // The first statement that needed the lost connection fails, saying
+    // the transaction is over; nothing ran as if still inside it.
+    let lost = match (&set, &r) {
+        (Err(e), Ok(_)) if pooled => e,
+        (Ok(()), Err(e)) if !pooled => e,
+        _ => panic!("the lost transaction must fail one statement: SET {set:?}, read {r:?}"),
+    };
     assert!(
-        r.is_err(),
-        "the read ran outside the lost transaction: {r:?} (primary is 1)"
+        matches!(lost, mysql_async::Error::Server(s)
+            if s.code == 1927 && s.message.contains("transaction")),
+        "{lost:?}"
     );
-    let r = timeout(REPLY, c.query_drop("SELECT 1"))
+    // The transaction is over, not the session: the next read runs
+    // outside it.
+    let r = timeout(REPLY, c.query_first::<u32, _>("SELECT @@in_transaction"))
         .await
         .expect("an answer");
     assert!(
-        r.as_ref().is_err_and(is_closed),
-        "the session of a lost transaction is closed: {r:?}"
+        matches!(r, Ok(Some(0))),
+        "the session of a lost transaction goes on outside it: {r:?}"
     );
     drop((c, o));
     env.stop().await;

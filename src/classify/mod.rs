@@ -87,6 +87,19 @@ pub struct Class {
     pub reads_table: Option<bool>,
 }
 
+impl Class {
+    /// Whether running the statement a second time, after a first run whose
+    /// connection broke, can do no harm: one plain read, with nothing that
+    /// changes state (side-effect functions, assignments, `INTO`, locking)
+    /// and no executable comment that may hide such a thing.
+    pub fn may_run_twice(&self) -> bool {
+        self.kind == Kind::Read
+            && !self.flags.intersects(
+                Flags::PRIMARY_ONLY | Flags::MULTI_STATEMENT | Flags::EXECUTABLE_COMMENT,
+            )
+    }
+}
+
 /// The kind of a statement (of the first one, for multi-statements: see
 /// the module documentation for how they combine).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -112,6 +112,28 @@ impl Cluster {
         self.publish(t);
     }
 
+    /// Whether backend `index` is alive: a new connection gets its greeting
+    /// and the monitor account's login through within `timeouts.probe_ms`
+    /// (a refused login counts: the server answered). A stopped server
+    /// (SIGSTOP, a hung process) accepts the TCP connection in its kernel
+    /// and never greets; a dead one refuses it. The check logs in rather
+    /// than hang up after the greeting: servers count a connection dropped
+    /// in its handshake as a connect error of the host, and block a host
+    /// with `max_connect_errors` of them.
+    pub async fn answers(&self, index: usize) -> bool {
+        let probe = self.config.timeouts.probe();
+        match self.monitor_connect_within(index, probe).await {
+            Ok(mut conn) => {
+                // Said goodbye, so the server counts no aborted client.
+                let quit = conn.send_command(&[crate::protocol::consts::com::QUIT]);
+                let _ = tokio::time::timeout(probe, quit).await;
+                true
+            }
+            Err(Error::Server(_)) => true,
+            Err(_) => false,
+        }
+    }
+
     /// A snapshot of the statements in flight per backend, and a fresh tick.
     pub fn loads(&self, out: &mut Vec<u64>) -> u64 {
         out.clear();
@@ -256,6 +278,16 @@ impl Cluster {
 
     /// Opens a connection to backend `index` with the monitor account.
     pub async fn monitor_connect(&self, index: usize) -> Result<BackendConn, Error> {
+        self.monitor_connect_within(index, self.config.timeouts.connect())
+            .await
+    }
+
+    /// [`Cluster::monitor_connect`], bounded by `timeout`.
+    async fn monitor_connect_within(
+        &self,
+        index: usize,
+        timeout: Duration,
+    ) -> Result<BackendConn, Error> {
         let topo = self.topology();
         let b = topo
             .backends
@@ -275,7 +307,7 @@ impl Cluster {
             client_ext_capabilities: 0,
             charset: 45,
             attributes: vec![("program_name".into(), "causeway-monitor".into())],
-            timeout: self.config.timeouts.connect(),
+            timeout,
         })
         .await
     }

@@ -390,6 +390,15 @@ pub struct Timeouts {
     /// The same for clients that log in with CLIENT_INTERACTIVE (the
     /// `mariadb` CLI), as the server's `interactive_timeout`.
     pub interactive_timeout_s: u64,
+    /// A statement whose backend has sent nothing for this long has that
+    /// backend checked (see `probe_ms`): a live one is waited for again, a
+    /// hung one is given up (an autocommit read is retried elsewhere). A
+    /// slow statement on a live backend is never cut. `0`: wait forever.
+    pub read_ms: u64,
+    /// The check of a silent backend: a new connection that must bring the
+    /// server's greeting and the monitor account's login within this (a
+    /// stopped server accepts the TCP connection and never greets).
+    pub probe_ms: u64,
     /// While the cluster has no primary (or during a switchover), a
     /// statement for the primary waits this long for one before failing.
     pub write_hold_ms: u64,
@@ -404,6 +413,8 @@ impl Default for Timeouts {
             admin_request_ms: 5_000,
             wait_timeout_s: 28_800,
             interactive_timeout_s: 28_800,
+            read_ms: 1_500,
+            probe_ms: 400,
             write_hold_ms: 8_000,
         }
     }
@@ -424,6 +435,13 @@ impl Timeouts {
     }
     pub fn shutdown_drain(&self) -> Duration {
         Duration::from_millis(self.shutdown_drain_ms)
+    }
+    /// How long a backend may stay silent before it is checked; `None`: never.
+    pub fn read(&self) -> Option<Duration> {
+        (self.read_ms > 0).then(|| Duration::from_millis(self.read_ms))
+    }
+    pub fn probe(&self) -> Duration {
+        Duration::from_millis(self.probe_ms)
     }
 }
 
@@ -631,6 +649,13 @@ impl Config {
             return Err(ConfigError::new(
                 file,
                 "monitor.position_interval_ms",
+                "must be at least 1",
+            ));
+        }
+        if self.timeouts.probe_ms == 0 {
+            return Err(ConfigError::new(
+                file,
+                "timeouts.probe_ms",
                 "must be at least 1",
             ));
         }

@@ -224,3 +224,16 @@ fn one_password_source_each_and_missing_ones_are_named() {
     let e = Config::from_str(&user, "c.toml").unwrap_err();
     assert_eq!(e.field, "auth.users[0]");
 }
+
+#[test]
+fn read_timeout_and_its_check() {
+    let c = Config::from_str(MINIMAL, "t.toml").unwrap();
+    assert_eq!(c.timeouts.read(), Some(Duration::from_millis(1_500)));
+    assert_eq!(c.timeouts.probe(), Duration::from_millis(400));
+    let text = format!("{MINIMAL}\n[timeouts]\nread_ms = 0\n");
+    let c = Config::from_str(&text, "t.toml").unwrap();
+    assert_eq!(c.timeouts.read(), None, "0: never check");
+    let text = format!("{MINIMAL}\n[timeouts]\nprobe_ms = 0\n");
+    let e = Config::from_str(&text, "t.toml").unwrap_err();
+    assert_eq!(e.field, "timeouts.probe_ms");
+}

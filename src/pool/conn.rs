@@ -76,6 +76,7 @@ impl Greeted {
             .await
             .map_err(ConnectError::io)?;
         tcp.set_nodelay(true).map_err(ConnectError::io)?;
+        keepalive(&tcp).map_err(|e| ConnectError::io(std::io::Error::from(e)))?;
         let mut stream = PacketStream::new(tcp);
         let (h, payload) = stream.read_packet().await.map_err(ConnectError::read)?;
         if payload.first() == Some(&0xFF) {
@@ -94,6 +95,28 @@ impl Greeted {
             handshake,
         })
     }
+}
+
+/// TCP keepalive on backend sockets: a connection whose peer vanished
+/// without a word (a host that died, a network that dropped it) fails
+/// after about `KEEPALIVE_IDLE_S + KEEPALIVE_COUNT * KEEPALIVE_INTERVAL_S`
+/// seconds of silence (11 s) instead of the kernel's two hours, also for a
+/// connection idle in a pool. A server that is alive but stopped (its
+/// kernel still answers) is found by the statement's read timeout instead
+/// (`timeouts.read_ms`).
+pub const KEEPALIVE_IDLE_S: u32 = 5;
+/// Seconds between keepalive probes once idle.
+pub const KEEPALIVE_INTERVAL_S: u32 = 2;
+/// Unanswered keepalive probes after which the connection fails.
+pub const KEEPALIVE_COUNT: u32 = 3;
+
+/// Turns on TCP keepalive with Causeway's short timings.
+fn keepalive(tcp: &TcpStream) -> nix::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    setsockopt(tcp, sockopt::KeepAlive, &true)?;
+    setsockopt(tcp, sockopt::TcpKeepIdle, &KEEPALIVE_IDLE_S)?;
+    setsockopt(tcp, sockopt::TcpKeepInterval, &KEEPALIVE_INTERVAL_S)?;
+    setsockopt(tcp, sockopt::TcpKeepCount, &KEEPALIVE_COUNT)
 }
 
 /// A logged-in backend connection.

@@ -27,10 +27,32 @@ impl Session {
         if self.conns.open[index].is_none() {
             let topo = self.ctx.cluster.topology();
             let params = self.connect_params(&topo.backends[index]);
-            let conn = BackendConn::connect(&params).await?;
+            let conn = self.connect_watched(index, &params).await?;
             self.install(index, conn, params.database);
         }
         self.conns.open[index].as_mut().ok_or(Error::ShuttingDown)
+    }
+
+    /// Opens a connection with `params`, given up sooner than the connect
+    /// timeout when the backend is found hung meanwhile (see
+    /// [`relay::Silence`]): a stopped server accepts the connection and
+    /// never greets.
+    async fn connect_watched(
+        &self,
+        index: usize,
+        params: &ConnectParams,
+    ) -> Result<BackendConn, Error> {
+        let Some(s) = relay::Silence::of(&self.ctx.cluster, index) else {
+            return BackendConn::connect(params).await;
+        };
+        tokio::select! {
+            r = BackendConn::connect(params) => r,
+            _ = s.hung() => Err(Error::BackendUnavailable {
+                backend: params.backend.clone(),
+                address: params.address.clone(),
+                reason: relay::hung_reason(Some(s)),
+            }),
+        }
     }
 
     /// How to log in to backend `b` as this session's account.
@@ -87,7 +109,6 @@ impl Session {
         prepare_id: Option<u32>,
         wait: Option<&consistency::Wait>,
     ) -> Flow {
-        let in_trans = self.txn.backend.is_some();
         let mut index = index;
         while let Err(e) = self.sync(index).await {
             // A connection that broke while being synced cannot be trusted;
@@ -100,7 +121,17 @@ impl Session {
                 // on a replica, temporary tables, ...) is gone with it: the
                 // statement must not run elsewhere without it.
                 if self.held_state(index).is_some() {
-                    return self.backend_failed(index, e, 1, false, in_trans).await;
+                    if e.is_backend_failure() {
+                        self.note_failure(index, &e, false).await;
+                    }
+                    return self.backend_failed(index, e, 1, false).await;
+                }
+                if e.is_backend_failure() {
+                    // A read planned again, away from a backend that failed.
+                    if self.may_retry(index, stmt) {
+                        return self.failed_before_reply(index, e, 1, false, stmt).await;
+                    }
+                    self.note_failure(index, &e, false).await;
                 }
             }
             // A text statement that cannot run with the session's state on a
@@ -151,21 +182,26 @@ impl Session {
                     tracing::warn!(session = self.id, backend = index, error = %e,
                         "replica failed during a position wait; using the primary");
                     self.conns.open[index] = None;
+                    self.note_failure(index, &e, false).await;
                     if self.held_state(index).is_some() {
-                        return self.backend_failed(index, e, 1, false, in_trans).await;
+                        return self.backend_failed(index, e, 1, false).await;
                     }
                     self.count_consistent(w.level, m::Served::PrimaryAfterTimeout);
                     return Flow::Fallback;
                 }
             }
         } else {
+            let retryable = self.may_retry(index, stmt);
             let conn = match self.backend(index).await {
                 Ok(c) => c,
+                Err(e) if retryable && e.is_backend_failure() => {
+                    return self.failed_before_reply(index, e, 1, false, stmt).await
+                }
                 Err(e) => return self.fail(1, &e).await,
             };
             if let Err(e) = conn.send_command(raw).await {
                 self.conns.open[index] = None;
-                return self.backend_failed(index, e, 1, false, in_trans).await;
+                return self.failed_before_reply(index, e, 1, false, stmt).await;
             }
         }
         let Some(conn) = self.conns.open[index].as_mut() else {
@@ -176,6 +212,7 @@ impl Session {
         let watch = relay::Watch {
             kill: Some(&self.watch.kill),
             client_eof: true,
+            silence: relay::Silence::of(&ctx.cluster, index),
         };
         let relayed = relay(
             &mut self.client.stream,
@@ -225,6 +262,7 @@ impl Session {
                 next_seq,
                 malformed,
                 sent,
+                hung,
             }) => {
                 let backend = conn.backend.clone();
                 self.conns.open[index] = None;
@@ -233,7 +271,13 @@ impl Session {
                 } else {
                     Error::BackendLost { backend, reason }
                 };
-                self.backend_failed(index, e, next_seq, sent, in_trans)
+                if sent {
+                    self.note_failure(index, &e, hung).await;
+                    return self.backend_failed(index, e, next_seq, sent).await;
+                }
+                // Nothing reached the client: the reply starts afresh
+                // wherever the read runs next.
+                self.failed_before_reply(index, e, next_seq, hung, stmt)
                     .await
             }
         }
@@ -324,6 +368,25 @@ pub(super) async fn drain_reply(conn: &mut BackendConn, expect: Expect) -> Resul
         Some(e) => Err(Error::Server(e)),
         None => Ok(drained),
     }
+}
+
+/// [`drain_reply`], given up when the backend stays silent and fails its
+/// check (`silence`, see [`relay::Silence`]); the backend is then marked
+/// down.
+pub(super) async fn drain_watched(
+    conn: &mut BackendConn,
+    expect: Expect,
+    silence: Option<relay::Silence<'_>>,
+) -> Result<Drained, Error> {
+    let Some(s) = silence else {
+        return drain_reply(conn, expect).await;
+    };
+    let hung = tokio::select! {
+        r = drain_reply(conn, expect) => return r,
+        _ = s.hung() => relay::hung_reason(silence),
+    };
+    super::retry::report_down(s.cluster, s.index, hung.clone());
+    Err(conn.lost(hung))
 }
 
 /// What a drained reply said.

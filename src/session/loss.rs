@@ -4,12 +4,18 @@
 //! - once any byte of a reply has reached the client, the client
 //!   connection is closed; an ERR packet after part of a reply would be
 //!   read as the rest of it (the client then waits forever);
-//! - a connection lost while it held what cannot move to another one (an
-//!   open transaction, temporary tables, locks, text prepares, a cursor,
-//!   ...) ends the session after an error that says what was lost, instead
-//!   of the session carrying on, on a new connection, without it;
+//! - a connection lost while it held what cannot move to another one
+//!   (temporary tables, locks, text prepares, a cursor, ...) ends the
+//!   session after an error that says what was lost, instead of the
+//!   session carrying on, on a new connection, without it;
+//! - a connection lost while it held only the session's open transaction
+//!   ends the transaction, not the session: the statement gets an error
+//!   that says so, the session is out of the transaction and its next
+//!   statement runs on a new connection (as after a rollback by the
+//!   server);
 //! - otherwise the statement fails with an error and the session goes on:
-//!   its next statement gets a new connection with the session's state.
+//!   its next statement gets a new connection with the session's state
+//!   (an autocommit read may instead run again elsewhere: `retry.rs`).
 
 use crate::error::Error;
 use crate::metrics as m;
@@ -31,6 +37,12 @@ impl Session {
         if self.txn.backend == Some(index) {
             return Some(Pin::Transaction);
         }
+        self.held_beyond_transaction(index)
+    }
+
+    /// [`Session::held_state`] apart from the open transaction: what a lost
+    /// connection takes that ends the session.
+    fn held_beyond_transaction(&self, index: usize) -> Option<Pin> {
         if self.conns.pooled && self.held.cursor.is_some_and(|(_, b)| b == index) {
             return Some(Pin::Cursor);
         }
@@ -68,7 +80,7 @@ impl Session {
     pub(super) fn lost_state(&self) -> Option<Error> {
         (0..self.conns.open.len()).find_map(|i| {
             let what = self
-                .held_state(i)
+                .held_beyond_transaction(i)
                 .filter(|_| self.conns.open[i].is_none())?;
             Some(Error::SessionLost {
                 backend: self.backend_name(i),
@@ -78,33 +90,37 @@ impl Session {
         })
     }
 
-    /// A backend connection broke mid-command (see the module comment). After part
-    /// of the reply reached the client, the client connection is closed
-    /// with no error packet. A transaction in progress, or other state only
-    /// that connection held, is gone with it: the client gets an error that
-    /// says so, then the connection is closed rather than silently continue
-    /// without it. Otherwise the client gets an error and the session goes on.
+    /// A backend connection broke mid-command (see the module comment).
+    /// After part of the reply reached the client, the client connection
+    /// is closed with no error packet. State only that connection held
+    /// (temporary tables, locks, ...) is gone with it: the client gets an
+    /// error that says so, then the connection is closed rather than
+    /// silently continue without it. The open transaction alone is gone
+    /// with it: the client gets an error that says so and the session goes
+    /// on outside the transaction. Otherwise the client gets an error and
+    /// the session goes on.
     pub(super) async fn backend_failed(
         &mut self,
         index: usize,
         e: Error,
         seq: u8,
         sent: bool,
-        in_trans: bool,
     ) -> Flow {
         let name = self.backend_name(index);
         self.ctx
             .metrics
             .backend(m::BackendCounter::Lost, index, &name);
         tracing::warn!(session = self.id, error = %e, sent, "backend connection failed");
-        self.status &= !status::IN_TRANS;
+        let transaction = self.txn.backend == Some(index);
+        if transaction {
+            self.txn.backend = None;
+            self.txn.written = false;
+            self.status &= !status::IN_TRANS;
+        }
         if sent {
             return Flow::Close;
         }
-        match self
-            .held_state(index)
-            .or(in_trans.then_some(Pin::Transaction))
-        {
+        match self.held_beyond_transaction(index) {
             Some(what) => {
                 send_error(
                     &self.ctx.metrics,
@@ -115,18 +131,38 @@ impl Session {
                 .await;
                 Flow::Close
             }
+            None if transaction => self.fail(seq, &transaction_lost(e, name)).await,
             None => self.fail(seq, &e).await,
         }
     }
 
+    /// The open transaction, when the connection that held it was dropped
+    /// earlier (a connection the session no longer has): the transaction
+    /// is over, and the error says so.
+    pub(super) fn lost_transaction(&mut self) -> Option<Error> {
+        let index = self
+            .txn
+            .backend
+            .filter(|&i| self.conns.open.get(i).is_some_and(Option::is_none))?;
+        self.txn.backend = None;
+        self.txn.written = false;
+        self.status &= !status::IN_TRANS;
+        Some(Error::TransactionLost {
+            backend: self.backend_name(index),
+            reason: "the connection was closed".into(),
+        })
+    }
+
     /// Reports `e` for a statement that did not run; if what failed took
-    /// state only a lost connection had, the session ends instead.
+    /// state only a lost connection had, the session ends instead; if it
+    /// took the open transaction, the error says the transaction is over.
     pub(super) async fn fail_unless_lost(&mut self, seq: u8, e: &Error) -> Flow {
-        match self.lost_state() {
-            Some(lost) => {
-                send_error(&self.ctx.metrics, &mut self.client.stream, seq, &lost).await;
-                Flow::Close
-            }
+        if let Some(lost) = self.lost_state() {
+            send_error(&self.ctx.metrics, &mut self.client.stream, seq, &lost).await;
+            return Flow::Close;
+        }
+        match self.lost_transaction() {
+            Some(lost) => self.fail(seq, &lost).await,
             None => self.fail(seq, e).await,
         }
     }
@@ -143,17 +179,30 @@ impl Session {
     }
 }
 
-/// `e`, for a connection that held `what`: the session is over.
-pub(super) fn session_lost(e: Error, backend: String, what: Pin) -> Error {
-    let reason = match e {
+/// Why a connection was lost, for an error that names the backend itself.
+fn lost_reason(e: Error) -> String {
+    match e {
         Error::BackendLost { reason, .. } => reason,
         Error::BackendProtocol { .. } => "it sent a malformed packet".into(),
         other => other.to_string(),
-    };
+    }
+}
+
+/// `e`, for a connection that held `what`: the session is over.
+pub(super) fn session_lost(e: Error, backend: String, what: Pin) -> Error {
     Error::SessionLost {
         backend,
-        reason,
+        reason: lost_reason(e),
         lost: what.describe(),
+    }
+}
+
+/// `e`, for the connection of the session's open transaction: the
+/// transaction is over, the session goes on.
+pub(super) fn transaction_lost(e: Error, backend: String) -> Error {
+    Error::TransactionLost {
+        backend,
+        reason: lost_reason(e),
     }
 }
 

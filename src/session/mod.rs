@@ -24,6 +24,7 @@ mod positions;
 mod processlist;
 pub mod registry;
 mod relay;
+mod retry;
 mod roles;
 mod routing;
 pub mod state;
@@ -53,7 +54,7 @@ use crate::protocol::reply::Expect;
 use crate::protocol::response::Ok as OkPacket;
 use crate::protocol::stream::{PacketStream, ReadError};
 
-use execute::drain_reply;
+use execute::{drain_reply, drain_watched};
 pub use registry::Registry;
 use state::SessionState;
 use sync::Synced;
@@ -352,6 +353,10 @@ enum Flow {
     /// The command was not run (a replica did not reach the read's
     /// position in time): run it on the primary instead.
     Fallback,
+    /// A read's backend failed before any byte of its reply reached the
+    /// client: it may run again elsewhere (see `retry.rs`); a caller that
+    /// does not retry reports the failure.
+    Retry(Box<retry::Failure>),
 }
 
 impl Session {
@@ -406,6 +411,11 @@ impl Session {
                         .await
                 }
             };
+            let flow = match flow {
+                // Not retried by the command: the client gets its error.
+                Flow::Retry(f) => self.fail(f.seq, &f.error).await,
+                flow => flow,
+            };
             if let Flow::Close = flow {
                 return;
             }
@@ -431,6 +441,21 @@ impl Session {
                 send_error(&self.ctx.metrics, &mut self.client.stream, next, &e).await;
             }
             return Flow::Close;
+        }
+        // A connection dropped earlier took the open transaction: the next
+        // command with a reply gets the error that says so instead of
+        // running, and the session goes on outside the transaction.
+        let replies = !matches!(
+            cmd,
+            Command::Quit | Command::StmtClose(_) | Command::StmtSendLongData { .. }
+        );
+        if matches!(cmd, Command::ResetConnection | Command::ChangeUser(_)) {
+            // They end any transaction themselves.
+            let _ = self.lost_transaction();
+        } else if replies {
+            if let Some(e) = self.lost_transaction() {
+                return self.fail(next, &e).await;
+            }
         }
         match cmd {
             Command::Quit => Flow::Close,

@@ -37,7 +37,7 @@ use crate::router::Pin;
 
 use super::held::Held;
 use super::state::LOGIN_VARS;
-use super::{drain_reply, Session};
+use super::Session;
 
 impl Session {
     fn group_key(&mut self) -> GroupKey {
@@ -192,6 +192,8 @@ impl Session {
             .held
             .wants_last_insert_id
             .then(|| self.held.last_insert_id.unwrap_or(0));
+        let cluster = self.ctx.cluster.clone();
+        let silence = super::relay::Silence::of(&cluster, index);
         let Some(conn) = self.conns.open[index].as_mut() else {
             return Err(Error::ShuttingDown);
         };
@@ -233,7 +235,7 @@ impl Session {
             conn.send_commands(&cmds).await?;
             let mut first = None;
             for _ in 0..cmds.len() {
-                if let Err(e) = drain_reply(conn, Expect::Single).await {
+                if let Err(e) = super::drain_watched(conn, Expect::Single, silence).await {
                     if !matches!(e, Error::Server(_)) {
                         return Err(e);
                     }

@@ -103,6 +103,9 @@ pub enum RelayError {
         next_seq: u8,
         malformed: bool,
         sent: bool,
+        /// The backend stopped answering and did not greet a new
+        /// connection either: it is down, not only this connection.
+        hung: bool,
     },
     /// The session was killed (`KILL n`) while it waited for the backend.
     /// `sent`: some byte of the reply has reached the client already.
@@ -123,6 +126,40 @@ pub struct Watch<'a> {
     /// Notice a client that closes its connection (its socket reads EOF);
     /// bytes it sends meanwhile stay in its stream's buffer.
     pub client_eof: bool,
+    /// Check a backend that stays silent (`timeouts.read_ms`).
+    pub silence: Option<Silence<'a>>,
+}
+
+/// A backend that has sent nothing for `after` is checked: while it answers
+/// a new connection (see [`crate::cluster::Cluster::greets`]) it is only
+/// slow and the wait goes on; otherwise the reply is given up.
+#[derive(Clone, Copy)]
+pub struct Silence<'a> {
+    pub after: std::time::Duration,
+    pub cluster: &'a crate::cluster::Cluster,
+    pub index: usize,
+}
+
+impl<'a> Silence<'a> {
+    /// The check of backend `index`, when `timeouts.read_ms` asks for one.
+    pub fn of(cluster: &'a crate::cluster::Cluster, index: usize) -> Option<Silence<'a>> {
+        cluster.config().timeouts.read().map(|after| Silence {
+            after,
+            cluster,
+            index,
+        })
+    }
+
+    /// Resolves when the backend has been silent for `after` and then
+    /// failed its check; never while it passes them.
+    pub(super) async fn hung(self) {
+        loop {
+            tokio::time::sleep(self.after).await;
+            if !self.cluster.answers(self.index).await {
+                return;
+            }
+        }
+    }
 }
 
 /// What happened first while waiting for the backend.
@@ -131,6 +168,8 @@ enum Woke {
     Killed,
     /// The client sent bytes (kept in its buffer) or closed (`true`).
     Client(bool),
+    /// The backend stayed silent and failed its check.
+    Hung,
 }
 
 /// Waits for more of the backend's reply, or a kill, or the client going
@@ -141,6 +180,7 @@ async fn wait_backend(
     backend: &mut BackendConn,
     kill: Option<&tokio::sync::Notify>,
     watch_client: bool,
+    silence: Option<Silence<'_>>,
 ) -> Woke {
     let killed = async {
         match kill {
@@ -155,10 +195,17 @@ async fn wait_backend(
             std::future::pending().await
         }
     };
+    let hung = async {
+        match silence {
+            Some(s) => s.hung().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         r = backend.stream.fill() => Woke::Backend(r),
         _ = killed => Woke::Killed,
         r = client_read => Woke::Client(!matches!(r, Ok(n) if n > 0)),
+        _ = hung => Woke::Hung,
     }
 }
 
@@ -288,6 +335,7 @@ pub async fn relay(
                             next_seq,
                             malformed: true,
                             sent,
+                            hung: false,
                         })?;
                         if let (Some(over), Seen::Ok { .. } | Seen::Eof { .. }) =
                             (rewrite.status, seen)
@@ -420,15 +468,25 @@ pub async fn relay(
             }
             return Ok(info);
         }
-        let filled = match wait_backend(client, backend, watch.kill, watch_client).await {
-            Woke::Backend(r) => r,
-            Woke::Killed => return Err(RelayError::Killed { sent }),
-            Woke::Client(true) => return Err(RelayError::ClientGone),
-            Woke::Client(false) => {
-                watch_client = false;
-                continue;
-            }
-        };
+        let filled =
+            match wait_backend(client, backend, watch.kill, watch_client, watch.silence).await {
+                Woke::Backend(r) => r,
+                Woke::Killed => return Err(RelayError::Killed { sent }),
+                Woke::Hung => {
+                    return Err(RelayError::Backend {
+                        reason: hung_reason(watch.silence),
+                        next_seq,
+                        malformed: false,
+                        sent,
+                        hung: true,
+                    })
+                }
+                Woke::Client(true) => return Err(RelayError::ClientGone),
+                Woke::Client(false) => {
+                    watch_client = false;
+                    continue;
+                }
+            };
         match filled {
             Ok(0) => {
                 return Err(RelayError::Backend {
@@ -436,6 +494,7 @@ pub async fn relay(
                     next_seq,
                     malformed: false,
                     sent,
+                    hung: false,
                 })
             }
             Ok(_) => {}
@@ -445,9 +504,22 @@ pub async fn relay(
                     next_seq,
                     malformed: false,
                     sent,
+                    hung: false,
                 })
             }
         }
+    }
+}
+
+/// Why a silent backend's reply was given up.
+pub(super) fn hung_reason(silence: Option<Silence<'_>>) -> String {
+    match silence {
+        Some(s) => format!(
+            "the backend sent nothing for {:?} and did not answer a new connection within {:?}",
+            s.after,
+            s.cluster.config().timeouts.probe()
+        ),
+        None => "the backend stopped answering".into(),
     }
 }
 
@@ -478,6 +550,7 @@ async fn relay_local_infile(
                 malformed: false,
                 // The client has the LOCAL INFILE request already.
                 sent: true,
+                hung: false,
             })?;
         if h.len == 0 {
             return Ok(());

@@ -62,28 +62,49 @@ impl Session {
             Err((e, true)) => return self.fail_unless_lost(next, &e).await,
             Err((e, false)) => return self.fail(next, &e).await,
         };
-        self.count_route(&plan);
         let stmt = Some((&class, text));
-        match self
-            .run(
-                plan.index,
-                raw,
-                Expect::ResultSets,
-                stmt,
-                None,
-                plan.wait.as_ref(),
-            )
-            .await
-        {
-            Flow::Fallback => {
-                self.ctx.metrics.route(
-                    crate::metrics::RouteTarget::Primary,
-                    Reason::ConsistencyFallback.label(),
-                );
-                self.run(self.primary, raw, Expect::ResultSets, stmt, None, None)
-                    .await
-            }
-            flow => flow,
+        let mut plan = plan;
+        let mut attempts = super::retry::Attempts::default();
+        loop {
+            self.count_route(&plan);
+            let flow = match self
+                .run(
+                    plan.index,
+                    raw,
+                    Expect::ResultSets,
+                    stmt,
+                    None,
+                    plan.wait.as_ref(),
+                )
+                .await
+            {
+                Flow::Fallback => {
+                    self.ctx.metrics.route(
+                        crate::metrics::RouteTarget::Primary,
+                        Reason::ConsistencyFallback.label(),
+                    );
+                    self.run(self.primary, raw, Expect::ResultSets, stmt, None, None)
+                        .await
+                }
+                flow => flow,
+            };
+            let Flow::Retry(failure) = flow else {
+                return flow;
+            };
+            // The read ran nowhere the client can tell: plan it again (the
+            // failed backend may be marked down by now).
+            let mut snap = self.snapshot();
+            let planned = self.plan(&mut snap, &class, text, listed.is_some()).await;
+            self.recycle(snap);
+            plan = match planned {
+                Ok(Some(p)) => match self.next_run(&mut attempts, &failure, p) {
+                    Some(p) => p,
+                    None => return self.fail(failure.seq, &failure.error).await,
+                },
+                // Why it cannot run anywhere now (no primary, ...).
+                Err((e, _)) => return self.fail(failure.seq, &e).await,
+                Ok(None) => return self.fail(failure.seq, &failure.error).await,
+            };
         }
     }
 

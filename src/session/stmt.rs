@@ -177,25 +177,43 @@ impl Session {
             Err((err, true)) => return self.fail_unless_lost(seq, &err).await,
             Err((err, false)) => return self.fail(seq, &err).await,
         };
-        self.count_route(&plan);
-        let (index, wait) = (plan.index, plan.wait);
-        let flow = self
-            .execute_on(id, index, flags, raw, seq, &e, wait.as_ref())
-            .await;
-        match flow {
-            Flow::Fallback => {
-                self.ctx.metrics.route(
-                    crate::metrics::RouteTarget::Primary,
-                    crate::router::Reason::ConsistencyFallback.label(),
-                );
-                let primary = match self.primary_now().await {
-                    Ok(p) => p,
-                    Err(err) => return self.fail(seq, &err).await,
-                };
-                self.execute_on(id, primary, flags, raw, seq, &e, None)
-                    .await
-            }
-            flow => flow,
+        let mut plan = plan;
+        let mut attempts = super::retry::Attempts::default();
+        loop {
+            self.count_route(&plan);
+            let flow = match self
+                .execute_on(id, plan.index, flags, raw, seq, &e, plan.wait.as_ref())
+                .await
+            {
+                Flow::Fallback => {
+                    self.ctx.metrics.route(
+                        crate::metrics::RouteTarget::Primary,
+                        crate::router::Reason::ConsistencyFallback.label(),
+                    );
+                    let primary = match self.primary_now().await {
+                        Ok(p) => p,
+                        Err(err) => return self.fail(seq, &err).await,
+                    };
+                    self.execute_on(id, primary, flags, raw, seq, &e, None)
+                        .await
+                }
+                flow => flow,
+            };
+            let Flow::Retry(failure) = flow else {
+                return flow;
+            };
+            // As for text reads (`Session::query`): plan it again.
+            let mut snap = self.snapshot();
+            let planned = self.plan_execute(&mut snap, &e).await;
+            self.recycle(snap);
+            plan = match planned {
+                Ok(p) => match self.next_run(&mut attempts, &failure, p) {
+                    Some(p) => p,
+                    None => return self.fail(failure.seq, &failure.error).await,
+                },
+                // Why it cannot run anywhere now (no primary, ...).
+                Err((e, _)) => return self.fail(failure.seq, &e).await,
+            };
         }
     }
 

@@ -28,8 +28,18 @@ impl Session {
             // cannot go on without it.
             Err(err) if !matches!(err, Error::Server(_)) && self.held_state(index).is_some() => {
                 self.conns.open[index] = None;
-                let in_trans = self.txn.backend.is_some();
-                return self.backend_failed(index, err, seq, false, in_trans).await;
+                if err.is_backend_failure() {
+                    self.note_failure(index, &err, false).await;
+                }
+                return self.backend_failed(index, err, seq, false).await;
+            }
+            // A read planned again, away from a backend that failed.
+            Err(err)
+                if err.is_backend_failure() && self.may_retry(index, Some((&e.class, &e.sql))) =>
+            {
+                self.conns.open[index] = None;
+                let stmt = Some((&e.class, e.sql.as_slice()));
+                return self.failed_before_reply(index, err, seq, false, stmt).await;
             }
             // A replica that cannot be reached or brought to the session's
             // state: the primary runs the statement instead.
@@ -37,6 +47,9 @@ impl Session {
                 tracing::warn!(session = self.id, backend = index, error = %err,
                     "could not prepare on a replica; using the primary");
                 self.conns.open[index] = None;
+                if err.is_backend_failure() {
+                    self.note_failure(index, &err, false).await;
+                }
                 return Flow::Fallback;
             }
             Err(err) => return self.fail(seq, &err).await,
@@ -111,12 +124,14 @@ impl Session {
         index: usize,
     ) -> Result<u32, Error> {
         self.sync(index).await?;
+        let cluster = self.ctx.cluster.clone();
+        let silence = super::relay::Silence::of(&cluster, index);
         let conn = self.backend(index).await?;
         if let Some(id) = conn.pooled.as_mut().and_then(|p| p.applied.stmt(&prepare)) {
             return Ok(id);
         }
         conn.send_command(&prepare).await?;
-        let id = super::drain_reply(conn, Expect::Prepare)
+        let id = super::drain_watched(conn, Expect::Prepare, silence)
             .await?
             .stmt_id
             .ok_or(Error::BackendProtocol {
@@ -151,9 +166,11 @@ impl Session {
         }
         let prepare = e.prepare.clone();
         self.sync(index).await?;
+        let cluster = self.ctx.cluster.clone();
+        let silence = super::relay::Silence::of(&cluster, index);
         let conn = self.backend(index).await?;
         conn.send_command(&prepare).await?;
-        let b = super::drain_reply(conn, Expect::Prepare)
+        let b = super::drain_watched(conn, Expect::Prepare, silence)
             .await?
             .stmt_id
             .ok_or(Error::BackendProtocol {

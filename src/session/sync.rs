@@ -3,7 +3,7 @@
 //! the multi-statements option), by difference from what it was brought
 //! to last time.
 
-use super::{drain_reply, Session};
+use super::{drain_watched, Session};
 use crate::error::Error;
 use crate::protocol::consts::com;
 use crate::protocol::reply::Expect;
@@ -51,10 +51,12 @@ impl Session {
             pre.push(p);
         }
         if !pre.is_empty() {
+            let cluster = self.ctx.cluster.clone();
+            let silence = super::relay::Silence::of(&cluster, index);
             let conn = self.backend(index).await?;
             for p in &pre {
                 conn.send_command(p).await?;
-                drain_reply(conn, Expect::Single).await?;
+                drain_watched(conn, Expect::Single, silence).await?;
             }
         }
         if let Some(s) = self.conns.synced.get_mut(index) {

@@ -178,3 +178,30 @@ fn kind_names_are_distinct() {
     let names: std::collections::HashSet<&str> = kinds.iter().map(Kind::as_str).collect();
     assert_eq!(names.len(), kinds.len());
 }
+
+/// Only one plain read may run a second time after its connection broke.
+#[test]
+fn only_plain_reads_may_run_twice() {
+    let cases: &[(&str, bool)] = &[
+        ("SELECT * FROM t WHERE id = 1", true),
+        ("SELECT @@server_id", true),
+        ("WITH a AS (SELECT 1) SELECT * FROM a", true),
+        ("INSERT INTO t VALUES (1)", false),
+        ("UPDATE t SET a = 1", false),
+        ("SELECT * FROM t FOR UPDATE", false),
+        ("SELECT SLEEP(1)", false),
+        ("SELECT GET_LOCK('a', 0)", false),
+        ("SELECT NEXTVAL(s)", false),
+        ("SELECT @a := 1", false),
+        ("SELECT 1 INTO @a", false),
+        ("SELECT 1; SELECT 2", false),
+        ("SELECT /*! SLEEP(1) */ 1", false),
+        ("BEGIN", false),
+        ("COMMIT", false),
+        ("SET @a = 1", false),
+        ("CALL p()", false),
+    ];
+    for (sql, want) in cases {
+        assert_eq!(classify(sql).may_run_twice(), *want, "{sql}");
+    }
+}
