@@ -112,7 +112,10 @@ impl Cluster {
             tokio::pin!(changed);
             changed.as_mut().enable();
             let topo = self.topology();
-            if !topo.split_brain.is_empty() {
+            // While a switchover holds writes, two writable servers are a
+            // step of it (the monitor has not yet seen the old primary
+            // read-only): wait with the others.
+            if !topo.split_brain.is_empty() && !self.writes_held() {
                 return Err(Error::SplitBrain {
                     servers: topo
                         .split_brain
