@@ -23,7 +23,7 @@
 //! switchover runs at a time.
 //!
 //! The monitor account does the work: it needs, besides what the monitor
-//! uses, `SUPER` (or `READ_ONLY ADMIN`) for `read_only`, `REPLICATION
+//! uses, `READ_ONLY ADMIN` (or `SUPER` before 10.5) for `read_only`, `REPLICATION
 //! SLAVE ADMIN` for `STOP/START/RESET SLAVE`, `CHANGE MASTER` and
 //! `gtid_slave_pos`, and `PROCESS` for `information_schema.INNODB_TRX`.
 
@@ -95,6 +95,15 @@ impl From<SwitchoverError> for Error {
         Error::Switchover { reason: e.reason }
     }
 }
+
+/// The transactions a switchover waits for on the old primary: every one
+/// but those that changed nothing, lock nothing and have been idle for
+/// half a second (a client that has walked away from a read; if it writes
+/// in it later, the old primary, read-only by then, refuses).
+const OPEN_TRANSACTIONS: &str = "SELECT COUNT(*) FROM information_schema.INNODB_TRX t \
+     JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
+     WHERE t.trx_rows_modified > 0 OR t.trx_rows_locked > 0 OR p.COMMAND <> 'Sleep' \
+     OR p.TIME_MS < 500";
 
 /// How often the drain and the wait for the monitor look again.
 const POLL: Duration = Duration::from_millis(10);
@@ -341,13 +350,11 @@ impl Cluster {
     ) -> Result<(), SwitchoverError> {
         let deadline = Instant::now() + limit;
         loop {
-            let open = value(
-                conn,
-                "SELECT COUNT(*) FROM information_schema.INNODB_TRX",
-                step_limit,
-            )
-            .await
-            .map_err(|e| SwitchoverError::aborted(format!("counting open transactions: {e}")))?;
+            let open = value(conn, OPEN_TRANSACTIONS, step_limit)
+                .await
+                .map_err(|e| {
+                    SwitchoverError::aborted(format!("counting open transactions: {e}"))
+                })?;
             let in_flight = self
                 .loads
                 .get(index)
@@ -356,9 +363,23 @@ impl Cluster {
                 return Ok(());
             }
             if Instant::now() >= deadline {
+                let threads = value(
+                    conn,
+                    "SELECT GROUP_CONCAT(CONCAT(t.trx_mysql_thread_id, ' (', p.USER, ', ', \
+                     p.COMMAND, ', ', p.TIME, ' s, ', t.trx_rows_modified, ' rows changed, ', \
+                     t.trx_rows_locked, ' locked, ', t.trx_state, ')') SEPARATOR ', ') \
+                     FROM information_schema.INNODB_TRX t \
+                     JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
+                     WHERE t.trx_rows_modified > 0 OR t.trx_rows_locked > 0 \
+                     OR p.COMMAND <> 'Sleep' OR p.TIME_MS < 500",
+                    step_limit,
+                )
+                .await
+                .unwrap_or_default();
                 return Err(SwitchoverError::aborted(format!(
                     "{open} transaction(s) still open on the primary ({in_flight} statement(s) \
-                     of Causeway's in flight) after switchover.drain_ms ({} ms)",
+                     of Causeway's in flight) after switchover.drain_ms ({} ms); server \
+                     threads: {threads}",
                     limit.as_millis()
                 )));
             }

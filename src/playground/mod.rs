@@ -376,7 +376,7 @@ fn setup_sql() -> String {
          CREATE USER '{MONITOR_USER}'@'%' IDENTIFIED BY {mon_pw};\n\
          GRANT SELECT ON mysql.* TO '{MONITOR_USER}'@'%';\n\
          GRANT REPLICATION CLIENT, SLAVE MONITOR, CONNECTION ADMIN ON *.* TO '{MONITOR_USER}'@'%';\n\
-         GRANT SUPER, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, BINLOG ADMIN, PROCESS \
+         GRANT READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, RELOAD, PROCESS \
          ON *.* TO '{MONITOR_USER}'@'%';\n",
         repl_pw = quote(REPL_PASSWORD),
         app_pw = quote(APP_PASSWORD),
