@@ -88,7 +88,7 @@ async fn client(
         let id = writer * 1_000_000 + seq;
         let started = Instant::now();
         let r: Result<(), mysql_async::Error> = async {
-            if seq % 2 == 0 {
+            if seq.is_multiple_of(2) {
                 c.query_drop("BEGIN").await?;
                 c.query_drop(format!("INSERT INTO sw (id, w) VALUES ({id}, {writer})"))
                     .await?;
