@@ -103,7 +103,8 @@ impl From<SwitchoverError> for Error {
 /// the process list here was followed once by a lost connection under
 /// load.
 const OPEN_TRANSACTIONS: &str = "SELECT COUNT(*) FROM information_schema.INNODB_TRX \
-     WHERE trx_rows_modified > 0 OR trx_rows_locked > 0 OR trx_query IS NOT NULL";
+     WHERE trx_mysql_thread_id <> CONNECTION_ID() \
+     AND (trx_rows_modified > 0 OR trx_rows_locked > 0 OR trx_query IS NOT NULL)";
 
 /// How often the drain and the wait for the monitor look again.
 const POLL: Duration = Duration::from_millis(10);
@@ -369,7 +370,8 @@ impl Cluster {
                      ' rows changed, ', trx_rows_locked, ' locked, ', \
                      IF(trx_query IS NULL, 'idle', 'running'), ')') SEPARATOR ', ') \
                      FROM information_schema.INNODB_TRX \
-                     WHERE trx_rows_modified > 0 OR trx_rows_locked > 0 OR trx_query IS NOT NULL",
+                     WHERE trx_mysql_thread_id <> CONNECTION_ID() \
+                     AND (trx_rows_modified > 0 OR trx_rows_locked > 0 OR trx_query IS NOT NULL)",
                     step_limit,
                 )
                 .await
