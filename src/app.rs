@@ -244,6 +244,11 @@ pub fn playground_config(
         toml_str(&cluster.monitor_user),
         toml_str(&cluster.monitor_password)
     ));
+    t.push_str(&format!(
+        "\n[switchover]\nreplication_user = {}\nreplication_password = {}\n",
+        toml_str(crate::playground::REPL_USER),
+        toml_str(crate::playground::REPL_PASSWORD)
+    ));
     t
 }
 

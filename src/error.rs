@@ -182,6 +182,16 @@ pub enum Error {
     /// serves): the server's own error for it.
     #[error("Cannot execute statement in a READ ONLY transaction")]
     ReadOnlyTransaction,
+    /// A statement that needs a privilege the account lacks (the
+    /// server's ER_SPECIFIC_ACCESS_DENIED_ERROR).
+    #[error(
+        "Access denied; you need (at least one of) the {privilege} privilege(s) for this operation"
+    )]
+    PrivilegeNeeded { privilege: &'static str },
+    /// A switchover Causeway was asked to perform was refused or failed;
+    /// the reason says which step and what the cluster looks like now.
+    #[error("Causeway switchover: {reason}")]
+    Switchover { reason: String },
 }
 
 impl Error {
@@ -198,6 +208,7 @@ impl Error {
             | Error::KillUnsupported
             | Error::NotOwnerOfThread(_)
             | Error::KillUserDenied { .. }
+            | Error::PrivilegeNeeded { .. }
             | Error::ReadOnlyTransaction => Side::Client,
             Error::Server(_)
             | Error::BackendUnavailable { .. }
@@ -206,6 +217,7 @@ impl Error {
             | Error::BackendLost { .. }
             | Error::BackendProtocol { .. }
             | Error::KillFailed { .. }
+            | Error::Switchover { .. }
             | Error::SessionLost { .. }
             | Error::TransactionLost { .. } => Side::Backend,
             Error::TooManyUserConnections(_) | Error::UserLimitReached { .. } => Side::Client,
@@ -272,6 +284,8 @@ impl Error {
         "shutting_down",
         "pool_timeout",
         "read_only_transaction",
+        "privilege_needed",
+        "switchover",
     ];
 
     /// A fixed label for metrics.
@@ -305,6 +319,8 @@ impl Error {
             Error::ShuttingDown => "shutting_down",
             Error::PoolTimeout { .. } => "pool_timeout",
             Error::ReadOnlyTransaction => "read_only_transaction",
+            Error::PrivilegeNeeded { .. } => "privilege_needed",
+            Error::Switchover { .. } => "switchover",
         }
     }
 
@@ -351,6 +367,10 @@ impl Error {
             // proxies use for a pool wait that ran out.
             Error::PoolTimeout { .. } => (9001, b"HY000"),
             Error::ReadOnlyTransaction => (1792, b"25006"),
+            Error::PrivilegeNeeded { .. } => (1227, b"42000"),
+            // Causeway's own, next to 9003/9004: the switchover did not
+            // happen (or did not finish; the message says which).
+            Error::Switchover { .. } => (9005, b"HY000"),
         }
     }
 

@@ -34,8 +34,26 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Start a local MariaDB primary and replicas with Causeway in front.
+    /// Ask a running Causeway to switch the primary over to server NAME
+    /// (through its admin endpoint, `POST /switchover?to=NAME`).
+    Switchover {
+        /// The server to promote (its name in the configuration).
+        #[arg(long)]
+        to: String,
+        /// The admin endpoint (host:port); default: the configuration's
+        /// `proxy.admin_listen`.
+        #[arg(long)]
+        admin: Option<String>,
+        /// Configuration file, for `proxy.admin_listen` and `proxy.admin_token`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Start a local MariaDB primary and replicas with Causeway in front
+    /// (or, with a subcommand, act on a running one).
+    #[command(args_conflicts_with_subcommands = true)]
     Playground {
+        #[command(subcommand)]
+        action: Option<PlaygroundAction>,
         /// Directory for the servers' data (default: a temporary one, removed on exit).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -53,6 +71,42 @@ enum Cmd {
         /// Print one JSON line with the addresses and credentials once ready.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// Acting on a running `causeway playground --dir DIR`.
+#[derive(Subcommand)]
+enum PlaygroundAction {
+    /// List its servers: name, address, pid, state, directory.
+    List {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// SIGKILL a server (as a crash).
+    Kill {
+        name: String,
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Stop a server cleanly (SIGTERM, waits for its exit).
+    Stop {
+        name: String,
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Start a stopped or killed server again (same port and data).
+    Start {
+        name: String,
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Switch the primary over to server NAME through the playground's
+    /// Causeway (`causeway switchover` with the playground's configuration).
+    Switchover {
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        dir: PathBuf,
     },
 }
 
@@ -79,7 +133,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Cmd::Switchover { to, admin, config }) => {
+            runtime(1).block_on(switchover(&to, admin, config.as_deref()))
+        }
         Some(Cmd::Playground {
+            action: Some(action),
+            ..
+        }) => runtime(1).block_on(playground_action(action)),
+        Some(Cmd::Playground {
+            action: None,
             dir,
             replicas,
             port,
@@ -99,7 +161,7 @@ fn main() -> ExitCode {
         }
         None => {
             let Some(path) = cli.config else {
-                eprintln!("usage: causeway --config FILE | causeway check --config FILE | causeway playground");
+                eprintln!("usage: causeway --config FILE | causeway check --config FILE | causeway switchover --to NAME | causeway playground");
                 return ExitCode::FAILURE;
             };
             match load_config(&path) {
@@ -234,6 +296,104 @@ async fn next(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
     }
 }
 
+/// `causeway switchover`: POSTs to the admin endpoint and prints its JSON
+/// answer; fails unless the switchover was done.
+async fn switchover(to: &str, admin: Option<String>, config: Option<&std::path::Path>) -> ExitCode {
+    let config = match config.map(load_config).transpose() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(addr) = admin.or_else(|| {
+        config
+            .as_ref()
+            .map(|c| c.proxy.admin_listen.clone())
+            .filter(|a| !a.is_empty())
+    }) else {
+        eprintln!(
+            "give the admin endpoint: --admin HOST:PORT or --config FILE (proxy.admin_listen)"
+        );
+        return ExitCode::FAILURE;
+    };
+    let token = config
+        .as_ref()
+        .and_then(|c| c.proxy.admin_token.clone())
+        .or_else(|| std::env::var("CAUSEWAY_ADMIN_TOKEN").ok());
+    match post_switchover(&addr, to, token.as_deref()).await {
+        Ok((status, body)) => {
+            println!("{}", body.trim_end());
+            if status == 200 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("cannot reach the admin endpoint {addr}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One `POST /switchover?to=NAME`: the status code and the body.
+async fn post_switchover(
+    addr: &str,
+    to: &str,
+    token: Option<&str>,
+) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(addr).await?;
+    let name: String = to
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let req = format!(
+        "POST /switchover?to={name} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    sock.write_all(req.as_bytes()).await?;
+    let mut out = Vec::new();
+    sock.read_to_end(&mut out).await?;
+    let text = String::from_utf8_lossy(&out);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok((status, body.to_string()))
+}
+
+/// `causeway playground list|kill|stop|start|switchover ... --dir DIR`.
+async fn playground_action(action: PlaygroundAction) -> ExitCode {
+    let (dir, command) = match action {
+        PlaygroundAction::Switchover { to, dir } => {
+            let cfg = dir.join("causeway.toml");
+            return switchover(&to, None, Some(&cfg)).await;
+        }
+        PlaygroundAction::List { dir } => (dir, "list".to_string()),
+        PlaygroundAction::Kill { name, dir } => (dir, format!("kill {name}")),
+        PlaygroundAction::Stop { name, dir } => (dir, format!("stop {name}")),
+        PlaygroundAction::Start { name, dir } => (dir, format!("start {name}")),
+    };
+    match causeway::playground::control::send(&dir, &command).await {
+        Ok(answer) => {
+            println!("{answer}");
+            if answer.starts_with("error") {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("playground: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 struct PlaygroundArgs {
     dir: Option<PathBuf>,
     replicas: usize,
@@ -301,6 +461,7 @@ async fn playground(a: PlaygroundArgs) -> ExitCode {
     };
     let (tx, rx) = watch::channel(false);
     let proxy = tokio::spawn(causeway::app::run(config, listener, Some(admin), rx));
+    let dir = cluster.dir().to_path_buf();
     let replicas: Vec<String> = cluster
         .replicas
         .iter()
@@ -316,6 +477,7 @@ async fn playground(a: PlaygroundArgs) -> ExitCode {
                 "replicas": replicas,
                 "user": cluster.app_user,
                 "password": cluster.app_password,
+                "dir": dir.display().to_string(),
             })
         );
     } else {
@@ -337,12 +499,37 @@ async fn playground(a: PlaygroundArgs) -> ExitCode {
             cluster.app_password
         );
         println!();
+        println!("Try a failure or a switchover from another terminal:");
+        let d = dir.display();
+        println!("  causeway playground list --dir {d}");
+        println!("  causeway playground kill replica1 --dir {d}     (SIGKILL; also: stop)");
+        println!("  causeway playground start replica1 --dir {d}");
+        println!("  causeway playground switchover --to replica1 --dir {d}");
+        println!();
         println!("Press Ctrl-C to stop (every server started here is stopped).");
     }
+    // The servers now belong to the control socket's handler as well.
+    let shared = std::sync::Arc::new(tokio::sync::Mutex::new(cluster));
+    let control = match causeway::playground::control::serve(shared.clone(), &dir) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            eprintln!("playground: no control socket ({e}); kill/stop/start are unavailable");
+            None
+        }
+    };
     wait_for_signal().await;
     eprintln!("stopping...");
     let _ = tx.send(true);
     let _ = proxy.await;
+    if let Some(t) = control {
+        t.abort();
+        let _ = t.await;
+    }
+    let _ = std::fs::remove_file(causeway::playground::control::socket_path(&dir));
+    let Ok(cluster) = std::sync::Arc::try_unwrap(shared).map(tokio::sync::Mutex::into_inner) else {
+        eprintln!("playground shutdown: the servers are still in use");
+        return ExitCode::FAILURE;
+    };
     if let Err(e) = cluster.shutdown().await {
         eprintln!("playground shutdown: {e}");
         return ExitCode::FAILURE;

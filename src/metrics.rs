@@ -89,6 +89,11 @@ pub const SPLIT_BRAIN: &str = "causeway_split_brain";
 /// Statements that waited for a primary (none, or a switchover holding
 /// writes), label `result` (`released`, `timeout`) (counter).
 pub const WRITE_HOLDS: &str = "causeway_write_holds_total";
+/// Switchovers Causeway was asked to perform, label `result` (`done`,
+/// `refused`: nothing was changed; `aborted`: writes were held and the old
+/// primary kept its role; `failed`: a step after the promotion failed)
+/// (counter).
+pub const SWITCHOVERS: &str = "causeway_switchovers_total";
 
 /// Declares a fieldless enum whose variants map to fixed label values.
 macro_rules! label_enum {

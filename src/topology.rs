@@ -184,7 +184,7 @@ pub fn derive_roles(backends: &[BackendState]) -> Roles {
 }
 
 /// `host:port` equality, with `localhost` and `127.0.0.1` the same host.
-fn same_address(a: &str, b: &str) -> bool {
+pub fn same_address(a: &str, b: &str) -> bool {
     let norm = |s: &str| {
         let (h, p) = s.rsplit_once(':').unwrap_or((s, ""));
         let h = h.trim_start_matches('[').trim_end_matches(']');

@@ -250,3 +250,104 @@ async fn playground_runs_with_every_shipped_consistency_policy() {
         assert!(status.success(), "{file}: {status:?}");
     }
 }
+
+/// `causeway playground list|kill|start|switchover --dir DIR` act on a
+/// running playground: a killed replica is stopped and comes back, and a
+/// switchover through the playground's Causeway moves writes to the
+/// target; the playground still stops every server it started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playground_servers_can_be_killed_restarted_and_switched_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = dir.path().join("pg");
+    let pg_dir = pg.display().to_string();
+    let (mut child, v, _) = playground(&["--dir", &pg_dir]).await;
+    assert_eq!(v["dir"].as_str(), Some(pg_dir.as_str()));
+    let verb = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.arg("playground").args(args).args(["--dir", &pg_dir]);
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let state = |list: &str, name: &str| {
+        list.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .map(|l| l.contains(" running "))
+    };
+    let (ok, list, err) = verb(&["list"]);
+    assert!(ok, "{err}");
+    assert_eq!(state(&list, "replica1"), Some(true), "{list}");
+    let (ok, out, err) = verb(&["kill", "replica1"]);
+    assert!(ok && out.contains("killed"), "{out} {err}");
+    let (_, list, _) = verb(&["list"]);
+    assert_eq!(state(&list, "replica1"), Some(false), "{list}");
+    let (ok, out, err) = verb(&["kill", "nosuch"]);
+    assert!(
+        !ok && out.contains("no server named 'nosuch'"),
+        "{out} {err}"
+    );
+    let (ok, out, err) = verb(&["start", "replica1"]);
+    assert!(ok && out.contains("started"), "{out} {err}");
+    let (_, list, _) = verb(&["list"]);
+    assert_eq!(state(&list, "replica1"), Some(true), "{list}");
+
+    // The restarted replica catches up and is seen up; then it can take
+    // over (a switchover refused while the monitor still sees it down is
+    // retried).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let answer = loop {
+        let (ok, out, err) = verb(&["switchover", "--to", "replica1"]);
+        if ok {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "switchover: {out} {err}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let sw: serde_json::Value = serde_json::from_str(answer.trim()).unwrap();
+    assert_eq!(sw["result"], "done", "{answer}");
+    assert_eq!(sw["to"], "replica1", "{answer}");
+    let proxy = v["proxy"].as_str().unwrap();
+    let (host, port) = proxy.rsplit_once(':').unwrap();
+    let out = tokio::process::Command::new("mariadb")
+        .args(["--no-defaults", "-c", "-h", host, "-P", port, "-u"])
+        .arg(v["user"].as_str().unwrap())
+        .arg(format!("-p{}", v["password"].as_str().unwrap()))
+        .args([
+            "-N",
+            "-B",
+            "-e",
+            "/*FORCE_MASTER*/ SELECT @@server_id",
+            "app",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "2",
+        "writes go to replica1: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("mariadbd") && c.contains(&pg_dir))
+        .collect();
+    assert!(left.is_empty(), "left running: {left:?}");
+}

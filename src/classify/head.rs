@@ -103,6 +103,8 @@ pub(crate) fn decide<'a>(first: Token<'a>, mut lx: Lexer<'a>) -> Head<'a> {
         Lead::Call => vars_may_be_assigned(Kind::Call),
         Lead::Load => vars_may_be_assigned(Kind::Write),
         Lead::Show if eat(&mut lx, b"CAUSEWAY") => kind(Kind::Admin),
+        // `CAUSEWAY SWITCHOVER TO 'name'`: Causeway's own, never sent on.
+        Lead::Causeway => kind(Kind::Admin),
         // Causeway answers it about its client sessions.
         Lead::Show if super::processlist::show_processlist_tail(lx.clone()).is_some() => {
             kind(Kind::Admin)
@@ -150,6 +152,8 @@ pub(crate) enum Lead {
     Use,
     Kill,
     Compound,
+    /// `CAUSEWAY ..`: Causeway's own statements.
+    Causeway,
 }
 
 /// Statement keywords, sorted (a test checks the order) and bucketed by
@@ -163,6 +167,7 @@ pub(crate) const LEADS: &[(&[u8], Lead)] = &[
     (b"CACHE", Lead::Write),
     (b"CALL", Lead::Call),
     (b"CASE", Lead::Compound),
+    (b"CAUSEWAY", Lead::Causeway),
     (b"CHANGE", Lead::Write),
     (b"CHECK", Lead::Write),
     (b"CHECKSUM", Lead::Write),

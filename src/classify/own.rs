@@ -1,7 +1,7 @@
 //! The statements Causeway answers itself, read with the lexer:
 //! `EXPLAIN ROUTE <statement>`, `SET CAUSEWAY CONSISTENCY [=] <level>`,
-//! `SHOW CAUSEWAY CONSISTENCY | TOKEN | PROCESSLIST`. Comments may stand
-//! anywhere; a trailing `;` is allowed.
+//! `SHOW CAUSEWAY CONSISTENCY | TOKEN | PROCESSLIST`, `CAUSEWAY SWITCHOVER
+//! TO 'name'`. Comments may stand anywhere; a trailing `;` is allowed.
 
 use super::lexer::{Lexer, Reading, Tok};
 
@@ -17,13 +17,18 @@ pub enum OwnStatement {
     ShowToken,
     /// `SHOW CAUSEWAY PROCESSLIST`.
     ShowProcesslist,
+    /// `CAUSEWAY SWITCHOVER TO 'name'` (or a bare or back-quoted name).
+    Switchover(String),
 }
 
-/// Reads `SET CAUSEWAY ..` and `SHOW CAUSEWAY ..`.
+/// Reads `SET CAUSEWAY ..`, `SHOW CAUSEWAY ..` and `CAUSEWAY SWITCHOVER ..`.
 pub fn own_statement(sql: impl AsRef<[u8]>) -> Option<OwnStatement> {
     let src = sql.as_ref();
     let mut lx = Lexer::new(src, Reading::DEFAULT);
     let verb = lx.next_token()?;
+    if verb.is(b"CAUSEWAY") {
+        return switchover(&mut lx);
+    }
     if !lx.next_token()?.is(b"CAUSEWAY") {
         return None;
     }
@@ -68,6 +73,19 @@ pub fn own_statement(sql: impl AsRef<[u8]>) -> Option<OwnStatement> {
     // An empty value (`''`) is a value: refused as a bad level later.
     let value = String::from_utf8_lossy(value).trim().to_string();
     Some(OwnStatement::SetConsistency(value))
+}
+
+/// `SWITCHOVER TO <name>` after `CAUSEWAY`.
+fn switchover(lx: &mut Lexer<'_>) -> Option<OwnStatement> {
+    if !(lx.next_token()?.is(b"SWITCHOVER") && lx.next_token()?.is(b"TO")) {
+        return None;
+    }
+    let name = lx.next_token()?;
+    if !matches!(name.kind, Tok::Str | Tok::Quoted | Tok::Word) {
+        return None;
+    }
+    let name = String::from_utf8_lossy(name.text).to_string();
+    at_end(lx).then_some(OwnStatement::Switchover(name))
 }
 
 /// Whether only an optional `;` is left.
@@ -119,6 +137,16 @@ mod tests {
         assert_eq!(own_statement(b"SET CAUSEWAY CONSISTENCY = '\xff'"), {
             Some(OwnStatement::SetConsistency("\u{fffd}".into()))
         });
+        assert_eq!(
+            own_statement("causeway /* c */ switchover to 'replica1';"),
+            Some(OwnStatement::Switchover("replica1".into()))
+        );
+        assert_eq!(
+            own_statement("CAUSEWAY SWITCHOVER TO `replica 2`"),
+            Some(OwnStatement::Switchover("replica 2".into()))
+        );
+        assert_eq!(own_statement("CAUSEWAY SWITCHOVER replica1"), None);
+        assert_eq!(own_statement("CAUSEWAY SWITCHOVER TO a b"), None);
         assert_eq!(explain_route_target("EXPLAIN ROUTE(1)"), None);
         assert_eq!(
             explain_route_target("explain /* a */ route /*FORCE_SLAVE*/ SELECT 1;"),

@@ -15,6 +15,7 @@ pub mod accounts;
 mod kill;
 mod monitor;
 mod roles;
+mod switchover;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +35,7 @@ pub use accounts::{Account, Accounts, Privileges};
 pub use kill::BackendKill;
 pub use monitor::spawn_monitor;
 pub use roles::WriteHold;
+pub use switchover::{Failure, SwitchoverError, SwitchoverOutcome};
 
 pub use crate::topology::{BackendState, Observed, Role, Source, Topology};
 
@@ -56,6 +58,11 @@ pub struct Cluster {
     gate: roles::WriteGate,
     /// The topology's `role_epoch`, for a cheap look.
     role_epoch: AtomicU64,
+    /// One switchover at a time.
+    switchover_lock: Mutex<()>,
+    /// Wakes every backend's check at once (a switchover waiting for the
+    /// monitor to see the new primary).
+    probe_now: tokio::sync::Notify,
 }
 
 /// Unknown users trigger at most one reload per this interval.
@@ -81,6 +88,8 @@ impl Cluster {
             topology_update: std::sync::Mutex::new(()),
             gate: roles::WriteGate::default(),
             role_epoch: AtomicU64::new(0),
+            switchover_lock: Mutex::new(()),
+            probe_now: tokio::sync::Notify::new(),
         })
     }
 

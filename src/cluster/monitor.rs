@@ -85,6 +85,7 @@ async fn check_loop(cluster: Arc<Cluster>, index: usize, mut shutdown: watch::Re
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
+            _ = cluster.probe_now.notified() => {}
             _ = shutdown.changed() => return,
         }
     }

@@ -165,7 +165,11 @@ impl Cluster {
             changed.as_mut().enable();
             let topo = self.topology();
             let expired = tokio::time::Instant::now() >= deadline;
-            if !topo.split_brain.is_empty() && (expired || self.split_confirmed()) {
+            // While a switchover holds writes, two writable servers are a
+            // step of it: wait with the others.
+            if !topo.split_brain.is_empty()
+                && (expired || (self.split_confirmed() && !self.writes_held()))
+            {
                 return Err(Error::SplitBrain {
                     servers: topo
                         .split_brain

@@ -69,6 +69,10 @@ pub struct Config {
     pub timeouts: Timeouts,
     #[serde(default)]
     pub pool: PoolConfig,
+    /// Planned switchovers performed by Causeway (`POST /switchover`,
+    /// `causeway switchover`, `CAUSEWAY SWITCHOVER TO 'name'`).
+    #[serde(default)]
+    pub switchover: SwitchoverConfig,
     /// Path of the routing/consistency policy (TOML). Relative to the
     /// config file. Without it, the built-in default policy applies.
     #[serde(default)]
@@ -145,6 +149,14 @@ pub struct ProxyConfig {
     /// connection id so instances in front of one cluster hand out
     /// disjoint ids.
     pub instance: u32,
+    /// Bearer token the admin endpoint requires for requests that change
+    /// the cluster (`POST /switchover`); none: they are accepted from
+    /// whoever can reach `admin_listen`.
+    pub admin_token: Option<String>,
+    /// The token from this environment variable instead.
+    pub admin_token_env: Option<String>,
+    /// The token from this file instead (relative to the config file).
+    pub admin_token_file: Option<PathBuf>,
 }
 
 impl Default for ProxyConfig {
@@ -158,6 +170,9 @@ impl Default for ProxyConfig {
             max_allowed_packet: None,
             worker_threads: 0,
             instance: 0,
+            admin_token: None,
+            admin_token_env: None,
+            admin_token_file: None,
         }
     }
 }
@@ -268,6 +283,51 @@ fn default_position_request_spacing() -> u64 {
 
 fn default_accounts_refresh() -> u64 {
     60
+}
+
+/// A planned switchover performed by Causeway: the account the servers
+/// replicate with once re-pointed, and the bounds of each step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SwitchoverConfig {
+    /// The replication account written into `CHANGE MASTER TO` on every
+    /// re-pointed server (it must exist on the target with `REPLICATION
+    /// SLAVE`). Empty: switchovers are refused.
+    pub replication_user: String,
+    pub replication_password: String,
+    /// The password from this environment variable instead.
+    pub replication_password_env: Option<String>,
+    /// The password from this file instead (relative to the config file).
+    pub replication_password_file: Option<PathBuf>,
+    /// Before holding writes, the target must reach the primary's current
+    /// position within this many milliseconds, else the switchover is
+    /// refused as too far behind.
+    pub max_lag_ms: u64,
+    /// Once writes are held, transactions open on the old primary must end
+    /// within this many milliseconds, else the switchover is aborted.
+    pub drain_ms: u64,
+    /// Once the old primary is read-only, the target must apply its last
+    /// position within this many milliseconds, else the switchover is
+    /// aborted (the old primary is made writable again).
+    pub catch_up_ms: u64,
+    /// After the promotion, how long to wait for the monitor to see the
+    /// target as the primary before releasing the held writes anyway.
+    pub publish_ms: u64,
+}
+
+impl Default for SwitchoverConfig {
+    fn default() -> Self {
+        SwitchoverConfig {
+            replication_user: String::new(),
+            replication_password: String::new(),
+            replication_password_env: None,
+            replication_password_file: None,
+            max_lag_ms: 1_000,
+            drain_ms: 2_000,
+            catch_up_ms: 2_000,
+            publish_ms: 3_000,
+        }
+    }
 }
 
 /// Where client accounts come from.

@@ -12,6 +12,8 @@ use super::{Config, ConfigError};
 /// source each), noting whether the text itself holds any.
 pub(super) fn resolve(cfg: &mut Config, file: &str, base: &Path) -> Result<(), ConfigError> {
     cfg.secrets_in_text = !cfg.monitor.password.is_empty()
+        || !cfg.switchover.replication_password.is_empty()
+        || cfg.proxy.admin_token.is_some()
         || cfg.auth.users.iter().any(|u| {
             u.password.as_deref().is_some_and(|p| !p.is_empty()) || u.password_hash.is_some()
         });
@@ -32,6 +34,7 @@ pub(super) fn resolve(cfg: &mut Config, file: &str, base: &Path) -> Result<(), C
     if let Some(p) = read(
         file,
         "monitor",
+        "password",
         m.password_env.take(),
         m.password_file.take(),
         base,
@@ -57,6 +60,7 @@ pub(super) fn resolve(cfg: &mut Config, file: &str, base: &Path) -> Result<(), C
         if let Some(p) = read(
             file,
             &field,
+            "password",
             u.password_env.take(),
             u.password_file.take(),
             base,
@@ -65,7 +69,63 @@ pub(super) fn resolve(cfg: &mut Config, file: &str, base: &Path) -> Result<(), C
             u.password = Some(p);
         }
     }
+    let sw = &mut cfg.switchover;
+    one_of(
+        file,
+        "switchover",
+        "replication_password",
+        [
+            !sw.replication_password.is_empty(),
+            sw.replication_password_env.is_some(),
+            sw.replication_password_file.is_some(),
+        ],
+    )?;
+    if let Some(p) = read(
+        file,
+        "switchover",
+        "replication_password",
+        sw.replication_password_env.take(),
+        sw.replication_password_file.take(),
+        base,
+        &mut warnings,
+    )? {
+        sw.replication_password = p;
+    }
+    let px = &mut cfg.proxy;
+    one_of(
+        file,
+        "proxy",
+        "admin_token",
+        [
+            px.admin_token.is_some(),
+            px.admin_token_env.is_some(),
+            px.admin_token_file.is_some(),
+        ],
+    )?;
+    if let Some(t) = read(
+        file,
+        "proxy",
+        "admin_token",
+        px.admin_token_env.take(),
+        px.admin_token_file.take(),
+        base,
+        &mut warnings,
+    )? {
+        px.admin_token = Some(t);
+    }
     cfg.warnings.extend(warnings);
+    Ok(())
+}
+
+/// At most one of `key`, `key_env`, `key_file` is given.
+fn one_of(file: &str, section: &str, key: &str, given: [bool; 3]) -> Result<(), ConfigError> {
+    if given.iter().filter(|g| **g).count() > 1 {
+        return Err(ConfigError::new(
+            file,
+            section,
+            format!("give one of `{key}`, `{key}_env`, `{key}_file`"),
+        ));
+    }
     Ok(())
 }
 
@@ -73,6 +133,7 @@ pub(super) fn resolve(cfg: &mut Config, file: &str, base: &Path) -> Result<(), C
 fn read(
     file: &str,
     field: &str,
+    key: &str,
     env: Option<String>,
     path: Option<std::path::PathBuf>,
     base: &Path,
@@ -82,7 +143,7 @@ fn read(
         return std::env::var(&name).map(Some).map_err(|_| {
             ConfigError::new(
                 file,
-                &format!("{field}.password_env"),
+                &format!("{field}.{key}_env"),
                 format!("environment variable {name} is not set (or not UTF-8)"),
             )
         });
@@ -92,7 +153,7 @@ fn read(
     let text = std::fs::read_to_string(&p).map_err(|e| {
         ConfigError::new(
             file,
-            &format!("{field}.password_file"),
+            &format!("{field}.{key}_file"),
             format!("cannot read {}: {e}", p.display()),
         )
     })?;

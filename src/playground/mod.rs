@@ -11,6 +11,7 @@
 //! outlives its `Cluster` (graceful `shutdown`, SIGKILL in `Drop`, and a
 //! watchdog for when our process dies without running destructors).
 
+pub mod control;
 mod error;
 mod install;
 mod server;
@@ -35,6 +36,8 @@ pub const APP_PASSWORD: &str = "app-secret";
 /// The account Causeway's monitor uses.
 pub const MONITOR_USER: &str = "causeway_monitor";
 pub const MONITOR_PASSWORD: &str = "monitor-secret";
+/// The account replicas replicate with (also what a switchover writes
+/// into `CHANGE MASTER TO`).
 pub const REPL_USER: &str = "repl";
 pub const REPL_PASSWORD: &str = "repl-secret";
 
@@ -372,7 +375,9 @@ fn setup_sql() -> String {
          ON *.* TO '{APP_USER}'@'%';\n\
          CREATE USER '{MONITOR_USER}'@'%' IDENTIFIED BY {mon_pw};\n\
          GRANT SELECT ON mysql.* TO '{MONITOR_USER}'@'%';\n\
-         GRANT REPLICATION CLIENT, SLAVE MONITOR, CONNECTION ADMIN ON *.* TO '{MONITOR_USER}'@'%';\n",
+         GRANT REPLICATION CLIENT, SLAVE MONITOR, CONNECTION ADMIN ON *.* TO '{MONITOR_USER}'@'%';\n\
+         GRANT READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, RELOAD, PROCESS \
+         ON *.* TO '{MONITOR_USER}'@'%';\n",
         repl_pw = quote(REPL_PASSWORD),
         app_pw = quote(APP_PASSWORD),
         mon_pw = quote(MONITOR_PASSWORD),

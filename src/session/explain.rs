@@ -47,6 +47,7 @@ impl Session {
                 return self.one_value(seq, "consistency", level.to_string()).await;
             }
             Some(Own::ShowProcesslist) => return self.causeway_processlist(seq).await,
+            Some(Own::Switchover(to)) => return self.switchover(&to, seq).await,
             Some(Own::ShowToken) => {
                 return match self.session_position().await {
                     Ok(p) => self.one_value(seq, "token", encode_token(&p)).await,
@@ -61,7 +62,8 @@ impl Session {
                 sql_state: *b"42000",
                 message: "Causeway does not know this statement; it answers EXPLAIN ROUTE \
                      <statement>, SET CAUSEWAY CONSISTENCY = <level>, SHOW CAUSEWAY CONSISTENCY, \
-                     SHOW CAUSEWAY TOKEN and SHOW CAUSEWAY PROCESSLIST"
+                     SHOW CAUSEWAY TOKEN, SHOW CAUSEWAY PROCESSLIST and CAUSEWAY SWITCHOVER TO \
+                     'name'"
                     .into(),
             });
             return self.fail(seq, &e).await;
@@ -226,6 +228,35 @@ impl Session {
     async fn one_value(&mut self, seq: u8, column: &str, value: String) -> Flow {
         self.send_rows(seq, &[column], &[vec![Some(value)]]).await
     }
+
+    /// `CAUSEWAY SWITCHOVER TO 'name'`: for accounts with SUPER, as the
+    /// server's replication statements; the answer is one row saying what
+    /// happened.
+    async fn switchover(&mut self, to: &str, seq: u8) -> Flow {
+        if !self.account.privileges.super_ {
+            let e = Error::PrivilegeNeeded { privilege: "SUPER" };
+            return self.fail(seq, &e).await;
+        }
+        let cluster = self.ctx.cluster.clone();
+        match cluster.switchover(to).await {
+            Ok(o) => {
+                let row = vec![
+                    Some(o.from),
+                    Some(o.to),
+                    Some(o.stall_ms.to_string()),
+                    Some(o.position),
+                    Some(o.warnings.join("; ")),
+                ];
+                self.send_rows(
+                    seq,
+                    &["from", "to", "stall_ms", "position", "warnings"],
+                    &[row],
+                )
+                .await
+            }
+            Err(e) => self.fail(seq, &Error::from(e)).await,
+        }
+    }
 }
 
 /// Causeway's own session statements.
@@ -239,6 +270,8 @@ enum Own {
     ShowToken,
     /// `SHOW CAUSEWAY PROCESSLIST`.
     ShowProcesslist,
+    /// `CAUSEWAY SWITCHOVER TO 'name'`.
+    Switchover(String),
 }
 
 fn own_statement(sql: &str) -> Option<Own> {
@@ -248,6 +281,7 @@ fn own_statement(sql: &str) -> Option<Own> {
         O::ShowConsistency => Own::ShowConsistency,
         O::ShowToken => Own::ShowToken,
         O::ShowProcesslist => Own::ShowProcesslist,
+        O::Switchover(to) => Own::Switchover(to),
     })
 }
 
