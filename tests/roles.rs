@@ -421,3 +421,79 @@ async fn reads_at_session_level_see_their_writes_right_after_a_switchover() {
 async fn reads_at_global_level_see_every_write_right_after_a_switchover() {
     consistent_across_a_switchover("global").await;
 }
+
+/// Transactions across a switchover by hand: one that straddles the old
+/// primary turning read-only fails (it could never commit there) and is
+/// rolled back whole; the client's next transaction runs on the new
+/// primary on the same connection. No transaction is half applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_move_to_the_new_primary_after_one_error_at_most() {
+    let env = Env::start_with_policy_and(2, common::SPLIT, fast(8000)).await;
+    common::routable(&env).await;
+    let mut c = env.conn().await;
+    c.query_drop("CREATE TABLE tx (id INT AUTO_INCREMENT PRIMARY KEY, t INT, part INT)")
+        .await
+        .unwrap();
+    let url = env.url("app");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut w = mysql_async::Conn::from_url(url).await.unwrap();
+            let (mut committed, mut failed, mut after_failure) = (0u32, 0u32, 0u32);
+            let mut t = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                t += 1;
+                let r: Result<(), mysql_async::Error> = async {
+                    w.query_drop("BEGIN").await?;
+                    w.query_drop(format!("INSERT INTO tx (t, part) VALUES ({t}, 1)"))
+                        .await?;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    w.query_drop(format!("INSERT INTO tx (t, part) VALUES ({t}, 2)"))
+                        .await?;
+                    w.query_drop("COMMIT").await
+                }
+                .await;
+                match r {
+                    Ok(()) if failed > 0 => after_failure += 1,
+                    Ok(()) => committed += 1,
+                    Err(_) => {
+                        failed += 1;
+                        let _ = w.query_drop("ROLLBACK").await;
+                    }
+                }
+            }
+            (committed, failed, after_failure)
+        })
+    };
+    until("some transactions", Duration::from_secs(10), async || {
+        c.query_first::<u64, _>("/*FORCE_MASTER*/ SELECT COUNT(*) FROM tx")
+            .await
+            .unwrap()
+            .unwrap_or(0)
+            > 10
+    })
+    .await;
+    switch_by_hand(&env, 0).await;
+    until("the new primary", Duration::from_secs(10), async || {
+        status_primary(&env).await == "replica1"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (committed, failed, after) = writer.await.unwrap();
+    assert!(committed > 5, "{committed}");
+    assert!(
+        failed <= 1,
+        "at most the straddling transaction fails: {failed}"
+    );
+    assert!(after > 5, "transactions go on on the new primary: {after}");
+    let halves = sql(
+        &env,
+        &env.cluster.replicas[0],
+        "SELECT COUNT(*) FROM (SELECT t FROM app.tx GROUP BY t HAVING COUNT(*) <> 2) x",
+    )
+    .await;
+    assert_eq!(halves.trim(), "0", "no transaction half applied");
+    env.stop().await;
+}

@@ -246,7 +246,11 @@ impl Session {
                 self.learn_hidden_vars(index, &info, stmt).await;
                 self.keep_tracking(index, &info, stmt).await;
                 self.stmts.last_prepared = info.prepared;
+                let read_only_error = info.read_only_error;
                 self.absorb(info);
+                if read_only_error {
+                    self.transaction_met_read_only(index);
+                }
                 Flow::Continue
             }
             Err(RelayError::Client(_)) | Err(RelayError::ClientGone) => {

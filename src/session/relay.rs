@@ -17,6 +17,8 @@ pub struct ReplyInfo {
     /// Final status flags.
     pub status: Option<u16>,
     pub error: bool,
+    /// The error was the server's `--read-only` refusal (1290).
+    pub read_only_error: bool,
     pub affected_rows: u64,
     pub last_insert_id: u64,
     /// Current database, when the server reported a change.
@@ -88,6 +90,12 @@ impl ReplyInfo {
 /// Why a relay stopped early.
 /// ER_OPTION_PREVENTS_STATEMENT (1290), little-endian as in an ERR packet.
 const ER_OPTION_PREVENTS_STATEMENT: [u8; 2] = 1290u16.to_le_bytes();
+
+/// Whether an ERR payload is the server's `--read-only` refusal.
+fn is_read_only_refusal(payload: &[u8]) -> bool {
+    payload.get(1..3) == Some(&ER_OPTION_PREVENTS_STATEMENT[..])
+        && payload.windows(9).any(|w| w == b"read-only")
+}
 
 #[derive(Debug)]
 pub enum RelayError {
@@ -358,8 +366,7 @@ pub async fn relay(
                             && !sent
                             && pos == 0
                             && matches!(seen, Seen::Err)
-                            && payload.get(1..3) == Some(&ER_OPTION_PREVENTS_STATEMENT[..])
-                            && payload.windows(9).any(|w| w == b"read-only")
+                            && is_read_only_refusal(payload)
                         {
                             buf.advance(end);
                             return Err(RelayError::ReadOnly);
@@ -405,7 +412,10 @@ pub async fn relay(
                                 }
                                 info.state_changed |= status & status::SESSION_STATE_CHANGED != 0;
                             }
-                            Seen::Err => info.error = true,
+                            Seen::Err => {
+                                info.error = true;
+                                info.read_only_error = is_read_only_refusal(payload);
+                            }
                             Seen::PrepareOk {
                                 stmt_id,
                                 columns,

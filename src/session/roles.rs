@@ -17,8 +17,10 @@ impl Session {
         index == self.primary
     }
 
+    /// A transaction is open (autocommit off between transactions is
+    /// not one: the next statement starts it wherever it runs).
     fn in_transaction(&self) -> bool {
-        self.txn.backend.is_some() || self.status & crate::protocol::consts::status::AUTOCOMMIT == 0
+        self.txn.backend.is_some() || self.status & crate::protocol::consts::status::IN_TRANS != 0
     }
 
     /// At a command's start: follows a change of primary (one atomic load
@@ -140,5 +142,30 @@ impl Session {
             Ok(_) => super::Flow::Fallback,
             Err(e) => self.fail(1, &e).await,
         }
+    }
+}
+
+impl Session {
+    /// A statement inside a transaction on the session's primary met the
+    /// server's read-only refusal (relayed: earlier statements of the
+    /// transaction ran there, so it cannot move): the primary was made
+    /// read-only under the transaction, which can never commit there. The
+    /// transaction ends (its connection is dropped, so the server rolls it
+    /// back) and the session follows the new primary at its next command,
+    /// as after a lost transaction.
+    pub(super) fn transaction_met_read_only(&mut self, index: usize) {
+        if !self.is_primary(index) || self.txn.backend != Some(index) {
+            return;
+        }
+        tracing::warn!(
+            session = self.id,
+            backend = index,
+            "the primary turned read-only under a transaction; the transaction is over"
+        );
+        self.ctx.cluster.saw_read_only(index);
+        self.conns.open[index] = None;
+        self.txn.backend = None;
+        self.txn.written = false;
+        self.status &= !crate::protocol::consts::status::IN_TRANS;
     }
 }
