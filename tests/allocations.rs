@@ -179,8 +179,10 @@ fn start_proxy(cluster: &Cluster) -> Proxy {
     // not on the read path.
     let mut text =
         causeway::app::playground_config(cluster, &addr.to_string(), &admin_addr.to_string(), None);
-    text = text.replace("interval_ms = 50\n", "interval_ms = 1000\n");
-    text.push_str("position_interval_ms = 1000\n");
+    text = text.replace(
+        "interval_ms = 50\n",
+        "interval_ms = 1000\nposition_interval_ms = 1000\n",
+    );
     let path = cluster.dir().join("causeway.toml");
     std::fs::write(&path, &text).expect("write config");
     let config = Arc::new(Config::load(&path).expect("config loads"));
