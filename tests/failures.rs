@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use causeway::playground::Server;
-use common::{http_get, Env, SPLIT};
+use common::{http_get, Env, Stopped, SPLIT};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts, Row};
 use tokio::time::timeout;
@@ -41,33 +41,6 @@ fn pool(on: bool) -> &'static str {
     } else {
         ""
     }
-}
-
-/// A process stopped with SIGSTOP, continued when dropped (also when the
-/// test fails), so no server stays stopped.
-struct Stopped(u32);
-
-impl Stopped {
-    fn new(server: &Server) -> Stopped {
-        let pid = server.pid().expect("the server runs");
-        signal("-STOP", pid);
-        Stopped(pid)
-    }
-}
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        signal("-CONT", self.0);
-    }
-}
-
-fn signal(sig: &str, pid: u32) {
-    let ok = std::process::Command::new("kill")
-        .arg(sig)
-        .arg(pid.to_string())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill {sig} {pid}");
 }
 
 /// Sum of the samples of metric `name` whose labels contain `label`. The
@@ -342,7 +315,7 @@ async fn replica_stopped(pooled: bool) {
     reader_table(&env).await;
     let load = Load::start_with_fresh(&env, 8, 2).await;
     load.progress(400, "before the stop").await;
-    let stopped = Stopped::new(&env.cluster.replicas[0]);
+    let stopped = Stopped::server(&env.cluster.replicas[0]);
     let since = Instant::now();
     load.progress(1_000, "while a replica is stopped").await;
     // The stop lasts seconds (a hang, not a hiccup).
@@ -552,7 +525,7 @@ async fn a_write_whose_primary_hangs_fails_and_is_never_run_again() {
         assert!(Instant::now() < deadline, "the write never started");
         tokio::time::sleep(POLL).await;
     }
-    let stopped = Stopped::new(&env.cluster.primary);
+    let stopped = Stopped::server(&env.cluster.primary);
     let (r, took, mut w) = timeout(REPLY, writer)
         .await
         .expect("the writer gets an answer while the primary is stopped")

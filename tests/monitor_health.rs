@@ -8,34 +8,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{http_get, routable, Env, SPLIT};
+use common::{http_get, routable, Env, Stopped, SPLIT};
 use mysql_async::prelude::Queryable;
-
-/// A process stopped with SIGSTOP, continued when dropped (also when the
-/// test fails), so no server stays stopped.
-struct Stopped(u32);
-
-impl Stopped {
-    fn new(pid: u32) -> Stopped {
-        signal("-STOP", pid);
-        Stopped(pid)
-    }
-}
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        signal("-CONT", self.0);
-    }
-}
-
-fn signal(sig: &str, pid: u32) {
-    let ok = std::process::Command::new("kill")
-        .arg(sig)
-        .arg(pid.to_string())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill {sig} {pid}");
-}
 
 /// (up, checked_at) of a backend, from the admin `/status` page.
 async fn health(env: &Env, name: &str) -> (bool, f64) {
@@ -127,7 +101,7 @@ async fn a_hung_primary_or_account_load_stops_no_other_health_check() {
     }
     {
         let since = now_secs();
-        let _stopped = Stopped::new(replica2);
+        let _stopped = Stopped::pid(replica2);
         until_up(
             &env,
             "replica2",
@@ -162,8 +136,8 @@ async fn a_hung_primary_or_account_load_stops_no_other_health_check() {
     // waiting.
     {
         let since = now_secs();
-        let _p = Stopped::new(primary);
-        let _r = Stopped::new(replica2);
+        let _p = Stopped::pid(primary);
+        let _r = Stopped::pid(replica2);
         until_up(
             &env,
             "replica2",

@@ -207,3 +207,35 @@ impl Env {
         Self::start_full(replicas, Some(policy.to_string()), edit).await
     }
 }
+
+/// A process stopped with SIGSTOP, continued when dropped (also when the
+/// test fails), so no server stays stopped. Targets the PID the test
+/// started (never a name pattern).
+pub struct Stopped(u32);
+
+impl Stopped {
+    pub fn pid(pid: u32) -> Stopped {
+        signal("-STOP", pid);
+        Stopped(pid)
+    }
+
+    pub fn server(server: &causeway::playground::Server) -> Stopped {
+        Stopped::pid(server.pid().expect("the server runs"))
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal("-CONT", self.0);
+    }
+}
+
+/// Sends `sig` (e.g. `-STOP`) to `pid` with kill(1).
+pub fn signal(sig: &str, pid: u32) {
+    let ok = std::process::Command::new("kill")
+        .arg(sig)
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig} {pid}");
+}
