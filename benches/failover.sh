@@ -22,7 +22,8 @@
 # Usage: benches/failover.sh
 #        EVENTS="switchover manual_switchover" benches/failover.sh
 # Env:   EVENTS, THREADS (8), CAUSEWAY_BIN (default: build the release binary),
-#        OUT (Markdown table, default target/failover-results.md)
+#        OUT (Markdown table, default target/failover-results.md),
+#        KEEP=1 keeps the playground's log and sysbench output after a good run
 # Needs: sysbench, mariadb client, MariaDB server (for the playground).
 set -euo pipefail
 
@@ -57,7 +58,7 @@ cleanup() {
         log "failed (exit $rc); logs kept in $TMP"
         tail -n 20 "$TMP"/playground.err 2>/dev/null >&2 || true
     else
-        rm -rf "$TMP"
+        [[ -n ${KEEP:-} ]] && log "logs kept in $TMP" || rm -rf "$TMP"
     fi
     exit "$rc"
 }

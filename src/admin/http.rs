@@ -253,6 +253,9 @@ fn answer(
                         if let Some(o) = b.as_object_mut() {
                             let pos = sample.as_ref().and_then(|s| s.pos.as_ref());
                             o.insert("position".into(), pos.map(|p| p.to_string()).into());
+                            // Sessions using it as the primary (a switchover's
+                            // drain waits for none).
+                            o.insert("primary_users".into(), cluster.primary_users(i).into());
                             o.insert(
                                 "position_lag_ms".into(),
                                 sample.as_ref().and_then(|s| s.lag_ms).into(),
@@ -268,6 +271,7 @@ fn answer(
                     }
                 }
                 obj.insert("topology".into(), topo);
+                obj.insert("writes_held".into(), cluster.writes_held().into());
             }
             ("200 OK", "application/json", v.to_string())
         }

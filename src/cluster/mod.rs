@@ -38,6 +38,7 @@ pub use roles::WriteHold;
 pub use switchover::{Failure, SwitchoverError, SwitchoverOutcome};
 
 pub use crate::topology::{BackendState, Observed, Role, Source, Topology};
+pub use roles::PrimaryUse;
 
 /// Shared handle to everything the monitor publishes.
 pub struct Cluster {
@@ -75,6 +76,7 @@ impl Cluster {
             AuthSource::Primary => Accounts::default(),
         };
         let topology = Topology::from_config(&config);
+        let backends = topology.backends.len();
         Arc::new(Cluster {
             loads: (0..topology.backends.len())
                 .map(|_| AtomicU64::new(0))
@@ -86,7 +88,7 @@ impl Cluster {
             config,
             last_account_load: Mutex::new(None),
             topology_update: std::sync::Mutex::new(()),
-            gate: roles::WriteGate::default(),
+            gate: roles::WriteGate::new(backends),
             role_epoch: AtomicU64::new(0),
             switchover_lock: Mutex::new(()),
             probe_now: tokio::sync::Notify::new(),

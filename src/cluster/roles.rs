@@ -3,8 +3,8 @@
 //! switchover holds writes), and are refused while more than one server
 //! takes writes.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -14,14 +14,49 @@ use crate::error::Error;
 use crate::metrics as m;
 
 /// What sessions wait on while there is no primary to send to.
-#[derive(Default)]
 pub(super) struct WriteGate {
     /// Holds in force (a switchover in progress).
     held: AtomicU32,
+    /// Per backend: sessions using it as the primary (a command on its way
+    /// there, or a transaction open there). A hold lets these finish and
+    /// admits no new one; a switchover waits for them to reach zero.
+    users: Box<[AtomicU64]>,
     /// Woken at every change of roles and every release of a hold.
     changed: Notify,
     /// Since when more than one server takes writes.
     split_since: std::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl WriteGate {
+    pub(super) fn new(backends: usize) -> WriteGate {
+        WriteGate {
+            held: AtomicU32::new(0),
+            users: (0..backends).map(|_| AtomicU64::new(0)).collect(),
+            changed: Notify::new(),
+            split_since: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+/// A session's use of a backend as the primary, counted while it lives
+/// (see [`Cluster::try_use_primary`]).
+pub struct PrimaryUse {
+    cluster: Arc<Cluster>,
+    index: usize,
+}
+
+impl PrimaryUse {
+    pub fn index(&self) -> usize {
+        self.index
+    }
+}
+
+impl Drop for PrimaryUse {
+    fn drop(&mut self) {
+        if let Some(u) = self.cluster.gate.users.get(self.index) {
+            u.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 /// Keeps new statements for the primary waiting until dropped (see
@@ -90,6 +125,37 @@ impl Cluster {
 
     pub fn writes_held(&self) -> bool {
         self.gate.held.load(Ordering::SeqCst) > 0
+    }
+
+    /// Starts a use of backend `index` as the primary, unless writes are
+    /// held (then `None`: wait with [`Cluster::wait_for_primary`]). Counted
+    /// before the hold is looked at, and a hold is raised before the count
+    /// is read ([`Cluster::primary_users`]), so a switchover never misses
+    /// a statement that got past its hold.
+    pub fn try_use_primary(self: &Arc<Self>, index: usize) -> Option<PrimaryUse> {
+        let u = self.use_primary(index);
+        (!self.writes_held()).then_some(u)
+    }
+
+    /// Counts a use that already exists whatever the hold says: a
+    /// transaction found open on backend `index`.
+    pub fn use_primary(self: &Arc<Self>, index: usize) -> PrimaryUse {
+        if let Some(u) = self.gate.users.get(index) {
+            u.fetch_add(1, Ordering::SeqCst);
+        }
+        PrimaryUse {
+            cluster: self.clone(),
+            index,
+        }
+    }
+
+    /// Sessions using backend `index` as the primary: commands on their
+    /// way there and transactions open there.
+    pub fn primary_users(&self, index: usize) -> u64 {
+        self.gate
+            .users
+            .get(index)
+            .map_or(0, |u| u.load(Ordering::SeqCst))
     }
 
     /// Marks backend `index` down at once on a statement's evidence; the

@@ -6,9 +6,10 @@
 //!    target known, up, not the primary, replicating from the primary,
 //!    able to reach the primary's position within switchover.max_lag_ms
 //!  hold new writes            (Cluster::hold_writes)
-//!  drain                      no transaction open on the old primary and no
-//!                             statement of Causeway's in flight there
-//!                             (else: abort, release)
+//!  drain                      no session of Causeway's uses the old primary
+//!                             (a statement or a transaction there) and the
+//!                             server shows no other open transaction that
+//!                             changed rows (else: abort, release)
 //!  old primary read_only=1    then read its @@gtid_binlog_pos
 //!  target catches up          MASTER_GTID_WAIT(pos) (else: abort, old
 //!                             primary read_only=0, release)
@@ -27,7 +28,6 @@
 //! SLAVE ADMIN` for `STOP/START/RESET SLAVE`, `CHANGE MASTER` and
 //! `gtid_slave_pos`, and `PROCESS` for `information_schema.INNODB_TRX`.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -108,6 +108,9 @@ const OPEN_TRANSACTIONS: &str = "SELECT COUNT(*) FROM information_schema.INNODB_
 
 /// How often the drain and the wait for the monitor look again.
 const POLL: Duration = Duration::from_millis(10);
+
+/// The least time between two looks at `INNODB_TRX` that shows fresh rows.
+const TRX_LOOK: Duration = Duration::from_millis(120);
 
 impl Cluster {
     /// Moves the primary's role to backend `to` (its configured name); see
@@ -340,8 +343,10 @@ impl Cluster {
         })
     }
 
-    /// Waits until no transaction is open on the old primary and no
-    /// statement of Causeway's is in flight there; aborts after `limit`.
+    /// Waits until no session of Causeway's uses the old primary (no
+    /// command on its way there, no transaction open there: the hold
+    /// admits no new use) and the server shows no other client's
+    /// transaction that changed or locked rows; aborts after `limit`.
     async fn drain(
         &self,
         conn: &mut BackendConn,
@@ -350,20 +355,31 @@ impl Cluster {
         step_limit: Duration,
     ) -> Result<(), SwitchoverError> {
         let deadline = Instant::now() + limit;
+        let mut last_look: Option<Instant> = None;
+        let mut open = String::new();
         loop {
-            let open = value(conn, OPEN_TRANSACTIONS, step_limit)
-                .await
-                .map_err(|e| {
-                    SwitchoverError::aborted(format!("counting open transactions: {e}"))
-                })?;
-            let in_flight = self
-                .loads
-                .get(index)
-                .map_or(0, |l| l.load(Ordering::Relaxed));
-            if open == "0" && in_flight == 0 {
-                return Ok(());
+            let users = self.primary_users(index);
+            if users == 0 {
+                // The server refreshes INNODB_TRX only for a look more than
+                // 0.1 s after the previous one: closer looks see the same
+                // old rows.
+                if let Some(wait) = last_look.and_then(|t| TRX_LOOK.checked_sub(t.elapsed())) {
+                    tokio::time::sleep(wait).await;
+                }
+                open = value(conn, OPEN_TRANSACTIONS, step_limit)
+                    .await
+                    .map_err(|e| {
+                        SwitchoverError::aborted(format!("counting open transactions: {e}"))
+                    })?;
+                last_look = Some(Instant::now());
+                if open == "0" && self.primary_users(index) == 0 {
+                    return Ok(());
+                }
             }
             if Instant::now() >= deadline {
+                if last_look.is_some_and(|t| t.elapsed() < TRX_LOOK) {
+                    tokio::time::sleep(TRX_LOOK).await;
+                }
                 let threads = value(
                     conn,
                     "SELECT GROUP_CONCAT(CONCAT(trx_mysql_thread_id, ' (', trx_rows_modified, \
@@ -376,11 +392,14 @@ impl Cluster {
                 )
                 .await
                 .unwrap_or_default();
+                let users = self.primary_users(index);
                 return Err(SwitchoverError::aborted(format!(
-                    "{open} transaction(s) still open on the primary ({in_flight} statement(s) \
-                     of Causeway's in flight) after switchover.drain_ms ({} ms); server \
-                     threads: {threads}",
-                    limit.as_millis()
+                    "the primary did not drain within switchover.drain_ms ({} ms): {users} \
+                     session(s) of Causeway's still in a transaction or statement there; \
+                     transactions the server shows: {} ({})",
+                    limit.as_millis(),
+                    if open.is_empty() { "not looked at" } else { open.as_str() },
+                    if threads.is_empty() { "none" } else { threads.as_str() },
                 )));
             }
             tokio::time::sleep(POLL).await;

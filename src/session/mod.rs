@@ -332,6 +332,9 @@ struct Txn {
     backend: Option<usize>,
     /// It has run something other than a plain read.
     written: bool,
+    /// The session's use of its primary (see `roles.rs`): for the command
+    /// on its way there, and kept while a transaction is open there.
+    primary_use: Option<crate::cluster::PrimaryUse>,
 }
 
 /// Binary-protocol prepared statements.
@@ -420,6 +423,7 @@ impl Session {
                 return;
             }
             reg.end();
+            self.settle_primary_use();
             if self.watch.is_killed() {
                 return;
             }

@@ -67,25 +67,50 @@ impl Session {
     /// follows the cluster's. While the cluster has no primary (or a
     /// switchover holds writes) waits up to `timeouts.write_hold_ms`; fails
     /// at once on a split brain. A statement inside a transaction runs
-    /// where the transaction is.
+    /// where the transaction is. The command counts as a use of the
+    /// primary (`Txn::primary_use`) until it ends.
     pub(super) async fn primary_now(&mut self) -> Result<usize, Error> {
         if self.in_transaction() {
             return Ok(self.primary);
         }
         let cluster = self.ctx.cluster.clone();
-        if cluster.positions().primary() == Some(self.primary) && !cluster.writes_held() {
-            return Ok(self.primary);
+        // A use taken earlier in this command (a statement the old primary
+        // refused as read-only) must not hold up a switchover it waits for.
+        self.txn.primary_use = None;
+        let mut known = cluster.positions().primary() == Some(self.primary);
+        loop {
+            if known {
+                if let Some(u) = cluster.try_use_primary(self.primary) {
+                    self.txn.primary_use = Some(u);
+                    return Ok(self.primary);
+                }
+            }
+            let p = cluster.wait_for_primary().await?;
+            self.role_epoch = cluster.role_epoch();
+            self.move_primary(p);
+            if self.primary != p {
+                return Err(self.lost_state().unwrap_or(Error::NoPrimary {
+                    waited_ms: 0,
+                    reason: "the session could not move to the new primary".into(),
+                }));
+            }
+            known = true;
         }
-        let p = cluster.wait_for_primary().await?;
-        self.role_epoch = cluster.role_epoch();
-        self.move_primary(p);
-        if self.primary != p {
-            return Err(self.lost_state().unwrap_or(Error::NoPrimary {
-                waited_ms: 0,
-                reason: "the session could not move to the new primary".into(),
-            }));
+    }
+
+    /// After a command: a transaction open on the primary keeps the
+    /// session's use of it (a switchover waits for it to end); otherwise
+    /// the use ends with the command.
+    pub(super) fn settle_primary_use(&mut self) {
+        let open = self.txn.backend.filter(|&b| self.is_primary(b));
+        let used = self.txn.primary_use.as_ref().map(|u| u.index());
+        match open {
+            Some(b) if used != Some(b) => {
+                self.txn.primary_use = Some(self.ctx.cluster.use_primary(b));
+            }
+            Some(_) => {}
+            None => self.txn.primary_use = None,
         }
-        Ok(p)
     }
 }
 
