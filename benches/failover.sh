@@ -18,6 +18,7 @@
 #                        replica1 promoted, the others re-pointed); prints how
 #                        long after replica1 took writes a write through
 #                        Causeway landed there
+#   manual_switchover_replay  the same with [transaction_replay] enabled
 #
 # Usage: benches/failover.sh
 #        EVENTS="switchover manual_switchover" benches/failover.sh
@@ -32,7 +33,7 @@ BENCH=failover
 # shellcheck source=benches/lib.sh
 source benches/lib.sh
 
-EVENTS=${EVENTS:-replica_kill_ps replica_kill_text replica_stop primary_kill switchover manual_switchover}
+EVENTS=${EVENTS:-replica_kill_ps replica_kill_text replica_stop primary_kill switchover manual_switchover manual_switchover_replay}
 THREADS=${THREADS:-8}
 OUT=${OUT:-target/failover-results.md}
 CAUSEWAY_BIN=${CAUSEWAY_BIN:-}
@@ -121,11 +122,11 @@ report() { # event note
     grep -E '^\[ *[0-9]+s \]' "$TMP/sb.log" | grep -v 'err/s: 0.00 reconn/s: 0.00' | sed 's/^/    /' | head -n 20 || true
 }
 
-fresh() {
+fresh() { # [playground args...]
     stop_playground "$PG_PID" "$DB_PIDS"
     PG_PID=""
     rm -rf "$TMP/pg"
-    start_playground "$CAUSEWAY_BIN" "$TMP/pg" --replicas 2
+    start_playground "$CAUSEWAY_BIN" "$TMP/pg" --replicas 2 "$@"
     sysbench_prepare "$TABLES" "$TABLE_SIZE"
     R1_PORT=$(port_of "${REPLICAS%% *}")
 }
@@ -178,8 +179,16 @@ event_switchover() {
 }
 
 # A switchover by hand: what a DBA or an external tool does, in SQL.
-event_manual_switchover() {
-    fresh
+# Argument: a file of TOML for the playground's configuration (replay on).
+event_manual_switchover() { # [extra config]
+    local name=manual_switchover what="by hand in SQL at 4 s"
+    if [[ -n ${1:-} ]]; then
+        fresh --extra-config "$1"
+        name=manual_switchover_replay
+        what="$what, transaction_replay on"
+    else
+        fresh
+    fi
     local pos r2_port promoted landed p1
     r2_port=$(port_of "${REPLICAS##* }")
     sysbench_start 12 oltp_read_write
@@ -202,7 +211,7 @@ event_manual_switchover() {
         sleep 0.05
     done
     wait "$SB_PID" || true
-    report manual_switchover "by hand in SQL at 4 s; writes reached the new primary ${landed:-never} ms after it became writable"
+    report "$name" "$what; writes reached the new primary ${landed:-never} ms after it became writable"
 }
 
 mkdir -p "$(dirname "$OUT")"
@@ -218,6 +227,9 @@ for e in $EVENTS; do
         primary_kill) event_primary_kill ;;
         switchover) event_switchover ;;
         manual_switchover) event_manual_switchover ;;
+        manual_switchover_replay)
+            printf '[transaction_replay]\nenabled = true\n' >"$TMP/replay.toml"
+            event_manual_switchover "$TMP/replay.toml" ;;
         *) log "unknown event $e"; exit 1 ;;
     esac
 done

@@ -68,6 +68,10 @@ enum Cmd {
         /// Policy file (e.g. policies/primary-only.toml).
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// TOML appended to the generated configuration (e.g. a file with
+        /// `[transaction_replay]` and `enabled = true`).
+        #[arg(long)]
+        extra_config: Option<PathBuf>,
         /// Print one JSON line with the addresses and credentials once ready.
         #[arg(long)]
         json: bool,
@@ -147,6 +151,7 @@ fn main() -> ExitCode {
             port,
             admin_port,
             policy,
+            extra_config,
             json,
         }) => {
             let opts = PlaygroundArgs {
@@ -155,6 +160,7 @@ fn main() -> ExitCode {
                 port,
                 admin_port,
                 policy,
+                extra_config,
                 json,
             };
             runtime(0).block_on(playground(opts))
@@ -400,10 +406,21 @@ struct PlaygroundArgs {
     port: u16,
     admin_port: u16,
     policy: Option<PathBuf>,
+    extra_config: Option<PathBuf>,
     json: bool,
 }
 
 async fn playground(a: PlaygroundArgs) -> ExitCode {
+    let extra = match &a.extra_config {
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("extra configuration {}: {e}", p.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => String::new(),
+    };
     let policy = match &a.policy {
         Some(p) => match std::fs::canonicalize(p) {
             Ok(p) => Some(p),
@@ -448,8 +465,12 @@ async fn playground(a: PlaygroundArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let toml =
+    let mut toml =
         causeway::app::playground_config(&cluster, &listen, &admin_listen, policy.as_deref());
+    if !extra.is_empty() {
+        toml.push('\n');
+        toml.push_str(&extra);
+    }
     let cfg_path = cluster.dir().join("causeway.toml");
     if let Err(e) = std::fs::write(&cfg_path, &toml) {
         eprintln!("cannot write {}: {e}", cfg_path.display());

@@ -89,6 +89,10 @@ pub const SPLIT_BRAIN: &str = "causeway_split_brain";
 /// Statements that waited for a primary (none, or a switchover holding
 /// writes), label `result` (`released`, `timeout`) (counter).
 pub const WRITE_HOLDS: &str = "causeway_write_holds_total";
+/// Transactions replayed on a new primary after the old one failed under
+/// them, label `result` (`done`; `mismatch`: a statement returned
+/// something else; `failed`: no primary, or an error) (counter).
+pub const TRANSACTION_REPLAYS: &str = "causeway_transaction_replays_total";
 /// Switchovers Causeway was asked to perform, label `result` (`done`,
 /// `refused`: nothing was changed; `aborted`: writes were held and the old
 /// primary kept its role; `failed`: a step after the promotion failed)

@@ -115,7 +115,10 @@ async fn an_open_transaction_aborts_the_switchover_without_harm() {
         let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
         let status: serde_json::Value = serde_json::from_str(body).unwrap();
         if status["writes_held"] == true {
-            assert_eq!(status["topology"]["backends"][0]["primary_users"], 1, "{status}");
+            assert_eq!(
+                status["topology"]["backends"][0]["primary_users"], 1,
+                "{status}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "writes never held: {status}");
@@ -136,7 +139,9 @@ async fn an_open_transaction_aborts_the_switchover_without_harm() {
         "{out}"
     );
     assert!(asked.elapsed() >= Duration::from_millis(600), "{out}");
-    held.await.unwrap().expect("the held write runs after the abort");
+    held.await
+        .unwrap()
+        .expect("the held write runs after the abort");
     open.query_drop("INSERT INTO sw (id, w) VALUES (3, 1)")
         .await
         .unwrap();
@@ -144,7 +149,12 @@ async fn an_open_transaction_aborts_the_switchover_without_harm() {
     assert_eq!(primary_id(&env).await, 1, "the old primary kept its role");
     assert_eq!(on(&env, "primary", "SELECT @@read_only").await, "0");
     assert_eq!(
-        on(&env, "primary", "SELECT GROUP_CONCAT(id ORDER BY id) FROM app.sw").await,
+        on(
+            &env,
+            "primary",
+            "SELECT GROUP_CONCAT(id ORDER BY id) FROM app.sw"
+        )
+        .await,
         "1,2,3"
     );
     // With the transaction over, the switchover goes through.

@@ -62,7 +62,7 @@ pub use kill::{has_kill, kill_statement, KillScope, KillStatement, KillTarget};
 pub use own::{explain_route_target, own_statement, OwnStatement};
 pub use processlist::{processlist_refs, show_processlist, ProcesslistRef, RefRole};
 pub use session_fns::{
-    hide_socket, in_read_only, lock_calls, reads_a_table, reads_last_insert_id,
+    hide_socket, in_read_only, lock_calls, reads_a_table, reads_last_insert_id, starts_with_load,
     substitute_connection_id, substitute_row_count, user_var_names, InReadOnly, LockCalls,
 };
 pub use session_sql::{
@@ -97,6 +97,34 @@ impl Class {
             && !self.flags.intersects(
                 Flags::PRIMARY_ONLY | Flags::MULTI_STATEMENT | Flags::EXECUTABLE_COMMENT,
             )
+    }
+
+    /// Whether a statement of an open transaction may be run again on
+    /// another server, in a replay of the transaction (`sql` is its text):
+    /// a read, a locking read, a data change (not `LOAD`), `BEGIN` (not
+    /// `READ ONLY`) or a savepoint, with nothing that changes session
+    /// state (assignments, `INTO`), calls a connection-bound or
+    /// non-transactional function (`LAST_INSERT_ID()`, locks, sequences,
+    /// ...) or hides something in an executable comment. Such a statement
+    /// never commits: after a lost connection it cannot have taken effect.
+    pub fn may_replay(&self, sql: &[u8]) -> bool {
+        let plain = !self.flags.intersects(
+            Flags::MULTI_STATEMENT
+                | Flags::EXECUTABLE_COMMENT
+                | Flags::SIDE_EFFECT_FN
+                | Flags::SELECT_INTO
+                | Flags::USER_VAR_ASSIGN
+                | Flags::GLOBAL,
+        );
+        plain
+            && match self.kind {
+                Kind::Read | Kind::LockingRead | Kind::Savepoint => true,
+                Kind::Begin { read_only, .. } => !read_only,
+                Kind::Write => {
+                    in_read_only(sql) == InReadOnly::DataChange && !starts_with_load(sql)
+                }
+                _ => false,
+            }
     }
 }
 

@@ -654,6 +654,19 @@ pub enum InReadOnly {
     Other,
 }
 
+/// Whether the statement is a `LOAD DATA` / `LOAD XML` (its first
+/// keyword, past opening parentheses).
+pub fn starts_with_load(sql: impl AsRef<[u8]>) -> bool {
+    let mut lx = Lexer::new(sql.as_ref(), Reading::DEFAULT);
+    loop {
+        match lx.next_token() {
+            Some(t) if t.is_punct(b'(') => continue,
+            Some(t) if t.kind == Tok::Word => return t.is(b"LOAD"),
+            _ => return false,
+        }
+    }
+}
+
 pub fn in_read_only(sql: impl AsRef<[u8]>) -> InReadOnly {
     let mut lx = Lexer::new(sql.as_ref(), Reading::DEFAULT);
     let first = loop {

@@ -398,8 +398,16 @@ impl Cluster {
                      session(s) of Causeway's still in a transaction or statement there; \
                      transactions the server shows: {} ({})",
                     limit.as_millis(),
-                    if open.is_empty() { "not looked at" } else { open.as_str() },
-                    if threads.is_empty() { "none" } else { threads.as_str() },
+                    if open.is_empty() {
+                        "not looked at"
+                    } else {
+                        open.as_str()
+                    },
+                    if threads.is_empty() {
+                        "none"
+                    } else {
+                        threads.as_str()
+                    },
                 )));
             }
             tokio::time::sleep(POLL).await;

@@ -7,6 +7,7 @@
 //! (password hashes); nothing above it.
 
 mod policy;
+mod replay;
 mod secrets;
 
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::protocol::auth::StoredHash;
+pub use replay::ReplayConfig;
 
 pub use policy::{Consistency, LoadBalance, OnTimeout, Policy, Routing, Rule, RuleOn};
 
@@ -73,6 +75,9 @@ pub struct Config {
     /// `causeway switchover`, `CAUSEWAY SWITCHOVER TO 'name'`).
     #[serde(default)]
     pub switchover: SwitchoverConfig,
+    /// Replay of transactions interrupted by the primary's loss.
+    #[serde(default)]
+    pub transaction_replay: ReplayConfig,
     /// Path of the routing/consistency policy (TOML). Relative to the
     /// config file. Without it, the built-in default policy applies.
     #[serde(default)]

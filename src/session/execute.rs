@@ -152,7 +152,11 @@ impl Session {
             stmt_id: prepare_id,
             compression: self.compression_row(stmt.map(|(c, _)| c)),
             read_only_refusal: self.may_follow_read_only(index, raw, stmt),
+            digest: self.digest_wanted(index),
         };
+        if rewrite.digest {
+            self.txn.replay.current_safe = stmt.is_some_and(|(c, sql)| c.may_replay(sql));
+        }
         if let Some(w) = wait.filter(|_| !self.is_primary(index)) {
             match self.send_with_wait(index, w, raw, expect).await {
                 Ok(consistency::Waited::Reached) => {
@@ -226,7 +230,8 @@ impl Session {
         .await;
         self.watch.idle();
         match relayed {
-            Ok(info) => {
+            Ok(mut info) => {
+                self.txn.replay.pending = info.digest.take();
                 if !conn.stream.buffer().is_empty() {
                     // The backend said more than its reply: it cannot be trusted.
                     self.conns.open[index] = None;

@@ -131,7 +131,12 @@ impl Session {
                 .await;
                 Flow::Close
             }
-            None if transaction => self.fail(seq, &transaction_lost(e, name)).await,
+            None if transaction => {
+                match self.replay_or(index, transaction_lost(e, name), seq, false) {
+                    Ok(flow) => flow,
+                    Err(e) => self.fail(seq, &e).await,
+                }
+            }
             None => self.fail(seq, &e).await,
         }
     }

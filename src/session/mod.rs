@@ -24,6 +24,7 @@ mod positions;
 mod processlist;
 pub mod registry;
 mod relay;
+mod replay;
 mod retry;
 mod roles;
 mod routing;
@@ -335,6 +336,8 @@ struct Txn {
     /// The session's use of its primary (see `roles.rs`): for the command
     /// on its way there, and kept while a transaction is open there.
     primary_use: Option<crate::cluster::PrimaryUse>,
+    /// The transaction's record, for a replay (`replay.rs`).
+    replay: replay::Log,
 }
 
 /// Binary-protocol prepared statements.
@@ -360,6 +363,10 @@ enum Flow {
     /// client: it may run again elsewhere (see `retry.rs`); a caller that
     /// does not retry reports the failure.
     Retry(Box<retry::Failure>),
+    /// The primary failed under the open transaction, which may be
+    /// replayed on the new one (see `replay.rs`); a caller that does not
+    /// replay reports the failure.
+    Replay(Box<retry::Failure>),
 }
 
 impl Session {
@@ -402,11 +409,13 @@ impl Session {
                 }
                 Err(_) => return,
             };
+            let mut was_open = true;
             let flow = match Command::decode(&payload.data, self.client.caps) {
                 Ok(cmd) => {
                     self.ctx.metrics.command(cmd.label());
                     let info = self.command_info(&cmd, &payload.data);
                     reg.begin(processlist::command_name(&cmd), info);
+                    was_open = self.txn.backend.is_some_and(|b| self.is_primary(b));
                     self.dispatch(cmd, &payload.data, payload.last_seq).await
                 }
                 Err(CommandError::Empty) | Err(CommandError::Malformed(_)) => {
@@ -416,13 +425,14 @@ impl Session {
             };
             let flow = match flow {
                 // Not retried by the command: the client gets its error.
-                Flow::Retry(f) => self.fail(f.seq, &f.error).await,
+                Flow::Retry(f) | Flow::Replay(f) => self.fail(f.seq, &f.error).await,
                 flow => flow,
             };
             if let Flow::Close = flow {
                 return;
             }
             reg.end();
+            self.settle_replay(&payload.data, was_open);
             self.settle_primary_use();
             if self.watch.is_killed() {
                 return;

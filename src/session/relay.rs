@@ -36,6 +36,9 @@ pub struct ReplyInfo {
     /// item by item (user variables, prepares, temporary tables): the
     /// state-change tracker's item, or the status flag of a classic EOF.
     pub state_changed: bool,
+    /// The reply's digest, when asked for ([`Rewrite::digest`]) and the
+    /// reply has one (not after a `LOCAL INFILE` request).
+    pub digest: Option<u64>,
     /// The backend's own status flags when they were rewritten for the client.
     backend_status: Option<u16>,
 }
@@ -233,6 +236,9 @@ pub struct Rewrite {
     /// from the client: the primary it was sent to was just made
     /// read-only, and the statement may run on the new one.
     pub read_only_refusal: bool,
+    /// Compute the reply's digest (`ReplyInfo::digest`), recorded for a
+    /// transaction replay.
+    pub digest: bool,
 }
 
 /// A text-protocol row `Compression | <value>` with `on`'s value instead,
@@ -296,6 +302,7 @@ pub async fn relay(
     let mut next_seq = 1u8;
     let mut in_result_set = false;
     let mut sent = false;
+    let mut digest = rewrite.digest.then(super::replay::ReplyDigest::default);
     loop {
         let mut local_infile = false;
         {
@@ -305,6 +312,9 @@ pub async fn relay(
             loop {
                 if stream_left > 0 {
                     let n = stream_left.min(buf.len() - pos);
+                    if let Some(d) = digest.as_mut() {
+                        d.streamed(&buf[pos..pos + n]);
+                    }
                     pos += n;
                     stream_left -= n;
                     if stream_left > 0 {
@@ -326,6 +336,9 @@ pub async fn relay(
                         next_seq = h.seq.wrapping_add(1);
                         pos += HEADER_LEN;
                         stream_left = h.len;
+                        if let Some(d) = digest.as_mut() {
+                            d.stream_start(h.len);
+                        }
                     }
                     Need::Whole => {
                         let end = pos + HEADER_LEN + h.len;
@@ -345,6 +358,9 @@ pub async fn relay(
                             sent,
                             hung: false,
                         })?;
+                        if let Some(d) = digest.as_mut() {
+                            d.packet(seen, payload, backend_caps);
+                        }
                         if let (Some(over), Seen::Ok { .. } | Seen::Eof { .. }) =
                             (rewrite.status, seen)
                         {
@@ -476,6 +492,7 @@ pub async fn relay(
                 backend.status = st;
                 info.status.get_or_insert(st);
             }
+            info.digest = digest.and_then(super::replay::ReplyDigest::finish);
             return Ok(info);
         }
         let filled =

@@ -152,7 +152,10 @@ impl Session {
             Some(&com::STMT_EXECUTE) => true,
             _ => false,
         };
-        planned && self.is_primary(index) && !self.read_only_followed && !self.in_transaction()
+        planned
+            && self.is_primary(index)
+            && !self.read_only_followed
+            && (!self.in_transaction() || self.replay_ready(index))
     }
 
     /// The primary refused a statement as read-only: it was made read-only
@@ -162,6 +165,20 @@ impl Session {
     pub(super) async fn primary_turned_read_only(&mut self, index: usize) -> super::Flow {
         self.read_only_followed = true;
         let cluster = self.ctx.cluster.clone();
+        if self.txn.backend == Some(index) {
+            // Inside a transaction that can be replayed: it cannot commit
+            // there; it ends there and runs again on the new primary.
+            let backend = self.backend_name(index);
+            self.transaction_met_read_only(index);
+            let lost = Error::TransactionLost {
+                backend,
+                reason: "the server turned read-only (a switchover)".into(),
+            };
+            return match self.replay_or(index, lost, 1, true) {
+                Ok(flow) => flow,
+                Err(e) => self.fail(1, &e).await,
+            };
+        }
         cluster.saw_read_only(index);
         match self.primary_now().await {
             Ok(_) => super::Flow::Fallback,

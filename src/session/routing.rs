@@ -65,6 +65,7 @@ impl Session {
         let stmt = Some((&class, text));
         let mut plan = plan;
         let mut attempts = super::retry::Attempts::default();
+        let mut replayed = false;
         loop {
             self.count_route(&plan);
             let flow = match self
@@ -88,8 +89,38 @@ impl Session {
                 }
                 flow => flow,
             };
-            let Flow::Retry(failure) = flow else {
-                return flow;
+            let failure = match flow {
+                Flow::Retry(failure) => failure,
+                // The transaction ran again on the new primary: so does
+                // the statement (at most once per command).
+                Flow::Replay(failure) if !replayed => {
+                    replayed = true;
+                    if let Err(flow) = self.replay_transaction(*failure).await {
+                        return flow;
+                    }
+                    let mut snap = self.snapshot();
+                    let planned = self.plan(&mut snap, &class, text, listed.is_some()).await;
+                    self.recycle(snap);
+                    plan = match planned {
+                        Ok(Some(p)) => p,
+                        Ok(None) => {
+                            return self
+                                .fail(
+                                    next,
+                                    &Error::TransactionLost {
+                                        backend: String::new(),
+                                        reason: "the statement had nowhere to run after the replay"
+                                            .into(),
+                                    },
+                                )
+                                .await
+                        }
+                        Err((e, _)) => return self.fail(next, &e).await,
+                    };
+                    continue;
+                }
+                Flow::Replay(failure) => return self.fail(failure.seq, &failure.error).await,
+                flow => return flow,
             };
             // The read ran nowhere the client can tell: plan it again (the
             // failed backend may be marked down by now).

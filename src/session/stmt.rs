@@ -179,6 +179,7 @@ impl Session {
         };
         let mut plan = plan;
         let mut attempts = super::retry::Attempts::default();
+        let mut replayed = false;
         loop {
             self.count_route(&plan);
             let flow = match self
@@ -199,8 +200,26 @@ impl Session {
                 }
                 flow => flow,
             };
-            let Flow::Retry(failure) = flow else {
-                return flow;
+            let failure = match flow {
+                Flow::Retry(failure) => failure,
+                // The transaction ran again on the new primary: so does
+                // the statement (at most once per command).
+                Flow::Replay(failure) if !replayed => {
+                    replayed = true;
+                    if let Err(flow) = self.replay_transaction(*failure).await {
+                        return flow;
+                    }
+                    let mut snap = self.snapshot();
+                    let planned = self.plan_execute(&mut snap, &e).await;
+                    self.recycle(snap);
+                    plan = match planned {
+                        Ok(p) => p,
+                        Err((err, _)) => return self.fail(seq, &err).await,
+                    };
+                    continue;
+                }
+                Flow::Replay(failure) => return self.fail(failure.seq, &failure.error).await,
+                flow => return flow,
             };
             // As for text reads (`Session::query`): plan it again.
             let mut snap = self.snapshot();

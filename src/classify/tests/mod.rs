@@ -10,6 +10,7 @@ mod cases_sql;
 mod cases_tricky;
 mod fuzz;
 mod hints;
+mod replay;
 mod robust;
 mod session_sql;
 mod tables;
