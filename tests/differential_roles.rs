@@ -30,10 +30,11 @@
 //! `CAUSEWAY_DIFF_SEEDS` and `CAUSEWAY_DIFF_STEPS` as in differential.rs;
 //! every seed moves the role once more (primary → replica1 → primary ...).
 //!
-//! Both random tests are `#[ignore]`d: they find Causeway bugs (see the
-//! ignore reasons and the two minimal tests at the end, ignored too).
-//! `cargo test --release --test differential_roles -- --ignored` runs them;
-//! `CAUSEWAY_DIFF_SEEDS=34` is a seed that passes today.
+//! They found three bugs, kept as the minimal tests at the end: a
+//! session's `LAST_INSERT_ID()` read 0 on its new primary connection, and
+//! a literal user variable set in a multi-statement or a prepared
+//! statement executed again after `USE` ended the session at a change of
+//! primary.
 
 mod common;
 #[path = "common/diff.rs"]
@@ -315,7 +316,6 @@ async fn across_role_changes(env: &Env, change: Change, mode: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Causeway bugs at a change of primary: sessions with no unmovable state end with 1927 'lost ... user variables' (see a_literal_user_variable_set_by_a_multi_statement_moves_with_the_session and a_prepared_statement_run_again_after_use_moves_with_the_session), LAST_INSERT_ID() reads 0 (see last_insert_id_survives_a_switchover)"]
 async fn random_sessions_across_a_causeway_switchover_match_direct_connections() {
     let _serial = SERIAL.lock().await;
     let env = Env::start(1).await;
@@ -324,7 +324,6 @@ async fn random_sessions_across_a_causeway_switchover_match_direct_connections()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Causeway bugs at a change of primary: sessions with no unmovable state end with 1927 'lost ... user variables' (see a_literal_user_variable_set_by_a_multi_statement_moves_with_the_session and a_prepared_statement_run_again_after_use_moves_with_the_session), LAST_INSERT_ID() reads 0 (see last_insert_id_survives_a_switchover)"]
 async fn random_sessions_across_a_switchover_by_hand_match_direct_connections() {
     let _serial = SERIAL.lock().await;
     let env = Env::start(1).await;
@@ -339,7 +338,6 @@ async fn random_sessions_across_a_switchover_by_hand_match_direct_connections() 
 /// the same on the same server, so the test holds the server's answer, not
 /// a guess.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Causeway bug: LAST_INSERT_ID() reads 0 after the session follows a new primary"]
 async fn last_insert_id_survives_a_switchover() {
     let _serial = SERIAL.lock().await;
     let env = Env::start(1).await;
@@ -394,7 +392,6 @@ async fn last_insert_id_survives_a_switchover() {
 /// SELECT @u`) is no data assignment: the session must follow a new
 /// primary with it, as with a lone `SET @u = 5`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Causeway bug: a user variable set to a literal in a multi-statement ends the session at a change of primary (1927 ... user variables)"]
 async fn a_literal_user_variable_set_by_a_multi_statement_moves_with_the_session() {
     let _serial = SERIAL.lock().await;
     let env = Env::start(1).await;
@@ -427,7 +424,6 @@ async fn a_literal_user_variable_set_by_a_multi_statement_moves_with_the_session
 /// its prepared statement; the server re-prepares it): no user variable is
 /// set, yet the session ends at a change of primary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Causeway bug: a prepared statement executed again after USE ends the session at a change of primary (1927 ... user variables)"]
 async fn a_prepared_statement_run_again_after_use_moves_with_the_session() {
     let _serial = SERIAL.lock().await;
     let env = Env::start(1).await;

@@ -3,8 +3,9 @@
 //! or when it dies and a replica is promoted, runs again on the new primary
 //! and the client goes on without an error, in text and binary protocol;
 //! a replay whose statements return something else the second time, and a
-//! COMMIT whose connection was lost (it may have committed), are refused
-//! with the transaction-lost error, the connection kept.
+//! COMMIT cut on its way to the server (it may have committed), are refused
+//! with the transaction-lost error, the connection kept; a COMMIT that was
+//! never sent (its connection found closed first) runs after the replay.
 
 mod common;
 
@@ -153,7 +154,7 @@ async fn a_replay_that_reads_something_else_is_refused_and_the_session_goes_on()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_whose_primary_died_runs_again_on_the_promoted_replica() {
     let mut env = Env::start_with(2, replay_on).await;
-    let _c = setup(&env).await;
+    let mut c = setup(&env).await;
     env.cluster
         .wait_replicas_caught_up(Duration::from_secs(30))
         .await
@@ -167,9 +168,32 @@ async fn a_transaction_whose_primary_died_runs_again_on_the_promoted_replica() {
         .query_drop("INSERT INTO rp VALUES (10, 100)")
         .await
         .unwrap();
+    // The primary dies while a COMMIT is on its way: stopped, the COMMIT
+    // sent (Causeway's processlist shows it running), then killed.
+    let pid = env.cluster.primary.pid().expect("the primary runs");
+    common::signal("-STOP", pid);
+    let commit = tokio::spawn(async move {
+        let r = committing.query_drop("COMMIT").await;
+        (committing, r)
+    });
+    until(
+        "the COMMIT in flight",
+        Duration::from_secs(10),
+        async || {
+            let rows: Vec<mysql_async::Row> = c.query("SHOW FULL PROCESSLIST").await.unwrap();
+            rows.iter()
+                .any(|r| r.get::<Option<String>, _>("Info").flatten().as_deref() == Some("COMMIT"))
+        },
+    )
+    .await;
     env.cluster.primary.kill();
-    // The next statement finds the connection gone and waits for a
-    // primary; the test promotes replica1 by hand meanwhile.
+    // It may have committed there (and reached a replica): it is not run
+    // again, and says the transaction is lost.
+    let (mut committing, r) = commit.await.unwrap();
+    let e = r.expect_err("a COMMIT cut on its way is not replayed");
+    assert_eq!(code(&e), Some(1927), "{e}");
+    // The idle transaction's next statement finds its connection closed,
+    // waits for a primary; the test promotes replica1 by hand meanwhile.
     let next = tokio::spawn(async move {
         let r = t.query_drop("INSERT INTO rp VALUES (11, 110)").await;
         (t, r)
@@ -193,17 +217,31 @@ async fn a_transaction_whose_primary_died_runs_again_on_the_promoted_replica() {
     r.expect("the transaction ran again on the promoted replica");
     t.query_drop("COMMIT").await.unwrap();
     assert_eq!(status_primary(&env).await, "replica1");
-    // A COMMIT sent on the lost connection may have committed there: it is
-    // not run again, and says the transaction is lost.
-    let e = committing
-        .query_drop("COMMIT")
-        .await
-        .expect_err("a lost COMMIT is not replayed");
-    assert_eq!(code(&e), Some(1927), "{e}");
     let one: i64 = committing.query_first("SELECT 1").await.unwrap().unwrap();
-    assert_eq!(one, 1);
+    assert_eq!(one, 1, "the session whose COMMIT was cut goes on");
     assert_eq!(rows(&env, new).await, "1:10,2:20,9:90,11:110");
     assert!(replays(&env, "done").await >= 1);
+    env.stop().await;
+}
+
+/// A transaction whose connection the server closed while it sat idle
+/// (the primary restarted): its next statement was never sent, so even a
+/// COMMIT runs after the replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_after_the_primary_restarted_runs_after_the_replay() {
+    let mut env = Env::start_with(1, replay_on).await;
+    let _c = setup(&env).await;
+    let mut t = env.conn().await;
+    t.query_drop("BEGIN").await.unwrap();
+    t.query_drop("INSERT INTO rp VALUES (12, 120)")
+        .await
+        .unwrap();
+    env.cluster.primary.kill();
+    env.cluster.primary.start().await.expect("primary restarts");
+    t.query_drop("COMMIT")
+        .await
+        .expect("the transaction ran again on the restarted primary, then committed");
+    assert_eq!(rows(&env, &env.cluster.primary).await, "1:10,2:20,12:120");
     env.stop().await;
 }
 

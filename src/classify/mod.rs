@@ -67,8 +67,8 @@ pub use session_fns::{
 };
 pub use session_sql::{
     handler, names_collation, names_session_tracking, prepared_name, replayable_user_var_set,
-    same_table_name, set_session_var_names, set_transaction, temp_table_changes, HandlerOp,
-    SetTransaction, TempTableChange,
+    replayable_user_var_sets, same_table_name, set_session_var_names, set_transaction,
+    temp_table_changes, HandlerOp, SetTransaction, TempTableChange,
 };
 use std::fmt;
 use std::ops::{BitOr, BitOrAssign};

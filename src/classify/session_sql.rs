@@ -313,6 +313,51 @@ pub fn replayable_user_var_set(sql: impl AsRef<[u8]>) -> bool {
     }
 }
 
+/// For a multi-statement: the statements in it that assign user variables,
+/// when each is a `SET` of literals ([`replayable_user_var_set`]), as byte
+/// ranges of `sql`; `None` when any statement assigns user variables
+/// otherwise, or the text may hold a compound statement.
+pub fn replayable_user_var_sets(sql: impl AsRef<[u8]>) -> Option<Vec<std::ops::Range<usize>>> {
+    let sql = sql.as_ref();
+    let mut lx = Lexer::new(sql, Reading::DEFAULT);
+    let mut out = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut end = 0;
+    loop {
+        let t = lx.next_token();
+        match t {
+            Some(t) if !t.is_punct(b';') => {
+                if start.is_none() {
+                    if may_be_compound(&t, &lx) {
+                        return None;
+                    }
+                    start = Some(t.start);
+                }
+                end = t.end;
+            }
+            _ => {
+                if let Some(s) = start.take() {
+                    let stmt = sql.get(s..end)?;
+                    let class = super::classify(&String::from_utf8_lossy(stmt));
+                    let assigns = class.kind == super::Kind::SetUserVar
+                        || class
+                            .flags
+                            .intersects(super::Flags::USER_VAR_ASSIGN | super::Flags::SELECT_INTO);
+                    if assigns {
+                        if !replayable_user_var_set(stmt) {
+                            return None;
+                        }
+                        out.push(s..end);
+                    }
+                }
+                if t.is_none() {
+                    return Some(out);
+                }
+            }
+        }
+    }
+}
+
 /// One literal value; `lx` is left after it.
 fn literal(lx: &mut Lexer<'_>) -> bool {
     while lx

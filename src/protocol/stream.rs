@@ -55,6 +55,23 @@ pub struct PacketStream<S> {
     rbuf: BytesMut,
 }
 
+impl PacketStream<tokio::net::TcpStream> {
+    /// Whether the peer closed the connection, or sent something nobody
+    /// asked for, while no command was in flight: such a connection cannot
+    /// take the next command. Costs no system call while the socket has
+    /// not been reported readable (the runtime's readiness is looked at
+    /// first).
+    pub fn gone_while_idle(&mut self) -> bool {
+        if !self.rbuf.is_empty() {
+            return true;
+        }
+        match self.io.try_read_buf(&mut self.rbuf) {
+            Ok(_) => true,
+            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+        }
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
     pub fn new(io: S) -> Self {
         PacketStream {

@@ -173,14 +173,14 @@ impl Session {
 
     /// After a statement that set user variables it does not name (see
     /// [`set_hidden_vars`]) ran on backend `index`, they must be readable
-    /// wherever the session's next statements run:
-    /// - on the primary without a pool: later reads of user variables go
-    ///   there (the session's connection keeps them);
-    /// - otherwise every user variable of that connection is read back
-    ///   (their names from `information_schema.USER_VARIABLES`) and carried
-    ///   like literal assignments. The read-back uses a table, which would
-    ///   clear the statement's warnings: a statement that left warnings
-    ///   instead keeps the primary connection with the session (pooled).
+    /// wherever the session's next statements run, and survive the loss of
+    /// that connection (a restart, a change of primary): every user
+    /// variable of that connection is read back (their names from
+    /// `information_schema.USER_VARIABLES`) and carried like literal
+    /// assignments. The read-back uses a table, which would clear the
+    /// statement's warnings: a statement on the primary that left warnings
+    /// instead keeps its variables on the primary connection (pooled: the
+    /// connection stays with the session).
     pub(super) async fn learn_hidden_vars(
         &mut self,
         index: usize,
@@ -196,10 +196,6 @@ impl Session {
         let fresh_prepare = std::mem::take(&mut self.held.fresh_prepare)
             && matches!(class.kind, Kind::Read | Kind::Write | Kind::LockingRead);
         if fresh_prepare || !set_hidden_vars(class, sql, info) {
-            return;
-        }
-        if self.is_primary(index) && !self.conns.pooled {
-            self.state.user_vars_on_primary = true;
             return;
         }
         if info.warnings == 0 {
@@ -263,10 +259,20 @@ impl Session {
             let value = row.and_then(|r| r.get(i)).and_then(|v| v.as_deref());
             let (ty, cs) = table.types.get(i).copied().unwrap_or((253, 0));
             match user_var_literal(value, ty, cs) {
-                Some(lit) => self
-                    .state
-                    .user_var_sets
-                    .push(format!("SET @{}={lit}", quote_ident(name)).into_bytes()),
+                Some(lit) => {
+                    let set = format!("SET @{}={lit}", quote_ident(name)).into_bytes();
+                    // Read back again unchanged (the last assignment
+                    // recorded for it is this one): nothing to add.
+                    let last = self
+                        .state
+                        .user_var_sets
+                        .iter()
+                        .rev()
+                        .find(|s| crate::classify::user_var_names(s).iter().any(|n| n == name));
+                    if last != Some(&set) {
+                        self.state.user_var_sets.push(set);
+                    }
+                }
                 None => self.state.user_vars_on_primary = true,
             }
         }

@@ -4,8 +4,8 @@
 use super::relay::ReplyInfo;
 use super::Session;
 use crate::classify::{
-    names_collation, replayable_user_var_set, set_transaction, temp_table_changes, Class, Flags,
-    Kind,
+    names_collation, replayable_user_var_set, replayable_user_var_sets, set_transaction,
+    temp_table_changes, Class, Flags, Kind,
 };
 use crate::pool::conn::BackendConn;
 use crate::protocol::consts::status;
@@ -115,11 +115,35 @@ impl Session {
         {
             self.state.learn_temp_tables(temp_table_changes(sql));
         }
+        // A multi-statement's literal user variable assignments replay like
+        // a lone one's.
+        let multi_sets = (!self.conns.pooled
+            && class.flags.contains(Flags::MULTI_STATEMENT)
+            && (class.kind == Kind::SetUserVar
+                || class
+                    .flags
+                    .intersects(Flags::USER_VAR_ASSIGN | Flags::SELECT_INTO)))
+        .then(|| replayable_user_var_sets(sql));
+        let multi = multi_sets.is_some();
+        match multi_sets {
+            Some(Some(sets)) => {
+                for r in sets {
+                    if let Some(s) = sql.get(r) {
+                        self.state.user_var_sets.push(s.to_vec());
+                    }
+                }
+                if let Some(s) = self.conns.synced.get_mut(index) {
+                    s.user_vars = self.state.user_var_sets.len();
+                }
+            }
+            Some(None) => self.state.user_vars_on_primary = true,
+            None => {}
+        }
         match class.kind {
             Kind::LockTables => self.state.table_locks = true,
             Kind::UnlockTables | Kind::Begin { .. } => self.state.table_locks = false,
             // The transaction pool reads assigned values back instead.
-            Kind::SetUserVar if self.conns.pooled => {}
+            Kind::SetUserVar if self.conns.pooled || multi => {}
             Kind::SetUserVar if replayable_user_var_set(sql) => {
                 self.state.user_var_sets.push(sql.to_vec());
                 if let Some(s) = self.conns.synced.get_mut(index) {
@@ -158,6 +182,7 @@ impl Session {
             _ => {}
         }
         if !self.conns.pooled
+            && !multi
             && class
                 .flags
                 .intersects(Flags::USER_VAR_ASSIGN | Flags::SELECT_INTO)

@@ -159,13 +159,18 @@ impl Session {
             let prepare = e.prepare.clone();
             return self.ensure_prepared_pooled(prepare, index).await;
         }
+        // First: a connection closed while idle is replaced here, and its
+        // statements with it.
+        self.sync(index).await?;
+        let Some(e) = self.stmts.by_id.get(&id) else {
+            return Err(unknown(id, "mysqld_stmt_execute"));
+        };
         if let Some(b) = e.ids.get(index).copied().flatten() {
             if self.conns.open.get(index).is_some_and(Option::is_some) {
                 return Ok(b);
             }
         }
         let prepare = e.prepare.clone();
-        self.sync(index).await?;
         let cluster = self.ctx.cluster.clone();
         let silence = super::relay::Silence::of(&cluster, index);
         let conn = self.backend(index).await?;

@@ -19,7 +19,26 @@ impl Session {
         // A new connection (first use, or one lost before) starts from
         // nothing: open it first, so what it must be brought to is
         // measured from there, not from the lost one.
-        if self.conns.open.get(index).is_some_and(Option::is_none) {
+        // A connection the server closed while it sat idle (a restart, a
+        // kill, `wait_timeout`) is replaced before the statement is sent,
+        // unless it held what cannot move: then the statement fails as on
+        // a lost connection (it did not run).
+        if let Some(slot) = self.conns.open.get_mut(index) {
+            if slot.as_mut().is_some_and(|c| c.stream.gone_while_idle()) {
+                let backend = slot.take().map(|c| c.backend).unwrap_or_default();
+                tracing::info!(session = self.id, %backend,
+                    "backend connection closed while idle; opening another");
+                if self.held_state(index).is_some() {
+                    self.txn.replay.current_safe = true;
+                    return Err(Error::BackendLost {
+                        backend,
+                        reason: "the backend closed the connection while it was idle".into(),
+                    });
+                }
+            }
+        }
+        let fresh = self.conns.open.get(index).is_some_and(Option::is_none);
+        if fresh {
             self.backend(index).await?;
         }
         // Compared in place, not cloned: an in-step connection (the usual
@@ -43,6 +62,17 @@ impl Session {
             }
         }
         if let Some(p) = set_option {
+            pre.push(p);
+        }
+        // `LAST_INSERT_ID()` is the connection's: a new primary connection
+        // (after a restart or a change of primary) gets the session's.
+        if let Some(id) = self
+            .held
+            .last_insert_id
+            .filter(|_| fresh && self.is_primary(index))
+        {
+            let mut p = vec![com::QUERY];
+            p.extend_from_slice(format!("SET @@session.last_insert_id = {id}").as_bytes());
             pre.push(p);
         }
         for s in self.state.user_var_sets.iter().skip(synced_user_vars) {

@@ -4,8 +4,8 @@
 
 use super::super::{
     handler, names_collation, names_session_tracking, prepared_name, replayable_user_var_set,
-    set_session_var_names, set_transaction, temp_table_changes, HandlerOp, SetTransaction,
-    TempTableChange,
+    replayable_user_var_sets, set_session_var_names, set_transaction, temp_table_changes,
+    HandlerOp, SetTransaction, TempTableChange,
 };
 
 fn created(name: &[u8]) -> TempTableChange {
@@ -109,6 +109,34 @@ fn set_transaction_scope_and_level() {
         set_transaction("SELECT 'SET SESSION TRANSACTION'"),
         st(false, None)
     );
+}
+
+#[test]
+fn replayable_user_variable_sets_in_multi_statements() {
+    let sets = |sql: &str| {
+        replayable_user_var_sets(sql).map(|v| {
+            v.into_iter()
+                .map(|r| sql[r].to_string())
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(
+        sets("SET @u = 5; SET time_zone = '+01:00'; SELECT @u"),
+        Some(vec!["SET @u = 5".to_string()])
+    );
+    assert_eq!(
+        sets("SET @a = 1;SET @b = 'x' ; SELECT 1;"),
+        Some(vec!["SET @a = 1".to_string(), "SET @b = 'x'".to_string()])
+    );
+    assert_eq!(sets("SELECT 1; SELECT 2"), Some(vec![]));
+    for sql in [
+        "SET @u = 5; SET @v = NOW()",
+        "SET @u = 5; SELECT @w := 1",
+        "SELECT 1 INTO @x; SET @u = 5",
+        "CREATE PROCEDURE p() BEGIN SET @a = 1; END; SET @b = 2",
+    ] {
+        assert_eq!(sets(sql), None, "{sql}");
+    }
 }
 
 #[test]
