@@ -105,6 +105,10 @@ impl Greeted {
 /// kernel still answers) is found by the statement's read timeout instead
 /// (`timeouts.read_ms`).
 pub const KEEPALIVE_IDLE_S: u32 = 5;
+/// Idle for longer than this, a connection is checked with the kernel
+/// before its next command (see [`BackendConn::usable_after_idle`]).
+const IDLE_CHECK_AFTER: Duration = Duration::from_millis(1);
+
 /// Seconds between keepalive probes once idle.
 pub const KEEPALIVE_INTERVAL_S: u32 = 2;
 /// Unanswered keepalive probes after which the connection fails.
@@ -138,6 +142,8 @@ pub struct BackendConn {
     /// Scratch buffer for outgoing commands, reused to avoid an allocation
     /// per statement.
     wbuf: BytesMut,
+    /// When the last command was sent (see [`BackendConn::usable_after_idle`]).
+    last_sent: std::time::Instant,
     /// Set for connections of the transaction-level pool.
     pub pooled: Option<Box<super::lease::Pooled>>,
     /// Collation id it logged in with; above 255 it is set by statements
@@ -328,6 +334,7 @@ impl BackendConn {
             server_version: hs.server_version,
             status,
             wbuf: BytesMut::with_capacity(1024),
+            last_sent: std::time::Instant::now(),
             pooled: None,
             charset: p.charset,
         };
@@ -347,6 +354,7 @@ impl BackendConn {
 
     /// Sends a command payload as packets starting at sequence id 0.
     pub async fn send_command(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.last_sent = std::time::Instant::now();
         self.wbuf.clear();
         write_packets(&mut self.wbuf, 0, payload);
         let r = self.stream.write_all(&self.wbuf).await;
@@ -359,6 +367,7 @@ impl BackendConn {
     /// Sends several commands back to back in one write (pipelined); the
     /// replies come back in order.
     pub async fn send_commands(&mut self, payloads: &[&[u8]]) -> Result<(), Error> {
+        self.last_sent = std::time::Instant::now();
         self.wbuf.clear();
         for p in payloads {
             write_packets(&mut self.wbuf, 0, p);
@@ -530,6 +539,19 @@ impl BackendConn {
             recv(fd, &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT),
             Err(nix::errno::Errno::EAGAIN)
         )
+    }
+
+    /// Before a command on a connection no command is in flight on: whether
+    /// it can take one (the server has not closed it meanwhile: a restart,
+    /// a `KILL`, `wait_timeout`). What the runtime already knows costs
+    /// nothing; a connection idle for more than a millisecond is also asked
+    /// of the kernel (one `recv(MSG_PEEK)`), so a close the runtime has not
+    /// noticed yet is found too.
+    pub fn usable_after_idle(&mut self) -> bool {
+        if self.stream.gone_while_idle() {
+            return false;
+        }
+        self.last_sent.elapsed() < IDLE_CHECK_AFTER || self.still_open()
     }
 
     pub fn in_transaction(&self) -> bool {

@@ -24,7 +24,7 @@ impl Session {
         // unless it held what cannot move: then the statement fails as on
         // a lost connection (it did not run).
         if let Some(slot) = self.conns.open.get_mut(index) {
-            if slot.as_mut().is_some_and(|c| c.stream.gone_while_idle()) {
+            if slot.as_mut().is_some_and(|c| !c.usable_after_idle()) {
                 let backend = slot.take().map(|c| c.backend).unwrap_or_default();
                 tracing::info!(session = self.id, %backend,
                     "backend connection closed while idle; opening another");
