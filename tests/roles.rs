@@ -403,3 +403,103 @@ async fn transactions_move_to_the_new_primary_after_one_error_at_most() {
     assert_eq!(halves.trim(), "0", "no transaction half applied");
     env.stop().await;
 }
+
+/// A write made before a switchover by hand, read after it: the writing
+/// session (session level) and another session with the writer's causal
+/// token both see it, although the one replica left (re-pointed, applying
+/// 60 s late; the old primary killed) has not applied it and takes reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floors_and_tokens_from_before_a_switchover_stay_valid_after_it() {
+    let policy = "name = \"t\"\n[consistency]\nlevel = \"session\"\nwait_timeout_ms = 50\n\
+                  [routing]\nprimary_accepts_reads = false\nmax_replica_lag_ms = 300000\n";
+    let mut env = Env::start_with_policy_and(2, policy, fast(8000)).await;
+    common::routable(&env).await;
+    let mut a = env.conn().await;
+    let mut b = env.conn().await;
+    a.query_drop("CREATE TABLE ft (id INT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    a.query_drop("INSERT INTO ft VALUES (1, 0)").await.unwrap();
+    env.cluster
+        .wait_replicas_caught_up(Duration::from_secs(30))
+        .await
+        .unwrap();
+    // replica2 applies 60 s late from here on.
+    sql(
+        &env,
+        &env.cluster.replicas[1],
+        "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 60; START SLAVE",
+    )
+    .await;
+    a.query_drop("UPDATE ft SET v = 1 WHERE id = 1")
+        .await
+        .unwrap();
+    let token: String = a.query_first("SHOW CAUSEWAY TOKEN").await.unwrap().unwrap();
+    // The switchover by hand; replica2 re-pointed, still 60 s late.
+    sql(&env, &env.cluster.primary, "SET GLOBAL read_only = 1").await;
+    let pos = sql(&env, &env.cluster.primary, "SELECT @@gtid_binlog_pos").await;
+    let pos = pos.trim().to_string();
+    let waited = sql(
+        &env,
+        &env.cluster.replicas[0],
+        &format!("SELECT MASTER_GTID_WAIT('{pos}', 30)"),
+    )
+    .await;
+    assert_eq!(waited.trim(), "0");
+    sql(
+        &env,
+        &env.cluster.replicas[0],
+        "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0",
+    )
+    .await;
+    sql(
+        &env,
+        &env.cluster.replicas[1],
+        &format!(
+            "STOP SLAVE; {}, MASTER_DELAY = 60; START SLAVE",
+            common::roles::change_master(&env.cluster.replicas[0])
+        ),
+    )
+    .await;
+    until("the new primary", Duration::from_secs(10), async || {
+        status_primary(&env).await == "replica1"
+    })
+    .await;
+    // The old primary (which has the write) goes away: the one replica left
+    // is the one that lacks it.
+    env.cluster.primary.kill();
+    // Routed there by hint, a read sees the old value: the replica takes
+    // reads, and the reads below must be kept from it.
+    until(
+        "the late replica serving reads",
+        Duration::from_secs(10),
+        async || {
+            b.query_first::<u32, _>("/*FORCE_SLAVE*/ SELECT v FROM ft WHERE id = 1")
+                .await
+                .ok()
+                .flatten()
+                == Some(0)
+        },
+    )
+    .await;
+    for _ in 0..10 {
+        let mine: u32 = a
+            .query_first("SELECT v FROM ft WHERE id = 1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            mine, 1,
+            "the writer reads its write made before the switchover"
+        );
+        let theirs: u32 = b
+            .query_first(format!(
+                "/* causeway: after={token} */ SELECT v FROM ft WHERE id = 1"
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(theirs, 1, "the token from before the switchover holds");
+    }
+    env.stop().await;
+}
