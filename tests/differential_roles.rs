@@ -42,8 +42,9 @@ mod diff;
 
 use std::time::{Duration, Instant};
 
-use causeway::playground::{Server, REPL_PASSWORD, REPL_USER};
-use common::{http_get, Env};
+use causeway::playground::Server;
+use common::roles::{change_master, post_switchover, status_primary};
+use common::Env;
 use diff::{differences, play, play_with, schedule, seeds, steps, Op, CLIENTS};
 use mysql_async::prelude::*;
 use mysql_async::Conn;
@@ -131,14 +132,6 @@ async fn caught_up(env: &Env, primary: &Server, replica: &Server) {
     );
 }
 
-fn change_master(to: &Server) -> String {
-    format!(
-        "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='{REPL_USER}', \
-         MASTER_PASSWORD='{REPL_PASSWORD}', MASTER_USE_GTID=slave_pos",
-        to.addr.port()
-    )
-}
-
 /// A switchover by hand (the steps of tests/roles.rs, between any two
 /// servers): the old primary read-only, the target caught up and
 /// promoted, the old primary re-pointed at it.
@@ -161,37 +154,6 @@ async fn switch_by_hand(env: &Env, old: &Server, new: &Server) {
         ),
     )
     .await;
-}
-
-/// `POST /switchover?to=NAME` on the admin endpoint: status and JSON body.
-async fn post_switchover(env: &Env, to: &str) -> (u16, serde_json::Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(env.admin).await.unwrap();
-    s.write_all(format!("POST /switchover?to={to} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    let v = serde_json::from_str(body).unwrap_or_else(|e| panic!("JSON ({e}): {out}"));
-    (status, v)
-}
-
-/// The primary as Causeway's /status shows it (its name, or null).
-async fn status_primary(env: &Env) -> serde_json::Value {
-    let text = http_get(env.admin, "/status").await;
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-    let topo = &v["topology"];
-    match topo["primary"].as_u64() {
-        Some(i) => topo["backends"][i as usize]["name"].clone(),
-        None => serde_json::Value::Null,
-    }
 }
 
 /// Polls until Causeway names `name` its primary (20 s at most).

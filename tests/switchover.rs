@@ -10,27 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::roles::post_switchover;
 use common::Env;
 use mysql_async::prelude::Queryable;
-
-/// `POST /switchover?to=NAME` on the admin endpoint: status and JSON body.
-async fn post_switchover(env: &Env, to: &str) -> (u16, serde_json::Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(env.admin).await.unwrap();
-    s.write_all(format!("POST /switchover?to={to} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    let v = serde_json::from_str(body).unwrap_or_else(|e| panic!("JSON ({e}): {out}"));
-    (status, v)
-}
 
 /// The value of one column of the root `sql` on server `name`.
 async fn on(env: &Env, name: &str, sql: &str) -> String {
