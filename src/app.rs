@@ -85,11 +85,20 @@ pub async fn run(
     if let Some(admin) = admin {
         let reg = registry.clone();
         let policy = config.loaded_policy.name.clone();
+        let pools = ctx.clone();
         let status = Arc::new(move || {
+            // Idle and busy pooled connections per backend, per pool.
+            let usage = |u: Vec<(String, usize, usize)>| {
+                u.into_iter()
+                    .map(|(b, idle, busy)| serde_json::json!({"backend": b, "idle": idle, "busy": busy}))
+                    .collect::<Vec<_>>()
+            };
             serde_json::json!({
                 "sessions": reg.len(),
                 "policy": policy,
                 "version": env!("CARGO_PKG_VERSION"),
+                "session_pool": usage(pools.session_pool.usage()),
+                "transaction_pool": usage(pools.txn_pool.usage()),
             })
         });
         tokio::spawn(http::serve(

@@ -12,20 +12,28 @@ use mysql_async::prelude::*;
 
 const POOL: &str = "\n[pool]\nsession_pool = true\nsession_pool_idle_ms = 60000\n";
 
-async fn pooled(env: &Env) -> f64 {
-    let text = common::http_get(env.admin, "/metrics").await;
-    text.lines()
-        .find(|l| l.starts_with("causeway_session_pool_idle "))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+/// Idle connections to backend `name` in this Causeway's session pool
+/// (`/status`; the metric gauge is shared by every test of the process).
+async fn pooled_on(env: &Env, name: &str) -> u64 {
+    let text = common::http_get(env.admin, "/status").await;
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    v["session_pool"]
+        .as_array()
+        .and_then(|l| l.iter().find(|p| p["backend"] == name))
+        .and_then(|p| p["idle"].as_u64())
+        .unwrap_or(0)
 }
 
-/// Waits until the pool holds at least `n` connections.
-async fn wait_pooled(env: &Env, n: f64) {
+/// Waits until this Causeway's session pool holds at least `n` idle
+/// connections to the primary.
+async fn wait_pooled_primary(env: &Env, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while pooled(env).await < n {
-        assert!(Instant::now() < deadline, "the pool never held {n}");
+    while pooled_on(env, "primary").await < n {
+        assert!(
+            Instant::now() < deadline,
+            "the pool never held {n} primary connections"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -54,7 +62,7 @@ async fn a_short_connection_reuses_a_reset_backend_connection() {
         .await
         .unwrap();
     a.disconnect().await.unwrap();
-    wait_pooled(&env, 1.0).await;
+    wait_pooled_primary(&env, 1).await;
 
     // The next session of the same user takes it over, reset.
     let mut b = env.conn().await;
@@ -90,7 +98,7 @@ async fn a_short_connection_reuses_a_reset_backend_connection() {
         .unwrap();
     assert_eq!(n, 1, "read-your-writes on a reused connection");
     b.disconnect().await.unwrap();
-    wait_pooled(&env, 1.0).await;
+    wait_pooled_primary(&env, 1).await;
 
     // Another user never gets it.
     let other = mysql_async::OptsBuilder::default()
@@ -131,7 +139,7 @@ async fn the_session_pool_can_be_turned_on_per_user() {
     let mut a = env.conn().await;
     let first = backend_id(&mut a).await;
     a.disconnect().await.unwrap();
-    wait_pooled(&env, 1.0).await;
+    wait_pooled_primary(&env, 1).await;
     let mut b = env.conn().await;
     assert_eq!(backend_id(&mut b).await, first, "the app account reuses");
     b.disconnect().await.unwrap();
@@ -149,7 +157,7 @@ async fn the_session_pool_can_be_turned_on_per_user() {
     m.disconnect().await.unwrap();
     // The app account's connection went back to the pool: the monitor
     // account's would have too by now, were it pooled.
-    wait_pooled(&env, 1.0).await;
+    wait_pooled_primary(&env, 1).await;
     let mut m = mysql_async::Conn::new(monitor()).await.unwrap();
     assert_ne!(
         backend_id(&mut m).await,
