@@ -154,7 +154,7 @@ async fn a_replay_that_reads_something_else_is_refused_and_the_session_goes_on()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_whose_primary_died_runs_again_on_the_promoted_replica() {
     let mut env = Env::start_with(2, replay_on).await;
-    let mut c = setup(&env).await;
+    let _c = setup(&env).await;
     env.cluster
         .wait_replicas_caught_up(Duration::from_secs(30))
         .await
@@ -168,21 +168,31 @@ async fn a_transaction_whose_primary_died_runs_again_on_the_promoted_replica() {
         .query_drop("INSERT INTO rp VALUES (10, 100)")
         .await
         .unwrap();
-    // The primary dies while a COMMIT is on its way: stopped, the COMMIT
-    // sent (Causeway's processlist shows it running), then killed.
-    let pid = env.cluster.primary.pid().expect("the primary runs");
-    common::signal("-STOP", pid);
+    // The primary dies while a COMMIT is on its way: the COMMIT waits on
+    // the server for a binary log group commit (held open 20 s), seen in
+    // the server's processlist, then the server is killed.
+    sql(
+        &env,
+        &env.cluster.primary,
+        "SET GLOBAL binlog_commit_wait_count = 100, binlog_commit_wait_usec = 20000000",
+    )
+    .await;
     let commit = tokio::spawn(async move {
         let r = committing.query_drop("COMMIT").await;
         (committing, r)
     });
     until(
-        "the COMMIT in flight",
+        "the COMMIT waiting on the server",
         Duration::from_secs(10),
         async || {
-            let rows: Vec<mysql_async::Row> = c.query("SHOW FULL PROCESSLIST").await.unwrap();
-            rows.iter()
-                .any(|r| r.get::<Option<String>, _>("Info").flatten().as_deref() == Some("COMMIT"))
+            sql(
+                &env,
+                &env.cluster.primary,
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = 'COMMIT'",
+            )
+            .await
+            .trim()
+                == "1"
         },
     )
     .await;
