@@ -142,8 +142,9 @@ pub struct BackendConn {
     /// Scratch buffer for outgoing commands, reused to avoid an allocation
     /// per statement.
     wbuf: BytesMut,
-    /// When the last command was sent (see [`BackendConn::usable_after_idle`]).
-    last_sent: std::time::Instant,
+    /// When the connection was last known usable: a command sent, or a
+    /// check passed (see [`BackendConn::usable_after_idle`]).
+    known_alive: std::time::Instant,
     /// Set for connections of the transaction-level pool.
     pub pooled: Option<Box<super::lease::Pooled>>,
     /// Collation id it logged in with; above 255 it is set by statements
@@ -334,7 +335,7 @@ impl BackendConn {
             server_version: hs.server_version,
             status,
             wbuf: BytesMut::with_capacity(1024),
-            last_sent: std::time::Instant::now(),
+            known_alive: std::time::Instant::now(),
             pooled: None,
             charset: p.charset,
         };
@@ -354,7 +355,7 @@ impl BackendConn {
 
     /// Sends a command payload as packets starting at sequence id 0.
     pub async fn send_command(&mut self, payload: &[u8]) -> Result<(), Error> {
-        self.last_sent = std::time::Instant::now();
+        self.known_alive = std::time::Instant::now();
         self.wbuf.clear();
         write_packets(&mut self.wbuf, 0, payload);
         let r = self.stream.write_all(&self.wbuf).await;
@@ -367,7 +368,7 @@ impl BackendConn {
     /// Sends several commands back to back in one write (pipelined); the
     /// replies come back in order.
     pub async fn send_commands(&mut self, payloads: &[&[u8]]) -> Result<(), Error> {
-        self.last_sent = std::time::Instant::now();
+        self.known_alive = std::time::Instant::now();
         self.wbuf.clear();
         for p in payloads {
             write_packets(&mut self.wbuf, 0, p);
@@ -544,14 +545,23 @@ impl BackendConn {
     /// Before a command on a connection no command is in flight on: whether
     /// it can take one (the server has not closed it meanwhile: a restart,
     /// a `KILL`, `wait_timeout`). What the runtime already knows costs
-    /// nothing; a connection idle for more than a millisecond is also asked
-    /// of the kernel (one `recv(MSG_PEEK)`), so a close the runtime has not
-    /// noticed yet is found too.
+    /// nothing; a connection not known usable for more than a millisecond
+    /// is also asked of the kernel (one `recv(MSG_PEEK)`), so a close the
+    /// runtime has not noticed yet is found too.
     pub fn usable_after_idle(&mut self) -> bool {
         if self.stream.gone_while_idle() {
             return false;
         }
-        self.last_sent.elapsed() < IDLE_CHECK_AFTER || self.still_open()
+        if self.known_alive.elapsed() < IDLE_CHECK_AFTER {
+            return true;
+        }
+        // Passed: a second look before the same command (an execute's
+        // prepare check, then its run) costs nothing.
+        let open = self.still_open();
+        if open {
+            self.known_alive = std::time::Instant::now();
+        }
+        open
     }
 
     pub fn in_transaction(&self) -> bool {
